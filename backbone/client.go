@@ -1,0 +1,411 @@
+package backbone
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/anyedge/anyedge/backbone/wire"
+)
+
+// ErrUnreachable is returned by OpenStream when no connection to the
+// region is up.
+var ErrUnreachable = errors.New("region unreachable")
+
+// ClientConfig configures the connection pool of one edge towards one
+// region.
+type ClientConfig struct {
+	// Region is the region's name; it is also the name its certificate
+	// must carry.
+	Region string
+	// Addr is the region's UDP address (host:port).
+	Addr string
+	// Connections is the pool size: K connections, each on its own UDP
+	// socket so that their 5-tuples differ. Default 2.
+	Connections int
+	// KeepAlivePeriod and IdleTimeout bound dead-peer detection
+	// (defaults 1 s and 3 s).
+	KeepAlivePeriod, IdleTimeout time.Duration
+	// TLS is the client TLS configuration (mutual TLS). Its ServerName is
+	// set to Region when empty.
+	TLS *tls.Config
+	// Hello is what the edge says about itself on every control stream.
+	Hello wire.Hello
+	// Logger receives connection events.
+	Logger *slog.Logger
+}
+
+// Client keeps a pool of warm QUIC connections to one region, spreads new
+// streams over the least loaded live connection, redials dead connections
+// with jittered exponential backoff (capped at 5 s), and holds the region's
+// health view as pushed over the control streams.
+type Client struct {
+	cfg     ClientConfig
+	raddr   *net.UDPAddr
+	qconf   *quic.Config
+	log     *slog.Logger
+	slots   []*slot
+	health  atomic.Pointer[map[string]bool] // endpoint ID → healthy; nil until the region spoke
+	changed chan struct{}                   // coalescing signal of reachability or health changes
+}
+
+type slot struct {
+	idx    int
+	conn   atomic.Pointer[quic.Conn]
+	active atomic.Int64 // open streams
+}
+
+// NewClient checks cfg and returns a Client; Run starts it.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.Region == "" {
+		return nil, errors.New("backbone client: region name is empty")
+	}
+	raddr, err := net.ResolveUDPAddr("udp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("backbone client: region %s: address %q: %w", cfg.Region, cfg.Addr, err)
+	}
+	if cfg.TLS == nil {
+		return nil, fmt.Errorf("backbone client: region %s: no TLS configuration", cfg.Region)
+	}
+	if cfg.Connections <= 0 {
+		cfg.Connections = 2
+	}
+	tlsConf := cfg.TLS.Clone()
+	if tlsConf.ServerName == "" {
+		tlsConf.ServerName = cfg.Region
+	}
+	cfg.TLS = tlsConf
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{
+		cfg:     cfg,
+		raddr:   raddr,
+		qconf:   quicConfig(cfg.KeepAlivePeriod, cfg.IdleTimeout),
+		log:     logger.With("component", "backbone-client", "region", cfg.Region),
+		changed: make(chan struct{}, 1),
+	}
+	for i := range cfg.Connections {
+		c.slots = append(c.slots, &slot{idx: i})
+	}
+	return c, nil
+}
+
+// Region returns the region's name.
+func (c *Client) Region() string { return c.cfg.Region }
+
+// Run dials the pool and keeps it up until ctx ends, then closes every
+// connection with a shutdown code. It returns nil on a clean stop.
+func (c *Client) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, s := range c.slots {
+		wg.Go(func() { c.maintain(ctx, s) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// maintain keeps one slot's connection up.
+func (c *Client) maintain(ctx context.Context, s *slot) {
+	log := c.log.With("conn", s.idx)
+	udp, err := net.ListenUDP("udp", nil)
+	if err != nil {
+		log.Error("backbone socket", "err", err)
+		return
+	}
+	SetSocketBuffers(udp, c.log)
+	tr := &quic.Transport{Conn: udp}
+	defer func() {
+		_ = tr.Close()
+		_ = udp.Close()
+	}()
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		if backoff > 0 {
+			t := time.NewTimer(jitter(backoff))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		conn, err := tr.Dial(ctx, c.raddr, c.cfg.TLS, c.qconf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = nextBackoff(backoff)
+			log.Warn("backbone dial failed", "addr", c.cfg.Addr, "err", err, "retry_in", backoff)
+			continue
+		}
+		if c.serveConn(ctx, s, conn, log) {
+			// The replacement dial starts at once; failures back off from there.
+			backoff = 0
+		} else {
+			backoff = nextBackoff(backoff)
+		}
+	}
+}
+
+// serveConn runs conn's control stream, publishes conn in the slot once
+// the region has answered on it (a region that refuses our certificate
+// lets the QUIC dial succeed and closes right after, so a completed dial
+// alone proves nothing), and returns when the connection dies or ctx ends.
+// It reports whether the connection was ever established.
+func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *slog.Logger) bool {
+	established := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := c.control(conn, established); err != nil && conn.Context().Err() == nil {
+			log.Warn("control stream failed; closing connection", "err", err)
+			_ = conn.CloseWithError(wire.ConnProtocol, "control stream failed")
+		}
+	}()
+	up := false
+	select {
+	case <-established:
+		up = true
+		s.conn.Store(conn)
+		c.signal()
+		log.Info("backbone connected", "addr", c.cfg.Addr, "local", conn.LocalAddr().String(),
+			"resumed", conn.ConnectionState().TLS.DidResume)
+	case <-conn.Context().Done():
+	case <-ctx.Done():
+	}
+	select {
+	case <-ctx.Done():
+		_ = conn.CloseWithError(wire.ConnShutdown, "edge shutting down")
+	case <-conn.Context().Done():
+		log.Warn("backbone connection lost", "established", up, "err", context.Cause(conn.Context()))
+	}
+	s.conn.Store(nil)
+	<-done
+	if !c.Reachable() {
+		c.health.Store(nil)
+	}
+	c.signal()
+	return up
+}
+
+// control runs the edge side of one control stream: hello out, health in.
+func (c *Client) control(conn *quic.Conn, established chan<- struct{}) error {
+	str, err := conn.OpenStream()
+	if err != nil {
+		return err
+	}
+	defer str.CancelRead(wire.StreamShutdown)
+	b, _ := wire.AppendHeader(nil, &wire.Header{Kind: wire.KindControl})
+	if _, err := str.Write(b); err != nil {
+		return err
+	}
+	hello := c.cfg.Hello
+	hello.Proto = 1
+	if err := wire.WriteMsg(str, wire.MsgHello, hello); err != nil {
+		return err
+	}
+	r := bufio.NewReader(str)
+	for {
+		t, body, err := wire.ReadMsg(r)
+		if err != nil {
+			if conn.Context().Err() != nil {
+				return nil
+			}
+			return err
+		}
+		switch t {
+		case wire.MsgHealth:
+			var h wire.Health
+			if err := json.Unmarshal(body, &h); err != nil {
+				return fmt.Errorf("health message: %w", err)
+			}
+			c.applyHealth(h)
+			if established != nil {
+				close(established)
+				established = nil
+			}
+		default:
+			// A newer region may send messages this edge does not know.
+		}
+	}
+}
+
+func (c *Client) applyHealth(h wire.Health) {
+	next := make(map[string]bool, len(h.Endpoints))
+	if old := c.health.Load(); old != nil && !h.Full {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	changed := false
+	old := c.health.Load()
+	for _, e := range h.Endpoints {
+		next[e.ID] = e.Healthy
+		if old == nil || (*old)[e.ID] != e.Healthy {
+			changed = true
+		}
+		if old != nil && (*old)[e.ID] != e.Healthy {
+			c.log.Info("endpoint health changed", "endpoint", e.ID, "healthy", e.Healthy, "reason", e.Reason)
+		}
+	}
+	c.health.Store(&next)
+	if changed || h.Full {
+		c.signal()
+	}
+}
+
+func (c *Client) signal() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Changes signals (coalesced) whenever reachability or health changed.
+func (c *Client) Changes() <-chan struct{} { return c.changed }
+
+// Reachable reports whether at least one connection is up.
+func (c *Client) Reachable() bool {
+	for _, s := range c.slots {
+		if s.conn.Load() != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// EndpointHealthy reports the region's view of an endpoint; known is false
+// when the region has not reported it (or is unreachable).
+func (c *Client) EndpointHealthy(id string) (healthy, known bool) {
+	m := c.health.Load()
+	if m == nil {
+		return false, false
+	}
+	healthy, known = (*m)[id]
+	return healthy, known
+}
+
+// Stats is the measured state of the pool.
+type Stats struct {
+	Live        int
+	SmoothedRTT time.Duration
+	// LossRatio is packets lost over packets sent, across live connections.
+	LossRatio   float64
+	OpenStreams int64
+}
+
+// Stats reports the pool's live connections, best smoothed RTT and loss.
+func (c *Client) Stats() Stats {
+	var st Stats
+	var sent, lost uint64
+	for _, s := range c.slots {
+		conn := s.conn.Load()
+		if conn == nil {
+			continue
+		}
+		st.Live++
+		st.OpenStreams += s.active.Load()
+		cs := conn.ConnectionStats()
+		if st.SmoothedRTT == 0 || cs.SmoothedRTT < st.SmoothedRTT {
+			st.SmoothedRTT = cs.SmoothedRTT
+		}
+		sent += cs.PacketsSent
+		lost += cs.PacketsLost
+	}
+	if sent > 0 {
+		st.LossRatio = float64(lost) / float64(sent)
+	}
+	return st
+}
+
+// RTT returns the smoothed RTT of the best live connection; ok is false
+// when the region is unreachable.
+func (c *Client) RTT() (time.Duration, bool) {
+	var best time.Duration
+	ok := false
+	for _, s := range c.slots {
+		conn := s.conn.Load()
+		if conn == nil {
+			continue
+		}
+		rtt := conn.ConnectionStats().SmoothedRTT
+		if !ok || rtt < best {
+			best, ok = rtt, true
+		}
+	}
+	return best, ok
+}
+
+// Stream is an open data stream; Release must be called once when the flow
+// has ended.
+type Stream struct {
+	*quic.Stream
+	slot *slot
+}
+
+// Release returns the stream's share of its connection's load.
+func (s Stream) Release() { s.slot.active.Add(-1) }
+
+// OpenStream opens a stream on the least loaded live connection. It never
+// waits for a dead connection: with none live it fails with ErrUnreachable.
+func (c *Client) OpenStream(ctx context.Context) (Stream, error) {
+	for range 2 {
+		var best *slot
+		var bestConn *quic.Conn
+		for _, s := range c.slots {
+			conn := s.conn.Load()
+			if conn == nil || conn.Context().Err() != nil {
+				continue
+			}
+			if best == nil || s.active.Load() < best.active.Load() {
+				best, bestConn = s, conn
+			}
+		}
+		if best == nil {
+			return Stream{}, fmt.Errorf("%s: %w", c.cfg.Region, ErrUnreachable)
+		}
+		best.active.Add(1)
+		str, err := bestConn.OpenStreamSync(ctx)
+		if err == nil {
+			return Stream{Stream: str, slot: best}, nil
+		}
+		best.active.Add(-1)
+		if ctx.Err() != nil {
+			return Stream{}, err
+		}
+		// The connection died under us: try the next one once.
+	}
+	return Stream{}, fmt.Errorf("%s: %w", c.cfg.Region, ErrUnreachable)
+}
+
+const maxBackoff = 5 * time.Second
+
+func nextBackoff(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 200 * time.Millisecond
+	}
+	return min(2*d, maxBackoff)
+}
+
+// jitter spreads d over [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
+}
+
+// Hello builds the hello an edge sends: its node name and build version.
+func Hello(node, version string) wire.Hello {
+	return wire.Hello{Node: node, Version: version, Proto: 1}
+}

@@ -1,0 +1,342 @@
+// Package gateway is the region end of the backbone: it serves the streams
+// edges open, dials the endpoint a stream names by ID (only endpoints in
+// the region's own configuration, so no node can be turned into an open
+// proxy), answers with a one-byte code, and then splices bytes both ways.
+// It also serves control streams, pushing the region's endpoint health to
+// every connected edge.
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/quic-go/quic-go"
+
+	"github.com/anyedge/anyedge/backbone"
+	"github.com/anyedge/anyedge/backbone/splice"
+	"github.com/anyedge/anyedge/backbone/wire"
+)
+
+// Endpoint is one endpoint the region may dial.
+type Endpoint struct {
+	// ID is the fleet-wide endpoint ID edges name.
+	ID string
+	// Host is an IP address or DNS name.
+	Host string
+	// Port, when non-zero, is always dialled; otherwise the listener port
+	// after PortOverrides.
+	Port uint16
+	// ListenerPorts are the inclusive port ranges of the listener the
+	// endpoint serves; a stream naming another listener port is refused.
+	ListenerPorts [][2]uint16
+	// PortOverrides maps listener ports to endpoint ports.
+	PortOverrides map[uint16]uint16
+	// ProxyProtocol sends a PROXY protocol v2 header before any data.
+	ProxyProtocol bool
+	// IdleTimeout cuts a TCP flow with no traffic (0: never).
+	IdleTimeout time.Duration
+}
+
+// target returns the address to dial for a flow on listenerPort, or false
+// when that port does not belong to the endpoint's listener.
+func (e *Endpoint) target(listenerPort uint16) (string, bool) {
+	ok := false
+	for _, r := range e.ListenerPorts {
+		if listenerPort >= r[0] && listenerPort <= r[1] {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		return "", false
+	}
+	port := e.Port
+	if port == 0 {
+		port = listenerPort
+		if p, ok := e.PortOverrides[listenerPort]; ok {
+			port = p
+		}
+	}
+	return net.JoinHostPort(e.Host, strconv.Itoa(int(port))), true
+}
+
+// Ejector is told about failed dials (passive health checking).
+type Ejector interface {
+	Eject(endpointID, reason string)
+}
+
+// Config configures a Gateway.
+type Config struct {
+	// Endpoints are the endpoints of this region.
+	Endpoints []Endpoint
+	// DialTimeout bounds one endpoint dial (default 2 s).
+	DialTimeout time.Duration
+	// HeaderTimeout bounds how long an edge may take to send a stream
+	// header (default 5 s).
+	HeaderTimeout time.Duration
+	// Ejector, if set, learns about failed dials at once.
+	Ejector Ejector
+	// Logger receives flow events.
+	Logger *slog.Logger
+}
+
+// Gateway serves backbone streams in a region. It implements
+// backbone.Handler.
+type Gateway struct {
+	cfg   Config
+	log   *slog.Logger
+	table atomic.Pointer[map[string]*Endpoint]
+	flows atomic.Int64
+
+	// mu guards health and subs.
+	mu     sync.Mutex
+	health map[string]wire.EndpointHealth
+	subs   map[chan struct{}]struct{}
+}
+
+var _ backbone.Handler = (*Gateway)(nil)
+
+// New returns a Gateway for cfg.
+func New(cfg Config) *Gateway {
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 2 * time.Second
+	}
+	if cfg.HeaderTimeout <= 0 {
+		cfg.HeaderTimeout = 5 * time.Second
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	g := &Gateway{
+		cfg:    cfg,
+		log:    logger.With("component", "gateway"),
+		health: map[string]wire.EndpointHealth{},
+		subs:   map[chan struct{}]struct{}{},
+	}
+	g.SetEndpoints(cfg.Endpoints)
+	return g
+}
+
+// SetEndpoints swaps the endpoint table (hot reload). Flows already open
+// are untouched.
+func (g *Gateway) SetEndpoints(eps []Endpoint) {
+	m := make(map[string]*Endpoint, len(eps))
+	for i := range eps {
+		e := eps[i]
+		m[e.ID] = &e
+	}
+	g.table.Store(&m)
+}
+
+// ActiveFlows is the number of flows being served.
+func (g *Gateway) ActiveFlows() int64 { return g.flows.Load() }
+
+// SetHealth records the health of endpoints and pushes the changes to
+// every connected edge.
+func (g *Gateway) SetHealth(hs []wire.EndpointHealth) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, h := range hs {
+		g.health[h.ID] = h
+	}
+	for ch := range g.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (g *Gateway) healthView() map[string]wire.EndpointHealth {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m := make(map[string]wire.EndpointHealth, len(g.health))
+	for k, v := range g.health {
+		m[k] = v
+	}
+	return m
+}
+
+// ServeStream implements backbone.Handler.
+func (g *Gateway) ServeStream(ctx context.Context, peer backbone.Peer, s *quic.Stream) {
+	_ = s.SetReadDeadline(time.Now().Add(g.cfg.HeaderTimeout))
+	h, err := wire.ReadHeader(s)
+	_ = s.SetReadDeadline(time.Time{})
+	if err != nil {
+		g.log.Warn("bad stream header", "peer", peer.Name, "err", err)
+		g.refuse(s, wire.CodeBadHeader)
+		return
+	}
+	switch h.Kind {
+	case wire.KindControl:
+		g.serveControl(ctx, peer, s)
+	case wire.KindTCP:
+		g.serveTCP(ctx, peer, s, &h)
+	default:
+		g.refuse(s, wire.CodeNotAllowed)
+	}
+}
+
+// refuse answers a stream with a failure code and ends it.
+func (g *Gateway) refuse(s *quic.Stream, c wire.Code) {
+	_, _ = s.Write([]byte{byte(c)})
+	s.CancelRead(wire.StreamReset)
+	_ = s.Close()
+}
+
+func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stream, h *wire.Header) {
+	ep := (*g.table.Load())[h.EndpointID]
+	if ep == nil {
+		g.log.Warn("stream names unknown endpoint", "peer", peer.Name, "endpoint", h.EndpointID)
+		g.refuse(s, wire.CodeUnknownEndpoint)
+		return
+	}
+	addr, ok := ep.target(h.ListenerPort)
+	if !ok {
+		g.log.Warn("stream names a port outside the endpoint's listener", "peer", peer.Name,
+			"endpoint", h.EndpointID, "listener_port", h.ListenerPort)
+		g.refuse(s, wire.CodeNotAllowed)
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, g.cfg.DialTimeout)
+	d := net.Dialer{}
+	c, err := d.DialContext(dctx, "tcp", addr)
+	cancel()
+	if err != nil {
+		code := dialCode(err)
+		g.log.Warn("endpoint dial failed", "endpoint", ep.ID, "addr", addr, "code", code.String(), "err", err)
+		if g.cfg.Ejector != nil && ctx.Err() == nil {
+			g.cfg.Ejector.Eject(ep.ID, code.String())
+		}
+		g.refuse(s, code)
+		return
+	}
+	tc := c.(*net.TCPConn)
+	if ep.ProxyProtocol {
+		if err := writeProxyHeader(tc, h); err != nil {
+			_ = tc.Close()
+			g.refuse(s, wire.CodeDialFailed)
+			return
+		}
+	}
+	if _, err := s.Write([]byte{byte(wire.CodeOK)}); err != nil {
+		_ = tc.Close()
+		s.CancelRead(wire.StreamReset)
+		return
+	}
+	g.flows.Add(1)
+	defer g.flows.Add(-1)
+	splice.Join(tc, s, ep.IdleTimeout)
+}
+
+func writeProxyHeader(c net.Conn, h *wire.Header) error {
+	src := net.TCPAddrFromAddrPort(netip.AddrPortFrom(h.Client.Addr().Unmap(), h.Client.Port()))
+	dst := net.TCPAddrFromAddrPort(netip.AddrPortFrom(h.Accelerator.Addr().Unmap(), h.Accelerator.Port()))
+	if src.IP.To4() == nil && dst.IP.To4() != nil {
+		dst = net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom16(h.Accelerator.Addr().As16()), h.Accelerator.Port()))
+	}
+	hdr := proxyproto.HeaderProxyFromAddrs(2, src, dst)
+	_, err := hdr.WriteTo(c)
+	return err
+}
+
+// dialCode maps a dial error to the answer code.
+func dialCode(err error) wire.Code {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return wire.CodeDialRefused
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return wire.CodeDialTimeout
+	default:
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return wire.CodeDialTimeout
+		}
+		return wire.CodeDialFailed
+	}
+}
+
+// serveControl runs the region side of a control stream: it reads the
+// edge's hello, sends the full health view, then every change.
+func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.Stream) {
+	defer s.CancelRead(wire.StreamShutdown)
+	defer s.CancelWrite(wire.StreamShutdown)
+	r := bufio.NewReader(s)
+	_ = s.SetReadDeadline(time.Now().Add(g.cfg.HeaderTimeout))
+	t, body, err := wire.ReadMsg(r)
+	_ = s.SetReadDeadline(time.Time{})
+	if err != nil || t != wire.MsgHello {
+		g.log.Warn("control stream without hello", "peer", peer.Name, "err", err, "type", t)
+		return
+	}
+	var hello wire.Hello
+	if err := json.Unmarshal(body, &hello); err != nil {
+		g.log.Warn("bad hello", "peer", peer.Name, "err", err)
+		return
+	}
+	if hello.Node != peer.Name {
+		g.log.Warn("hello names another node than the certificate", "peer", peer.Name, "hello", hello.Node)
+		return
+	}
+	g.log.Debug("edge hello", "peer", peer.Name, "version", hello.Version, "proto", hello.Proto)
+
+	notify := make(chan struct{}, 1)
+	g.mu.Lock()
+	g.subs[notify] = struct{}{}
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.subs, notify)
+		g.mu.Unlock()
+	}()
+	// Drain whatever else the edge sends (newer edges may send more).
+	go func() {
+		for {
+			if _, _, err := wire.ReadMsg(r); err != nil {
+				return
+			}
+		}
+	}()
+
+	sent := map[string]wire.EndpointHealth{}
+	full := true
+	for {
+		view := g.healthView()
+		msg := wire.Health{Full: full}
+		for id, h := range view {
+			if old, ok := sent[id]; full || !ok || old.Healthy != h.Healthy {
+				msg.Endpoints = append(msg.Endpoints, h)
+			}
+		}
+		if full || len(msg.Endpoints) > 0 {
+			if err := wire.WriteMsg(s, wire.MsgHealth, msg); err != nil {
+				return
+			}
+		}
+		sent, full = view, false
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.Context().Done():
+			return
+		case <-notify:
+		}
+	}
+}
+
+// String describes an endpoint for logs.
+func (e *Endpoint) String() string { return fmt.Sprintf("%s(%s)", e.ID, e.Host) }

@@ -1,0 +1,77 @@
+// Package pki provides the private certificate authority of the anyedge
+// backbone and the mutual TLS 1.3 configurations that edges (pops) and regions
+// use on their QUIC connections.
+//
+// A PKI directory holds ca.crt (one or more CA certificates, PEM), ca.key (only
+// on the machine that issues certificates) and, per node, NODE.crt and NODE.key.
+// [InitCA] and [Issue] create these files; a [Store] loads them for one node and
+// reloads them when they change; [ServerConfig] and [ClientConfig] build the
+// tls.Config values that verify every peer against the current CA pool.
+// [NewEphemeral] builds the same material in memory for `anyedge dev`.
+package pki
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ALPN is the application protocol negotiated on backbone connections.
+const ALPN = "anyedge-backbone/1"
+
+// File names inside a PKI directory.
+const (
+	// CACertFile holds the trusted CA certificates (PEM, one or more).
+	CACertFile = "ca.crt"
+	// CAKeyFile holds the CA private key (PEM, PKCS#8).
+	CAKeyFile = "ca.key"
+)
+
+// Suggested validities for the `anyedge certs` commands.
+const (
+	// DefaultCAValidity is ten years.
+	DefaultCAValidity = 10 * 365 * 24 * time.Hour
+	// DefaultNodeValidity is one year.
+	DefaultNodeValidity = 365 * 24 * time.Hour
+)
+
+// clockSkew is how far before "now" certificates start to be valid, so that
+// nodes with slightly late clocks accept a freshly issued certificate.
+const clockSkew = 5 * time.Minute
+
+// NodeCertFile returns the path of node's certificate in dir.
+func NodeCertFile(dir, node string) string { return filepath.Join(dir, node+".crt") }
+
+// NodeKeyFile returns the path of node's private key in dir.
+func NodeKeyFile(dir, node string) string { return filepath.Join(dir, node+".key") }
+
+// ValidNodeName reports whether name can be a node name in a certificate and a
+// file name in a PKI directory: a lowercase DNS name (letters, digits, '-',
+// dot-separated labels of at most 63 characters, 253 in all) other than "ca".
+func ValidNodeName(name string) error {
+	if name == "" {
+		return errors.New("empty node name")
+	}
+	if len(name) > 253 {
+		return fmt.Errorf("node name %q longer than 253 characters", name)
+	}
+	if name == "ca" {
+		return errors.New(`node name "ca" is reserved for the CA files`)
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("node name %q: empty label or label longer than 63 characters", name)
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("node name %q: label starts or ends with '-'", name)
+		}
+		for _, r := range label {
+			if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' {
+				return fmt.Errorf("node name %q: only lowercase letters, digits, '-' and '.' are allowed", name)
+			}
+		}
+	}
+	return nil
+}

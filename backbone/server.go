@@ -1,0 +1,144 @@
+package backbone
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/anyedge/anyedge/backbone/pki"
+	"github.com/anyedge/anyedge/backbone/wire"
+)
+
+// ServerConfig configures a region's backbone listener.
+type ServerConfig struct {
+	// Listen is the UDP address to bind (host:port; port 0 picks one).
+	Listen string
+	// TLS is the server's mutual-TLS configuration.
+	TLS *tls.Config
+	// KeepAlivePeriod and IdleTimeout bound dead-peer detection
+	// (defaults 1 s and 3 s).
+	KeepAlivePeriod, IdleTimeout time.Duration
+	// Logger receives connection events.
+	Logger *slog.Logger
+}
+
+// Peer is an authenticated edge connection.
+type Peer struct {
+	// Name is the edge's node name from its verified certificate.
+	Name string
+	// Conn is the QUIC connection the stream arrived on.
+	Conn *quic.Conn
+}
+
+// Handler serves the streams edges open. ServeStream owns the stream: it
+// must finish or cancel it before returning, and return when ctx ends.
+type Handler interface {
+	ServeStream(ctx context.Context, peer Peer, s *quic.Stream)
+}
+
+// Server accepts edge connections on a region and hands their streams to
+// a Handler.
+type Server struct {
+	udp  *net.UDPConn
+	tr   *quic.Transport
+	ln   *quic.Listener
+	h    Handler
+	log  *slog.Logger
+	wg   sync.WaitGroup
+	stop context.CancelFunc
+	ctx  context.Context
+
+	closeOnce sync.Once
+}
+
+// Listen binds the backbone port; Serve accepts on it.
+func Listen(cfg ServerConfig, h Handler) (*Server, error) {
+	if cfg.TLS == nil {
+		return nil, errors.New("backbone server: no TLS configuration")
+	}
+	laddr, err := net.ResolveUDPAddr("udp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("backbone server: listen address %q: %w", cfg.Listen, err)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("component", "backbone-server")
+	udp, err := net.ListenUDP("udp", laddr)
+	if err != nil {
+		return nil, fmt.Errorf("backbone server: %w", err)
+	}
+	SetSocketBuffers(udp, logger)
+	tr := &quic.Transport{Conn: udp}
+	ln, err := tr.Listen(cfg.TLS, quicConfig(cfg.KeepAlivePeriod, cfg.IdleTimeout))
+	if err != nil {
+		_ = udp.Close()
+		return nil, fmt.Errorf("backbone server: %w", err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Server{udp: udp, tr: tr, ln: ln, h: h, log: logger, ctx: ctx, stop: stop}, nil
+}
+
+// Addr is the bound UDP address.
+func (s *Server) Addr() net.Addr { return s.udp.LocalAddr() }
+
+// Serve accepts connections until ctx ends or Close is called, then closes
+// every connection with a shutdown code and waits for all handlers.
+func (s *Server) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
+	defer stop()
+	for {
+		conn, err := s.ln.Accept(s.ctx)
+		if err != nil {
+			_ = s.Close()
+			if s.ctx.Err() != nil || errors.Is(err, quic.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("backbone server: accept: %w", err)
+		}
+		s.wg.Go(func() { s.serveConn(conn) })
+	}
+}
+
+// Close stops accepting, closes all connections and waits for handlers.
+// It is idempotent.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.stop()
+		_ = s.ln.Close()
+		s.wg.Wait()
+		_ = s.tr.Close()
+		_ = s.udp.Close()
+	})
+	return nil
+}
+
+func (s *Server) serveConn(conn *quic.Conn) {
+	name, _ := pki.PeerName(conn.ConnectionState().TLS)
+	log := s.log.With("peer", name, "remote", conn.RemoteAddr().String())
+	log.Info("edge connected", "resumed", conn.ConnectionState().TLS.DidResume)
+	peer := Peer{Name: name, Conn: conn}
+	stop := context.AfterFunc(s.ctx, func() {
+		_ = conn.CloseWithError(wire.ConnShutdown, "region shutting down")
+	})
+	defer stop()
+	var wg sync.WaitGroup
+	for {
+		str, err := conn.AcceptStream(s.ctx)
+		if err != nil {
+			log.Info("edge disconnected", "reason", context.Cause(conn.Context()))
+			_ = conn.CloseWithError(wire.ConnShutdown, "")
+			break
+		}
+		wg.Go(func() { s.h.ServeStream(conn.Context(), peer, str) })
+	}
+	wg.Wait()
+}

@@ -1,0 +1,77 @@
+package wire
+
+import (
+	"fmt"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Code is the region's one-byte answer to a stream header: OK, or why the
+// flow was refused. The edge may retry elsewhere on any code but CodeOK.
+type Code uint8
+
+// Answer codes.
+const (
+	CodeOK Code = iota
+	// CodeBadHeader: the header could not be decoded.
+	CodeBadHeader
+	// CodeUnknownEndpoint: the region has no endpoint with that ID.
+	CodeUnknownEndpoint
+	// CodeNotAllowed: the listener port does not belong to the endpoint's
+	// listener, or the stream kind is not served.
+	CodeNotAllowed
+	// CodeDialRefused: the endpoint refused the connection.
+	CodeDialRefused
+	// CodeDialTimeout: the endpoint did not answer in time.
+	CodeDialTimeout
+	// CodeDialFailed: any other dial failure (unreachable, reset).
+	CodeDialFailed
+	// CodeOverloaded: the region refused the flow for lack of resources.
+	CodeOverloaded
+	// CodeDraining: the region is shutting down.
+	CodeDraining
+)
+
+var codeNames = [...]string{
+	CodeOK:              "ok",
+	CodeBadHeader:       "bad header",
+	CodeUnknownEndpoint: "unknown endpoint",
+	CodeNotAllowed:      "not allowed",
+	CodeDialRefused:     "endpoint refused connection",
+	CodeDialTimeout:     "endpoint dial timeout",
+	CodeDialFailed:      "endpoint dial failed",
+	CodeOverloaded:      "region overloaded",
+	CodeDraining:        "region draining",
+}
+
+func (c Code) String() string {
+	if int(c) < len(codeNames) {
+		return codeNames[c]
+	}
+	return fmt.Sprintf("code(%d)", uint8(c))
+}
+
+// RefusedError is the edge's error for a flow the region refused.
+type RefusedError struct{ Code Code }
+
+func (e *RefusedError) Error() string { return "region refused flow: " + e.Code.String() }
+
+// Stream error codes carried by RESET_STREAM and STOP_SENDING.
+const (
+	// StreamReset mirrors a TCP reset on the far side.
+	StreamReset quic.StreamErrorCode = 1
+	// StreamIdle: the flow was closed for idleness.
+	StreamIdle quic.StreamErrorCode = 2
+	// StreamShutdown: the node is shutting down.
+	StreamShutdown quic.StreamErrorCode = 3
+)
+
+// Connection close codes carried by CONNECTION_CLOSE.
+const (
+	// ConnShutdown: a clean shutdown of the node.
+	ConnShutdown quic.ApplicationErrorCode = 0
+	// ConnProtocol: the peer broke the protocol.
+	ConnProtocol quic.ApplicationErrorCode = 1
+	// ConnStreamLimit: the peer opened streams faster than allowed.
+	ConnStreamLimit quic.ApplicationErrorCode = 2
+)

@@ -1,0 +1,99 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/netip"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestHeaderRoundTrip(t *testing.T) {
+	for _, h := range []Header{
+		{Kind: KindTCP, ListenerPort: 80, EndpointID: "web-1", Client: netip.MustParseAddrPort("198.18.0.5:40000"), Accelerator: netip.MustParseAddrPort("203.0.113.10:80")},
+		{Kind: KindUDP, ListenerPort: 3478, EndpointID: "a", FlowID: 1<<40 + 7, Client: netip.MustParseAddrPort("[2001:db8::5]:1"), Accelerator: netip.MustParseAddrPort("[2001:db8::10]:3478")},
+		{Kind: KindControl},
+	} {
+		b, err := AppendHeader(nil, &h)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(b), MaxHeaderLen)
+		r := bytes.NewReader(append(b, "payload"...))
+		got, err := ReadHeader(r)
+		require.NoError(t, err)
+		if !got.Client.IsValid() {
+			got.Client, got.Accelerator = h.Client, h.Accelerator
+		}
+		require.Equal(t, h.Kind, got.Kind)
+		require.Equal(t, h.EndpointID, got.EndpointID)
+		require.Equal(t, h.FlowID, got.FlowID)
+		require.Equal(t, h.ListenerPort, got.ListenerPort)
+		rest, _ := io.ReadAll(r)
+		require.Equal(t, "payload", string(rest), "header reader must not consume payload")
+	}
+}
+
+func TestHeaderRejects(t *testing.T) {
+	good, err := AppendHeader(nil, &Header{Kind: KindTCP, ListenerPort: 80, EndpointID: "e", Client: netip.MustParseAddrPort("127.0.0.1:1"), Accelerator: netip.MustParseAddrPort("127.0.0.1:2")})
+	require.NoError(t, err)
+	cases := map[string]struct {
+		b    []byte
+		want error
+	}{
+		"empty":        {nil, io.EOF},
+		"truncated":    {good[:len(good)-1], io.ErrUnexpectedEOF},
+		"version 0":    {append([]byte{0}, good[1:]...), ErrVersion},
+		"version 9":    {append([]byte{9}, good[1:]...), ErrVersion},
+		"kind 0":       {append([]byte{1, 0}, good[2:]...), ErrKind},
+		"id too long":  {append([]byte{1, 1, 0, 80, 64}, bytes.Repeat([]byte{'a'}, 100)...), ErrIDLength},
+		"empty id tcp": {[]byte{1, 1, 0, 80, 0}, ErrIDLength},
+		"bad family":   {append(append([]byte{}, good[:5+1+8]...), 5), ErrAddrFamily},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := ReadHeader(bytes.NewReader(c.b))
+			require.Error(t, err)
+			require.True(t, errors.Is(err, c.want), "got %v", err)
+		})
+	}
+	_, err = AppendHeader(nil, &Header{Kind: KindTCP, EndpointID: string(bytes.Repeat([]byte{'x'}, 64))})
+	require.ErrorIs(t, err, ErrIDLength)
+}
+
+func FuzzReadHeader(f *testing.F) {
+	good, _ := AppendHeader(nil, &Header{Kind: KindTCP, ListenerPort: 80, EndpointID: "web-1", Client: netip.MustParseAddrPort("127.0.0.1:1"), Accelerator: netip.MustParseAddrPort("[::1]:2")})
+	f.Add(good)
+	f.Add([]byte{1, 3, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := ReadHeader(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		out, err := AppendHeader(nil, &h)
+		if err != nil {
+			t.Fatalf("decoded header does not encode: %v", err)
+		}
+		h2, err := ReadHeader(bytes.NewReader(out))
+		if err != nil || h2 != h {
+			t.Fatalf("round trip: %v %+v != %+v", err, h2, h)
+		}
+	})
+}
+
+func BenchmarkHeader(b *testing.B) {
+	h := Header{Kind: KindTCP, ListenerPort: 80, EndpointID: "web-1", Client: netip.MustParseAddrPort("198.18.0.5:40000"), Accelerator: netip.MustParseAddrPort("203.0.113.10:80")}
+	buf := make([]byte, 0, MaxHeaderLen)
+	r := bytes.NewReader(nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		out, _ := AppendHeader(buf[:0], &h)
+		r.Reset(out)
+		if _, err := ReadHeader(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,284 @@
+// Command anyedge is the single binary of the anyedge accelerator: it runs
+// an edge (PoP), a region gateway, or a whole fleet on a laptop (dev), and
+// offers the operator's tools (validate, certs, version).
+//
+// Only flag parsing, wiring and signals live here; everything a test would
+// want to reach lives in the packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/anyedge/anyedge/backbone/pki"
+	"github.com/anyedge/anyedge/configs"
+	"github.com/anyedge/anyedge/control/config"
+	"github.com/anyedge/anyedge/control/dev"
+	"github.com/anyedge/anyedge/control/node"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFail   = 1
+	exitConfig = 2
+)
+
+const usage = `anyedge — a self-hosted anycast edge accelerator
+
+usage:
+  anyedge dev      [--config FILE]            run the quickstart (or FILE) in one process on 127.0.0.1
+  anyedge edge     --config FILE --node NAME  run an edge (PoP)
+  anyedge region   --config FILE --node NAME  run a region gateway
+  anyedge validate [--node NAME] FILE         check a config; every error with its path; exit 2 on error
+  anyedge certs init  --dir DIR               create the backbone CA
+  anyedge certs issue --dir DIR --node NAME   issue a node certificate
+  anyedge version
+
+common flags: --log-format text|json, --log-level debug|info|warn|error
+environment:  ANYEDGE_CONFIG, ANYEDGE_NODE, ANYEDGE_LOG_FORMAT, ANYEDGE_LOG_LEVEL set flag
+              defaults; ANYEDGE_<KEY> overrides scalar config keys (e.g. ANYEDGE_TOPOLOGY_PKI_DIR)
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitConfig
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "dev":
+		return runDev(args, stdout, stderr)
+	case "edge", "region":
+		return runNode(cmd, args, stderr)
+	case "validate":
+		return runValidate(args, stdout, stderr)
+	case "certs":
+		return runCerts(args, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "anyedge", version)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "anyedge: unknown command %q\n\n%s", cmd, usage)
+	return exitConfig
+}
+
+// common holds the flags every running subcommand takes.
+type common struct {
+	config, node, logFormat, logLevel string
+}
+
+func newFlags(name string, stderr io.Writer, c *common) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.config, "config", os.Getenv("ANYEDGE_CONFIG"), "config file (YAML)")
+	fs.StringVar(&c.node, "node", os.Getenv("ANYEDGE_NODE"), "name of this node in the topology")
+	fs.StringVar(&c.logFormat, "log-format", envOr("ANYEDGE_LOG_FORMAT", "text"), "log format: text or json")
+	fs.StringVar(&c.logLevel, "log-level", envOr("ANYEDGE_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	return fs
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func (c *common) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want text or json, got %q", c.logFormat)
+}
+
+// signalContext ends on SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func printConfigError(stderr io.Writer, err error) {
+	var ve *config.ValidationError
+	if errors.As(err, &ve) {
+		for _, p := range ve.Problems {
+			fmt.Fprintln(stderr, p.String())
+		}
+		fmt.Fprintf(stderr, "%d error(s)\n", len(ve.Problems))
+		return
+	}
+	fmt.Fprintln(stderr, err)
+}
+
+func runDev(args []string, stdout, stderr io.Writer) int {
+	var c common
+	fs := newFlags("dev", stderr, &c)
+	if err := fs.Parse(args); err != nil {
+		return exitConfig
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
+	var doc *config.Document
+	if c.config != "" {
+		doc, err = config.LoadFile(c.config, config.LoadOptions{})
+	} else {
+		doc, err = config.Load(configs.Quickstart, config.LoadOptions{})
+	}
+	if err != nil {
+		printConfigError(stderr, err)
+		return exitConfig
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if err := dev.Run(ctx, dev.Options{Doc: doc, Version: version, Logger: log, Out: stdout}); err != nil {
+		log.Error("anyedge dev failed", "err", err)
+		return exitFail
+	}
+	log.Info("anyedge dev stopped")
+	return exitOK
+}
+
+func runNode(role string, args []string, stderr io.Writer) int {
+	var c common
+	fs := newFlags(role, stderr, &c)
+	if err := fs.Parse(args); err != nil {
+		return exitConfig
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
+	if c.config == "" || c.node == "" {
+		fmt.Fprintf(stderr, "anyedge %s: --config and --node are required\n", role)
+		return exitConfig
+	}
+	doc, err := config.LoadFile(c.config, config.LoadOptions{})
+	if err != nil {
+		printConfigError(stderr, err)
+		return exitConfig
+	}
+	n, err := doc.Node(c.node)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
+	if string(n.Role) != role {
+		fmt.Fprintf(stderr, "--node %q is a %s, not a %s\n", c.node, n.Role, role)
+		return exitConfig
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if err := node.Run(ctx, node.Options{Doc: doc, Node: c.node, Version: version, Logger: log}); err != nil {
+		log.Error("anyedge stopped on error", "err", err)
+		return exitFail
+	}
+	log.Info("anyedge stopped")
+	return exitOK
+}
+
+func runValidate(args []string, stdout, stderr io.Writer) int {
+	var c common
+	fs := newFlags("validate", stderr, &c)
+	if err := fs.Parse(args); err != nil {
+		return exitConfig
+	}
+	file := c.config
+	if fs.NArg() > 0 {
+		file = fs.Arg(0)
+	}
+	if file == "" {
+		fmt.Fprintln(stderr, "anyedge validate: name a config file")
+		return exitConfig
+	}
+	doc, err := config.LoadFile(file, config.LoadOptions{})
+	if err != nil {
+		printConfigError(stderr, err)
+		return exitConfig
+	}
+	if c.node != "" {
+		if _, err := doc.Node(c.node); err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitConfig
+		}
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d accelerators, %d pops, %d regions)\n", file,
+		len(doc.Accelerators), len(doc.Topology.PoPs), len(doc.Topology.Regions))
+	return exitOK
+}
+
+func runCerts(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "init" && args[0] != "issue") {
+		fmt.Fprintln(stderr, "usage: anyedge certs init --dir DIR | anyedge certs issue --dir DIR --node NAME")
+		return exitConfig
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("certs "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "/etc/anyedge/pki", "PKI directory")
+	nodeName := fs.String("node", "", "node name (issue)")
+	validity := fs.Duration("validity", 0, "certificate validity (default: CA 10 years, node 1 year)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return exitConfig
+	}
+	now := time.Now()
+	var err error
+	switch sub {
+	case "init":
+		v := *validity
+		if v == 0 {
+			v = pki.DefaultCAValidity
+		}
+		err = pki.InitCA(*dir, v, now)
+		if err == nil {
+			fmt.Fprintf(stdout, "CA written to %s\n", *dir)
+		}
+	case "issue":
+		if strings.TrimSpace(*nodeName) == "" {
+			fmt.Fprintln(stderr, "anyedge certs issue: --node is required")
+			return exitConfig
+		}
+		v := *validity
+		if v == 0 {
+			v = pki.DefaultNodeValidity
+		}
+		err = pki.Issue(*dir, *nodeName, v, now)
+		if err == nil {
+			fmt.Fprintf(stdout, "certificate for %s written to %s\n", *nodeName, *dir)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "anyedge certs:", err)
+		return exitFail
+	}
+	return exitOK
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// buildBinary builds cmd/anyedge once per test binary run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "anyedge")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bin
+}
+
+// TestQuickstart runs README's first command the way a new user would:
+// `anyedge dev` as a subprocess, curl through it, then Ctrl-C (SIGINT),
+// expecting exit status 0 within 2 s.
+func TestQuickstart(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed (.ci/run installs it)")
+	}
+	bin := buildBinary(t)
+	cmd := exec.Command(bin, "dev")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+
+	// Wait for the "try:" hint, which is printed once everything serves.
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var hint string
+	timeout := time.After(20 * time.Second)
+	for hint == "" {
+		select {
+		case l, ok := <-lines:
+			require.True(t, ok, "anyedge dev exited early: %s", stderr.String())
+			if strings.HasPrefix(l, "try:  curl ") {
+				hint = strings.TrimPrefix(l, "try:  ")
+			}
+		case <-timeout:
+			t.Fatalf("no hint from anyedge dev: %s", stderr.String())
+		}
+	}
+	require.Equal(t, "curl http://127.0.0.1:8080/", hint, "README and the hint must agree")
+
+	seen := map[string]bool{}
+	for range 20 {
+		out, err := exec.Command("curl", "-sS", "--max-time", "5", "http://127.0.0.1:8080/").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Contains(t, string(out), "through anyedge")
+		for _, id := range []string{"web-1", "web-2"} {
+			if strings.Contains(string(out), "hello from "+id) {
+				seen[id] = true
+			}
+		}
+	}
+	require.Len(t, seen, 2, "both demo endpoints should answer across 20 connections")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	done := make(chan error, 1)
+	go func() {
+		for range lines {
+		}
+		done <- cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "exit status after SIGINT: %s", stderr.String())
+	case <-time.After(2 * time.Second):
+		t.Fatalf("anyedge dev did not stop within 2 s of SIGINT")
+	}
+}
+
+// TestValidateExitCodes: validate exits 0 on the shipped examples and 2 on
+// a broken file, printing the path of each problem.
+func TestValidateExitCodes(t *testing.T) {
+	var out, errb bytes.Buffer
+	require.Equal(t, exitOK, run([]string{"validate", "../../configs/example-global.yaml"}, &out, &errb), errb.String())
+	require.Equal(t, exitOK, run([]string{"validate", "../../configs/quickstart.yaml"}, &out, &errb), errb.String())
+
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte(`
+accelerators:
+  - name: a
+    ip_addresses: [203.0.113.1]
+    listeners:
+      - protocol: tcp
+        port_ranges: [{from: 9000, to: 8000}]
+        endpoint_groups:
+          - region: nowhere
+            endpoints: [{id: e1, address: "198.18.0.1:80", weight: 300}]
+topology:
+  regions: [{name: r1, backbone: {listen: "127.0.0.1:7000"}}]
+  pops: [{name: p1}]
+`), 0o644))
+	errb.Reset()
+	require.Equal(t, exitConfig, run([]string{"validate", bad}, &out, &errb))
+	msg := errb.String()
+	require.Contains(t, msg, "accelerators[0].listeners[0].port_ranges[0]: from 9000 is above to 8000")
+	require.Contains(t, msg, "accelerators[0].listeners[0].endpoint_groups[0].region")
+	require.Contains(t, msg, "accelerators[0].listeners[0].endpoint_groups[0].endpoints[0].weight")
+
+	errb.Reset()
+	require.Equal(t, exitConfig, run([]string{"validate", "--node", "nope", "../../configs/example-global.yaml"}, &out, &errb))
+	require.Contains(t, errb.String(), `--node "nope" names no pop or region`)
+
+	errb.Reset()
+	require.Equal(t, exitConfig, run([]string{"edge", "--config", bad, "--node", "p1"}, &out, &errb))
+	require.Contains(t, errb.String(), "from 9000 is above to 8000", "edge refuses to start with the same messages")
+}

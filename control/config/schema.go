@@ -1,0 +1,238 @@
+// Package config is the YAML document that describes a whole anyedge fleet:
+// accelerators, listeners, endpoint groups, endpoints and the topology (PoPs
+// and regions). Every node loads the same document and picks its own part by
+// name. Loading is strict (unknown keys are errors), defaults are applied by
+// one function, and Validate reports every problem with its document path.
+package config
+
+import "time"
+
+// Document is the root of the configuration file.
+type Document struct {
+	// Accelerators are the services the fleet offers, each on its own static
+	// anycast addresses.
+	Accelerators []Accelerator `mapstructure:"accelerators"`
+	// Topology names the PoPs (edges) and regions of the fleet.
+	Topology Topology `mapstructure:"topology"`
+}
+
+// Accelerator is one service reachable on a fixed set of anycast addresses.
+type Accelerator struct {
+	// Name identifies the accelerator in logs, status and metrics.
+	Name string `mapstructure:"name"`
+	// IPAddresses are the static anycast addresses (IPv4 and IPv6) that the
+	// edges listen on and announce.
+	IPAddresses []string `mapstructure:"ip_addresses"`
+	// Prefixes are the anycast prefixes announced over BGP; each must cover at
+	// least one of IPAddresses. Empty means one host route per address.
+	Prefixes []string `mapstructure:"prefixes"`
+	// Listeners accept client traffic on port ranges.
+	Listeners []Listener `mapstructure:"listeners"`
+}
+
+// Listener accepts one protocol on one or more port ranges of the
+// accelerator's addresses.
+type Listener struct {
+	// Protocol is "tcp" or "udp".
+	Protocol string `mapstructure:"protocol"`
+	// PortRanges are inclusive ranges of listening ports.
+	PortRanges []PortRange `mapstructure:"port_ranges"`
+	// ClientAffinity is "none" (hash of the 5-tuple) or "source_ip" (hash of
+	// the client address). Default "none".
+	ClientAffinity string `mapstructure:"client_affinity"`
+	// IdleTimeout closes a flow without traffic for this long. Default 340s
+	// for TCP, 30s for UDP.
+	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+	// EndpointGroups are the per-region groups of endpoints that serve this
+	// listener.
+	EndpointGroups []EndpointGroup `mapstructure:"endpoint_groups"`
+}
+
+// PortRange is an inclusive range of ports; To defaults to From.
+type PortRange struct {
+	From int `mapstructure:"from"`
+	To   int `mapstructure:"to"`
+}
+
+// EndpointGroup is the set of endpoints of one listener in one region.
+type EndpointGroup struct {
+	// Region names a region of the topology.
+	Region string `mapstructure:"region"`
+	// TrafficDial is the percentage (0–100) of new flows this group accepts;
+	// the rest fall through to the next group. Default 100.
+	TrafficDial *int `mapstructure:"traffic_dial"`
+	// Preference, when non-zero, orders groups statically (lower first)
+	// before measured backbone RTT is considered.
+	Preference int `mapstructure:"preference"`
+	// HealthCheck configures the active probes of this group's endpoints.
+	HealthCheck HealthCheck `mapstructure:"health_check"`
+	// PortOverrides map a listener port to the port dialled on endpoints.
+	PortOverrides []PortOverride `mapstructure:"port_overrides"`
+	// Endpoints are the targets of the group.
+	Endpoints []Endpoint `mapstructure:"endpoints"`
+}
+
+// PortOverride maps one listener port to an endpoint port.
+type PortOverride struct {
+	ListenerPort int `mapstructure:"listener_port"`
+	EndpointPort int `mapstructure:"endpoint_port"`
+}
+
+// HealthCheck configures the active probes of an endpoint group.
+type HealthCheck struct {
+	// Protocol is "tcp", "http", "https" or "dns". Default "tcp".
+	Protocol string `mapstructure:"protocol"`
+	// Port probed on each endpoint; 0 means the endpoint's traffic port.
+	Port int `mapstructure:"port"`
+	// Path requested by HTTP(S) probes. Default "/".
+	Path string `mapstructure:"path"`
+	// Host header of HTTP(S) probes; empty means the endpoint address.
+	Host string `mapstructure:"host"`
+	// StatusCodes is the accepted HTTP status range, e.g. "200-399" (default).
+	StatusCodes string `mapstructure:"status_codes"`
+	// InsecureSkipVerify turns off certificate verification for HTTPS probes.
+	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
+	// DNSName and DNSType are queried by DNS probes (default ".", "A");
+	// DNSRcode is the expected answer code (default "NOERROR").
+	DNSName  string `mapstructure:"dns_name"`
+	DNSType  string `mapstructure:"dns_type"`
+	DNSRcode string `mapstructure:"dns_rcode"`
+	// Interval between probes (default 10s, minimum 1s).
+	Interval time.Duration `mapstructure:"interval"`
+	// Timeout of one probe (default 5s, at most Interval).
+	Timeout time.Duration `mapstructure:"timeout"`
+	// HealthyThreshold consecutive successes mark an endpoint healthy
+	// (default 3).
+	HealthyThreshold int `mapstructure:"healthy_threshold"`
+	// UnhealthyThreshold consecutive failures mark it unhealthy (default 3).
+	UnhealthyThreshold int `mapstructure:"unhealthy_threshold"`
+}
+
+// Endpoint is one target of an endpoint group.
+type Endpoint struct {
+	// ID names the endpoint across the fleet; edges refer to endpoints only
+	// by ID.
+	ID string `mapstructure:"id"`
+	// Address is "host" or "host:port"; without a port the listener port
+	// (after port_overrides) is dialled.
+	Address string `mapstructure:"address"`
+	// Weight (0–255) is the endpoint's share of new flows; 0 drains it.
+	// Default 128.
+	Weight *int `mapstructure:"weight"`
+	// ClientIPPreservation sends a PROXY protocol v2 header carrying the
+	// client address to the endpoint.
+	ClientIPPreservation bool `mapstructure:"client_ip_preservation"`
+}
+
+// Topology describes the nodes of the fleet.
+type Topology struct {
+	// PKIDir holds the backbone CA (ca.crt) and node certificates
+	// (NODE.crt, NODE.key). Default /etc/anyedge/pki.
+	PKIDir string `mapstructure:"pki_dir"`
+	// PoPs are the edge nodes.
+	PoPs []PoP `mapstructure:"pops"`
+	// Regions are the gateway nodes next to endpoints.
+	Regions []Region `mapstructure:"regions"`
+}
+
+// PoP is one edge node.
+type PoP struct {
+	// Name identifies the node (--node) and is the name in its certificate.
+	Name string `mapstructure:"name"`
+	// Admin is the localhost address of the status and admin API
+	// (default 127.0.0.1:9180).
+	Admin string `mapstructure:"admin"`
+	// Backbone tunes the QUIC client pool towards regions.
+	Backbone BackboneClient `mapstructure:"backbone"`
+	// UDP limits the UDP flow table.
+	UDP UDPLimits `mapstructure:"udp"`
+	// BGP configures the anycast announcements; empty means no BGP.
+	BGP BGP `mapstructure:"bgp"`
+	// Drain configures graceful shutdown.
+	Drain Drain `mapstructure:"drain"`
+}
+
+// BackboneClient tunes an edge's QUIC connections to each region.
+type BackboneClient struct {
+	// Connections per region, each on its own UDP socket (default 2).
+	Connections int `mapstructure:"connections"`
+	// KeepAlivePeriod between keep-alive packets (default 1s).
+	KeepAlivePeriod time.Duration `mapstructure:"keepalive_period"`
+	// IdleTimeout after which a silent connection is dead (default 3s).
+	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+}
+
+// UDPLimits bounds the edge's UDP flow table.
+type UDPLimits struct {
+	// MaxFlows per edge (default 262144).
+	MaxFlows int `mapstructure:"max_flows"`
+	// MaxFlowsPerSource per client address (default 1024).
+	MaxFlowsPerSource int `mapstructure:"max_flows_per_source"`
+}
+
+// BGP configures an edge's BGP speaker.
+type BGP struct {
+	// LocalASN is the edge's AS number.
+	LocalASN uint32 `mapstructure:"local_asn"`
+	// RouterID is an IPv4 address identifying the speaker.
+	RouterID string `mapstructure:"router_id"`
+	// ListenPort for passive sessions; 0 means do not listen (default),
+	// -1 is not allowed.
+	ListenPort int `mapstructure:"listen_port"`
+	// Neighbors are the upstream routers.
+	Neighbors []BGPNeighbor `mapstructure:"neighbors"`
+	// Communities ("ASN:value") and LargeCommunities ("a:b:c") are attached
+	// to every announcement.
+	Communities      []string `mapstructure:"communities"`
+	LargeCommunities []string `mapstructure:"large_communities"`
+	// MED of the announcements (default 0).
+	MED uint32 `mapstructure:"med"`
+	// ASPathPrepend repeats the local ASN this many extra times.
+	ASPathPrepend int `mapstructure:"as_path_prepend"`
+	// HoldDown delays a re-announcement after a withdrawal (default 2s).
+	HoldDown time.Duration `mapstructure:"hold_down"`
+	// ManageAddresses adds the anycast addresses to the loopback interface
+	// and removes them at exit.
+	ManageAddresses bool `mapstructure:"manage_addresses"`
+}
+
+// BGPNeighbor is one BGP peer.
+type BGPNeighbor struct {
+	Address      string        `mapstructure:"address"`
+	PeerASN      uint32        `mapstructure:"peer_asn"`
+	HoldTime     time.Duration `mapstructure:"hold_time"`
+	Keepalive    time.Duration `mapstructure:"keepalive"`
+	Password     string        `mapstructure:"password"`
+	Multihop     int           `mapstructure:"multihop"`
+	Passive      bool          `mapstructure:"passive"`
+	LocalAddress string        `mapstructure:"local_address"`
+}
+
+// Drain configures graceful shutdown of an edge.
+type Drain struct {
+	// BGPGrace is the time between announcing GRACEFUL_SHUTDOWN and the
+	// withdrawal (default 5s).
+	BGPGrace time.Duration `mapstructure:"bgp_grace"`
+	// Timeout is how long flows are still served after the withdrawal
+	// (default 60s).
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// Region is one gateway node.
+type Region struct {
+	// Name identifies the node (--node), the endpoint groups that live there,
+	// and is the name in its certificate.
+	Name string `mapstructure:"name"`
+	// Admin is the localhost address of the status API (default 127.0.0.1:9181).
+	Admin string `mapstructure:"admin"`
+	// Backbone says where the region accepts edges.
+	Backbone BackboneServer `mapstructure:"backbone"`
+}
+
+// BackboneServer is the QUIC listening side of a region.
+type BackboneServer struct {
+	// Listen is the UDP address the region binds.
+	Listen string `mapstructure:"listen"`
+	// Address is what edges dial (default Listen).
+	Address string `mapstructure:"address"`
+}

@@ -1,0 +1,633 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// idPattern is the shape of endpoint IDs and node names.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// Validate checks a document (normally after WithDefaults) and returns a
+// *ValidationError listing every problem with its path, or nil.
+func (d *Document) Validate() error {
+	v := validator{
+		regions:     make(map[string]bool),
+		endpointIDs: make(map[string]string),
+		addrOwner:   make(map[netip.Addr]string),
+	}
+	for _, r := range d.Topology.Regions {
+		if r.Name != "" {
+			v.regions[r.Name] = true
+		}
+		v.regionNames = append(v.regionNames, r.Name)
+	}
+	if len(d.Accelerators) == 0 {
+		v.add("accelerators", "at least one accelerator is required")
+	}
+	names := make(map[string]string)
+	for i := range d.Accelerators {
+		p := fmt.Sprintf("accelerators[%d]", i)
+		a := &d.Accelerators[i]
+		switch first, dup := names[a.Name]; {
+		case a.Name == "":
+			v.add(p+".name", "required")
+		case dup:
+			v.add(p+".name", "duplicate name %q (first at %s)", a.Name, first)
+		default:
+			names[a.Name] = p + ".name"
+		}
+		v.accelerator(p, a)
+	}
+	v.topology("topology", &d.Topology)
+	return v.probs.err()
+}
+
+// validator carries the cross-references of one Validate call.
+type validator struct {
+	probs       problems
+	regions     map[string]bool
+	regionNames []string
+	endpointIDs map[string]string     // id → path of first use
+	addrOwner   map[netip.Addr]string // anycast address → accelerator path
+}
+
+func (v *validator) add(path, format string, args ...any) { v.probs.add(path, format, args...) }
+
+func (v *validator) accelerator(p string, a *Accelerator) {
+	var addrs []netip.Addr
+	// Every accelerator needs addresses, so a PoP that announces over BGP
+	// always has something to announce for it (prefixes or host routes).
+	if len(a.IPAddresses) == 0 {
+		v.add(p+".ip_addresses", "at least one address is required")
+	}
+	seen := make(map[netip.Addr]bool)
+	for i, s := range a.IPAddresses {
+		ip := fmt.Sprintf("%s.ip_addresses[%d]", p, i)
+		addr, err := netip.ParseAddr(s)
+		switch {
+		case err != nil || addr.Zone() != "":
+			v.add(ip, "%q is not an IP address", s)
+			continue
+		case addr.Is4In6():
+			v.add(ip, "%s is an IPv4-mapped address; write it as %s", s, addr.Unmap())
+			continue
+		case addr.IsUnspecified() || addr.IsMulticast(): // loopback is fine: anyedge dev and labs use it
+			v.add(ip, "%s cannot be an anycast address", s)
+			continue
+		case seen[addr]:
+			v.add(ip, "duplicate address %s", s)
+			continue
+		}
+		seen[addr] = true
+		if other, ok := v.addrOwner[addr]; ok {
+			v.add(ip, "address %s is also used by %s", s, other)
+		} else {
+			v.addrOwner[addr] = p
+		}
+		addrs = append(addrs, addr)
+	}
+
+	var prefixes []netip.Prefix
+	for i, s := range a.Prefixes {
+		pp := fmt.Sprintf("%s.prefixes[%d]", p, i)
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			v.add(pp, "%q is not a CIDR prefix", s)
+			continue
+		}
+		if pfx != pfx.Masked() {
+			v.add(pp, "%s has host bits set (did you mean %s?)", s, pfx.Masked())
+			continue
+		}
+		covers := false
+		for _, addr := range addrs {
+			covers = covers || pfx.Contains(addr)
+		}
+		if !covers && len(addrs) > 0 {
+			v.add(pp, "%s covers none of the accelerator's ip_addresses", s)
+		}
+		prefixes = append(prefixes, pfx)
+	}
+	if len(a.Prefixes) > 0 {
+		for i, s := range a.IPAddresses {
+			addr, err := netip.ParseAddr(s)
+			if err != nil {
+				continue
+			}
+			covered := false
+			for _, pfx := range prefixes {
+				covered = covered || pfx.Contains(addr)
+			}
+			if !covered {
+				v.add(fmt.Sprintf("%s.ip_addresses[%d]", p, i), "%s is not covered by any of prefixes", s)
+			}
+		}
+	}
+
+	if len(a.Listeners) == 0 {
+		v.add(p+".listeners", "at least one listener is required")
+	}
+	for i := range a.Listeners {
+		v.listener(fmt.Sprintf("%s.listeners[%d]", p, i), &a.Listeners[i])
+	}
+	v.overlaps(p, a.Listeners)
+}
+
+// validRange reports whether r is a usable port range.
+func validRange(r PortRange) bool {
+	return r.From >= 1 && r.From <= 65535 && r.To >= 1 && r.To <= 65535 && r.From <= r.To
+}
+
+// overlaps reports ports used twice by listeners of one protocol, and ranges
+// of one listener that overlap each other.
+func (v *validator) overlaps(p string, ls []Listener) {
+	for i := range ls {
+		for ri, r := range ls[i].PortRanges {
+			if !validRange(r) {
+				continue
+			}
+			here := fmt.Sprintf("%s.listeners[%d].port_ranges[%d]", p, i, ri)
+			// Earlier ranges of the same listener.
+			for rj := range ri {
+				o := ls[i].PortRanges[rj]
+				if validRange(o) && max(r.From, o.From) <= min(r.To, o.To) {
+					v.add(here, "port %d is also in port_ranges[%d] of the same listener", max(r.From, o.From), rj)
+					break
+				}
+			}
+			// Ranges of earlier listeners with the same protocol.
+			for j := range i {
+				if ls[j].Protocol != ls[i].Protocol {
+					continue
+				}
+				for rj, o := range ls[j].PortRanges {
+					if validRange(o) && max(r.From, o.From) <= min(r.To, o.To) {
+						v.add(here, "%s port %d is also used by %s.listeners[%d].port_ranges[%d]",
+							ls[i].Protocol, max(r.From, o.From), p, j, rj)
+					}
+				}
+			}
+		}
+	}
+}
+
+func (v *validator) listener(p string, l *Listener) {
+	switch l.Protocol {
+	case "tcp", "udp":
+	case "":
+		v.add(p+".protocol", `required ("tcp" or "udp")`)
+	default:
+		v.add(p+".protocol", `must be "tcp" or "udp", got %q`, l.Protocol)
+	}
+	if len(l.PortRanges) == 0 {
+		v.add(p+".port_ranges", "at least one port range is required")
+	}
+	for i, r := range l.PortRanges {
+		rp := fmt.Sprintf("%s.port_ranges[%d]", p, i)
+		okFrom := v.port(rp+".from", r.From)
+		okTo := v.port(rp+".to", r.To)
+		if okFrom && okTo && r.From > r.To {
+			v.add(rp, "from %d is above to %d", r.From, r.To)
+		}
+	}
+	switch l.ClientAffinity {
+	case "none", "source_ip":
+	default:
+		v.add(p+".client_affinity", `must be "none" or "source_ip", got %q`, l.ClientAffinity)
+	}
+	if l.IdleTimeout < time.Second && (l.Protocol == "tcp" || l.Protocol == "udp") {
+		v.add(p+".idle_timeout", "%s is below 1s", l.IdleTimeout)
+	}
+	if len(l.EndpointGroups) == 0 {
+		v.add(p+".endpoint_groups", "at least one endpoint group is required")
+	}
+	groupRegion := make(map[string]string)
+	for i := range l.EndpointGroups {
+		gp := fmt.Sprintf("%s.endpoint_groups[%d]", p, i)
+		g := &l.EndpointGroups[i]
+		switch first, dup := groupRegion[g.Region]; {
+		case g.Region == "":
+			v.add(gp+".region", "required")
+		case !v.regions[g.Region]:
+			v.add(gp+".region", "%q is not a region of topology.regions (regions: %s)", g.Region, list(v.regionNames))
+		case dup:
+			v.add(gp+".region", "%q already has a group in this listener at %s", g.Region, first)
+		default:
+			groupRegion[g.Region] = gp
+		}
+		v.group(gp, g, l)
+	}
+}
+
+// port checks a port that must be 1–65535.
+func (v *validator) port(path string, n int) bool {
+	if n < 1 || n > 65535 {
+		v.add(path, "%d is outside 1–65535", n)
+		return false
+	}
+	return true
+}
+
+func (v *validator) group(p string, g *EndpointGroup, l *Listener) {
+	if g.TrafficDial != nil && (*g.TrafficDial < 0 || *g.TrafficDial > 100) {
+		v.add(p+".traffic_dial", "%d is outside 0–100", *g.TrafficDial)
+	}
+	if g.Preference < 0 {
+		v.add(p+".preference", "%d is negative", g.Preference)
+	}
+	v.healthCheck(p+".health_check", &g.HealthCheck)
+
+	overridden := make(map[int]string)
+	for i, o := range g.PortOverrides {
+		op := fmt.Sprintf("%s.port_overrides[%d]", p, i)
+		inRange := false
+		for _, r := range l.PortRanges {
+			inRange = inRange || (o.ListenerPort >= r.From && o.ListenerPort <= r.To)
+		}
+		if !inRange {
+			v.add(op+".listener_port", "%d is not in any of the listener's port ranges", o.ListenerPort)
+		}
+		if first, dup := overridden[o.ListenerPort]; dup {
+			v.add(op+".listener_port", "%d is already overridden at %s", o.ListenerPort, first)
+		} else {
+			overridden[o.ListenerPort] = op
+		}
+		v.port(op+".endpoint_port", o.EndpointPort)
+	}
+
+	for i := range g.Endpoints {
+		ep := fmt.Sprintf("%s.endpoints[%d]", p, i)
+		e := &g.Endpoints[i]
+		switch first, dup := v.endpointIDs[e.ID]; {
+		case e.ID == "":
+			v.add(ep+".id", "required")
+		case !idPattern.MatchString(e.ID):
+			v.add(ep+".id", "%q must be 1–63 letters, digits, '.', '_' or '-', starting with a letter or digit", e.ID)
+		case dup:
+			v.add(ep+".id", "duplicate id %q (first at %s)", e.ID, first)
+		default:
+			v.endpointIDs[e.ID] = ep
+		}
+		if msg := checkEndpointAddress(e.Address); msg != "" {
+			v.add(ep+".address", "%s", msg)
+		}
+		if e.Weight != nil && (*e.Weight < 0 || *e.Weight > 255) {
+			v.add(ep+".weight", "%d is outside 0–255", *e.Weight)
+		}
+	}
+}
+
+// checkEndpointAddress accepts "host" or "host:port", host being an IP
+// address or a DNS name; it returns what is wrong or "".
+func checkEndpointAddress(s string) string {
+	if s == "" {
+		return "required"
+	}
+	if addr, err := netip.ParseAddr(s); err == nil {
+		if addr.IsUnspecified() || addr.IsMulticast() {
+			return fmt.Sprintf("%s cannot be dialled", s)
+		}
+		return ""
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		if strings.Contains(s, ":") {
+			return fmt.Sprintf("%q is not host or host:port", s)
+		}
+		host = s
+	} else {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Sprintf("port %q in %q is outside 1–65535", port, s)
+		}
+	}
+	if addr, err := netip.ParseAddr(host); err == nil {
+		if addr.IsUnspecified() || addr.IsMulticast() {
+			return fmt.Sprintf("%s cannot be dialled", host)
+		}
+		return ""
+	}
+	if !isHostname(host) {
+		return fmt.Sprintf("%q is neither an IP address nor a DNS name", host)
+	}
+	return ""
+}
+
+// isHostname reports whether s is a DNS name made of letters, digits and
+// hyphens, with an optional trailing dot.
+func isHostname(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (v *validator) healthCheck(p string, h *HealthCheck) {
+	switch h.Protocol {
+	case "tcp", "http", "https", "dns":
+	default:
+		v.add(p+".protocol", `must be "tcp", "http", "https" or "dns", got %q`, h.Protocol)
+	}
+	if h.Port < 0 || h.Port > 65535 {
+		v.add(p+".port", "%d is outside 0–65535", h.Port)
+	}
+	if !strings.HasPrefix(h.Path, "/") {
+		v.add(p+".path", "%q must start with /", h.Path)
+	}
+	if _, _, err := ParseStatusCodes(h.StatusCodes); err != nil {
+		v.add(p+".status_codes", "%v", err)
+	}
+	if _, ok := dns.IsDomainName(h.DNSName); !ok || h.DNSName == "" {
+		v.add(p+".dns_name", "%q is not a domain name", h.DNSName)
+	}
+	if t, ok := dns.StringToType[strings.ToUpper(h.DNSType)]; !ok || t == dns.TypeNone || t == dns.TypeReserved || t == dns.TypeOPT {
+		v.add(p+".dns_type", "%q is not a DNS record type", h.DNSType)
+	}
+	if _, ok := dns.StringToRcode[strings.ToUpper(h.DNSRcode)]; !ok {
+		v.add(p+".dns_rcode", "%q is not a DNS response code", h.DNSRcode)
+	}
+	if h.Interval < time.Second {
+		v.add(p+".interval", "%s is below 1s", h.Interval)
+	}
+	switch {
+	case h.Timeout <= 0:
+		v.add(p+".timeout", "%s must be positive", h.Timeout)
+	case h.Timeout > h.Interval:
+		v.add(p+".timeout", "%s is above interval %s", h.Timeout, h.Interval)
+	}
+	if h.HealthyThreshold < 1 || h.HealthyThreshold > 10 {
+		v.add(p+".healthy_threshold", "%d is outside 1–10", h.HealthyThreshold)
+	}
+	if h.UnhealthyThreshold < 1 || h.UnhealthyThreshold > 10 {
+		v.add(p+".unhealthy_threshold", "%d is outside 1–10", h.UnhealthyThreshold)
+	}
+}
+
+// ParseStatusCodes parses "N" or "N-M" (100 ≤ N ≤ M ≤ 599) into an inclusive
+// range of HTTP status codes.
+func ParseStatusCodes(s string) (lo, hi int, err error) {
+	a, b, isRange := strings.Cut(s, "-")
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi = lo
+	var err2 error
+	if isRange {
+		hi, err2 = strconv.Atoi(strings.TrimSpace(b))
+	}
+	switch {
+	case err1 != nil || err2 != nil:
+		return 0, 0, fmt.Errorf(`%q is not "N" or "N-M"`, s)
+	case lo < 100 || hi > 599 || lo > hi:
+		return 0, 0, fmt.Errorf("%q is not a range within 100–599", s)
+	}
+	return lo, hi, nil
+}
+
+func (v *validator) topology(p string, t *Topology) {
+	if len(t.PoPs) == 0 && len(t.Regions) == 0 {
+		v.add(p, "at least one pop or region is required")
+	}
+	if t.PKIDir == "" {
+		v.add(p+".pki_dir", "required")
+	}
+	nodes := make(map[string]string)
+	node := func(np, name string) {
+		switch first, dup := nodes[name]; {
+		case name == "":
+			v.add(np, "required")
+		case !idPattern.MatchString(name):
+			v.add(np, "%q must be 1–63 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+		case dup:
+			v.add(np, "duplicate node name %q (first at %s)", name, first)
+		default:
+			nodes[name] = np
+		}
+	}
+	for i := range t.PoPs {
+		pp := fmt.Sprintf("%s.pops[%d]", p, i)
+		node(pp+".name", t.PoPs[i].Name)
+		v.pop(pp, &t.PoPs[i])
+	}
+	for i := range t.Regions {
+		rp := fmt.Sprintf("%s.regions[%d]", p, i)
+		r := &t.Regions[i]
+		node(rp+".name", r.Name)
+		v.admin(rp+".admin", r.Admin)
+		if r.Backbone.Listen == "" {
+			v.add(rp+".backbone.listen", "required (host:port)")
+			continue
+		}
+		if msg := checkHostPort(r.Backbone.Listen, false); msg != "" {
+			v.add(rp+".backbone.listen", "%s", msg)
+			continue
+		}
+		if msg := checkHostPort(r.Backbone.Address, true); msg != "" {
+			if r.Backbone.Address == r.Backbone.Listen {
+				msg = fmt.Sprintf("required: edges cannot dial listen address %q", r.Backbone.Listen)
+			}
+			v.add(rp+".backbone.address", "%s", msg)
+		}
+	}
+}
+
+// checkHostPort checks "host:port" and returns what is wrong or "". A listen
+// address may have an empty host and port 0; a dial address needs both.
+func checkHostPort(s string, dial bool) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port", s)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 || (dial && n == 0) {
+		return fmt.Sprintf("port %q in %q is not a valid port", port, s)
+	}
+	if host == "" {
+		if dial {
+			return fmt.Sprintf("%q has no host", s)
+		}
+		return ""
+	}
+	if addr, err := netip.ParseAddr(host); err == nil {
+		if dial && addr.IsUnspecified() {
+			return fmt.Sprintf("%q has an unspecified host", s)
+		}
+		return ""
+	}
+	if !isHostname(host) {
+		return fmt.Sprintf("host %q in %q is not an IP address or DNS name", host, s)
+	}
+	return ""
+}
+
+// admin checks that an admin API address is host:port on loopback.
+func (v *validator) admin(p, s string) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		v.add(p, "%q is not host:port", s)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.add(p, "port %q in %q is not a valid port", port, s)
+	}
+	if host == "localhost" {
+		return
+	}
+	if addr, err := netip.ParseAddr(host); err != nil || !addr.IsLoopback() {
+		v.add(p, "%q must be on a loopback address (127.0.0.0/8 or ::1)", s)
+	}
+}
+
+func (v *validator) pop(p string, pop *PoP) {
+	v.admin(p+".admin", pop.Admin)
+	b := pop.Backbone
+	if b.Connections < 1 || b.Connections > 16 {
+		v.add(p+".backbone.connections", "%d is outside 1–16", b.Connections)
+	}
+	switch {
+	case b.KeepAlivePeriod <= 0:
+		v.add(p+".backbone.keepalive_period", "%s must be positive", b.KeepAlivePeriod)
+	case b.KeepAlivePeriod >= b.IdleTimeout:
+		v.add(p+".backbone.keepalive_period", "%s is not below idle_timeout %s", b.KeepAlivePeriod, b.IdleTimeout)
+	}
+	if b.IdleTimeout <= 0 {
+		v.add(p+".backbone.idle_timeout", "%s must be positive", b.IdleTimeout)
+	}
+	u := pop.UDP
+	if u.MaxFlows <= 0 {
+		v.add(p+".udp.max_flows", "%d must be positive", u.MaxFlows)
+	}
+	switch {
+	case u.MaxFlowsPerSource <= 0:
+		v.add(p+".udp.max_flows_per_source", "%d must be positive", u.MaxFlowsPerSource)
+	case u.MaxFlows > 0 && u.MaxFlowsPerSource > u.MaxFlows:
+		v.add(p+".udp.max_flows_per_source", "%d is above max_flows %d", u.MaxFlowsPerSource, u.MaxFlows)
+	}
+	if len(pop.BGP.Neighbors) > 0 {
+		v.bgp(p+".bgp", &pop.BGP)
+	}
+	if pop.Drain.BGPGrace < 0 {
+		v.add(p+".drain.bgp_grace", "%s is negative", pop.Drain.BGPGrace)
+	}
+	if pop.Drain.Timeout < 0 {
+		v.add(p+".drain.timeout", "%s is negative", pop.Drain.Timeout)
+	}
+}
+
+// asnProblem says why n cannot be used as an AS number, or "".
+func asnProblem(n uint32) string {
+	switch n {
+	case 0:
+		return "0 is not a valid AS number"
+	case 23456:
+		return "23456 is AS_TRANS and cannot be used"
+	case 65535, 4294967295:
+		return fmt.Sprintf("%d is a reserved AS number", n)
+	}
+	return ""
+}
+
+func (v *validator) bgp(p string, b *BGP) {
+	if msg := asnProblem(b.LocalASN); msg != "" {
+		v.add(p+".local_asn", "%s", msg)
+	}
+	if b.RouterID == "" {
+		v.add(p+".router_id", "required (an IPv4 address)")
+	} else if addr, err := netip.ParseAddr(b.RouterID); err != nil || !addr.Is4() {
+		v.add(p+".router_id", "%q is not an IPv4 address", b.RouterID)
+	}
+	if b.ListenPort < 0 || b.ListenPort > 65535 {
+		v.add(p+".listen_port", "%d is outside 0–65535", b.ListenPort)
+	}
+	for i, c := range b.Communities {
+		if !communityOK(c, 2, 16) {
+			v.add(fmt.Sprintf("%s.communities[%d]", p, i), `%q is not "a:b" with 16-bit numbers`, c)
+		}
+	}
+	for i, c := range b.LargeCommunities {
+		if !communityOK(c, 3, 32) {
+			v.add(fmt.Sprintf("%s.large_communities[%d]", p, i), `%q is not "a:b:c" with 32-bit numbers`, c)
+		}
+	}
+	if b.ASPathPrepend < 0 || b.ASPathPrepend > 10 {
+		v.add(p+".as_path_prepend", "%d is outside 0–10", b.ASPathPrepend)
+	}
+	if b.HoldDown < 0 {
+		v.add(p+".hold_down", "%s is negative", b.HoldDown)
+	}
+	seen := make(map[netip.Addr]string)
+	for i := range b.Neighbors {
+		np := fmt.Sprintf("%s.neighbors[%d]", p, i)
+		n := &b.Neighbors[i]
+		addr, err := netip.ParseAddr(n.Address)
+		switch first, dup := seen[addr]; {
+		case n.Address == "":
+			v.add(np+".address", "required (an IP address)")
+		case err != nil:
+			v.add(np+".address", "%q is not an IP address", n.Address)
+		case dup:
+			v.add(np+".address", "duplicate neighbor %s (first at %s)", n.Address, first)
+		default:
+			seen[addr] = np
+		}
+		if msg := asnProblem(n.PeerASN); msg != "" {
+			v.add(np+".peer_asn", "%s", msg)
+		}
+		switch {
+		case n.HoldTime < 0 || (n.HoldTime > 0 && n.HoldTime < 3*time.Second):
+			v.add(np+".hold_time", "%s must be 0 or at least 3s", n.HoldTime)
+		case n.HoldTime > 65535*time.Second:
+			v.add(np+".hold_time", "%s is above 65535s", n.HoldTime)
+		case n.HoldTime > 0 && (n.Keepalive <= 0 || n.Keepalive >= n.HoldTime):
+			v.add(np+".keepalive", "%s must be positive and below hold_time %s", n.Keepalive, n.HoldTime)
+		}
+		if n.Multihop < 0 || n.Multihop > 255 {
+			v.add(np+".multihop", "%d is outside 0–255", n.Multihop)
+		}
+		if n.LocalAddress != "" {
+			if _, err := netip.ParseAddr(n.LocalAddress); err != nil {
+				v.add(np+".local_address", "%q is not an IP address", n.LocalAddress)
+			}
+		}
+	}
+}
+
+// communityOK reports whether s is parts numbers of the given bit size
+// separated by colons.
+func communityOK(s string, parts, bits int) bool {
+	fields := strings.Split(s, ":")
+	if len(fields) != parts {
+		return false
+	}
+	for _, f := range fields {
+		if _, err := strconv.ParseUint(f, 10, bits); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// list joins names for messages; an empty list reads "none".
+func list(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}

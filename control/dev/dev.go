@@ -1,0 +1,176 @@
+// Package dev runs a whole fleet document in one process for a laptop: a
+// throwaway in-memory PKI, every region and edge of the document, and demo
+// endpoints on the endpoints' loopback addresses.
+package dev
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/anyedge/anyedge/backbone/pki"
+	"github.com/anyedge/anyedge/control/config"
+	"github.com/anyedge/anyedge/control/node"
+)
+
+// Options configures a dev run.
+type Options struct {
+	Doc     *config.Document
+	Version string
+	Logger  *slog.Logger
+	// Out receives the "what to try next" text once everything serves.
+	Out io.Writer
+}
+
+// Run starts demo endpoints, every region, then every edge of the
+// document, prints what to try, and runs until ctx ends.
+func Run(ctx context.Context, opts Options) error {
+	doc := opts.Doc
+	var names []string
+	for _, r := range doc.Topology.Regions {
+		names = append(names, r.Name)
+	}
+	for _, p := range doc.Topology.PoPs {
+		names = append(names, p.Name)
+	}
+	p, err := pki.NewEphemeral(names...)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	demos, err := startDemos(gctx, g, doc, opts.Logger)
+	if err != nil {
+		return err
+	}
+	var ready sync.WaitGroup
+	for _, name := range names {
+		store, err := p.Store(name, opts.Logger)
+		if err != nil {
+			return err
+		}
+		ready.Add(1)
+		var once sync.Once
+		g.Go(func() error {
+			defer once.Do(ready.Done)
+			err := node.Run(gctx, node.Options{
+				Doc: doc, Node: name, Version: opts.Version, Logger: opts.Logger, Store: store,
+				Ready: func() { once.Do(ready.Done) },
+			})
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		ready.Wait()
+		if gctx.Err() == nil && opts.Out != nil {
+			printHints(opts.Out, doc, demos)
+		}
+		return nil
+	})
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// startDemos serves a small HTTP server on every endpoint address that is a
+// loopback address with a port.
+func startDemos(ctx context.Context, g *errgroup.Group, doc *config.Document, log *slog.Logger) ([]string, error) {
+	var started []string
+	var lns []net.Listener
+	fail := func(err error) ([]string, error) {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+		return nil, err
+	}
+	for _, a := range doc.Accelerators {
+		for _, l := range a.Listeners {
+			if l.Protocol != "tcp" {
+				continue
+			}
+			for _, grp := range l.EndpointGroups {
+				for _, e := range grp.Endpoints {
+					ap, err := netip.ParseAddrPort(e.Address)
+					if err != nil || !ap.Addr().IsLoopback() {
+						continue
+					}
+					ln, err := net.Listen("tcp", e.Address)
+					if err != nil {
+						return fail(fmt.Errorf("demo endpoint %s: %w", e.ID, err))
+					}
+					lns = append(lns, ln)
+					if e.ClientIPPreservation {
+						ln = &proxyproto.Listener{Listener: ln}
+					}
+					srv := &http.Server{Handler: demoHandler(e.ID), ReadHeaderTimeout: 5 * time.Second}
+					g.Go(func() error {
+						if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+							return fmt.Errorf("demo endpoint %s: %w", e.ID, err)
+						}
+						return nil
+					})
+					g.Go(func() error {
+						<-ctx.Done()
+						sctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+						defer cancel()
+						_ = srv.Shutdown(sctx)
+						return srv.Close()
+					})
+					started = append(started, e.ID+" on "+e.Address)
+					if log != nil {
+						log.Info("demo endpoint serving", "endpoint", e.ID, "addr", e.Address)
+					}
+				}
+			}
+		}
+	}
+	return started, nil
+}
+
+func demoHandler(id string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Anyedge-Endpoint", id)
+		_, _ = fmt.Fprintf(w, "hello from %s through anyedge (client %s)\n", id, r.RemoteAddr)
+	})
+	return mux
+}
+
+func printHints(w io.Writer, doc *config.Document, demos []string) {
+	fmt.Fprintln(w, "anyedge dev is up:")
+	for _, d := range demos {
+		fmt.Fprintf(w, "  demo endpoint %s\n", d)
+	}
+	for _, a := range doc.Accelerators {
+		for _, l := range a.Listeners {
+			for _, ip := range a.IPAddresses {
+				port := l.PortRanges[0].From
+				addr := net.JoinHostPort(ip, fmt.Sprint(port))
+				switch l.Protocol {
+				case "tcp":
+					fmt.Fprintf(w, "try:  curl http://%s/\n", addr)
+				case "udp":
+					fmt.Fprintf(w, "try:  echo hello | nc -u -w1 %s %d\n", ip, port)
+				}
+			}
+		}
+	}
+	fmt.Fprintln(w, "Ctrl-C stops everything.")
+}

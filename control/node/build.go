@@ -1,0 +1,200 @@
+package node
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"github.com/anyedge/anyedge/backbone/gateway"
+	"github.com/anyedge/anyedge/control/config"
+	"github.com/anyedge/anyedge/edge"
+	"github.com/anyedge/anyedge/edge/router"
+	"github.com/anyedge/anyedge/healthcheck"
+	"github.com/anyedge/anyedge/healthcheck/probe"
+)
+
+// edgeListeners maps the document's listeners onto the edge's own types.
+func edgeListeners(doc *config.Document) ([]edge.Listener, error) {
+	var out []edge.Listener
+	for ai := range doc.Accelerators {
+		acc := &doc.Accelerators[ai]
+		var addrs []netip.Addr
+		for _, s := range acc.IPAddresses {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("accelerators[%d].ip_addresses: %w", ai, err)
+			}
+			addrs = append(addrs, a)
+		}
+		for li := range acc.Listeners {
+			l := &acc.Listeners[li]
+			el := edge.Listener{
+				Accelerator: acc.Name,
+				Protocol:    l.Protocol,
+				Addrs:       addrs,
+				IdleTimeout: l.IdleTimeout,
+			}
+			for _, r := range l.PortRanges {
+				el.Ports = append(el.Ports, edge.PortRange{From: uint16(r.From), To: uint16(r.To)})
+			}
+			el.Route = router.Listener{
+				Key:      edge.ListenerKey(acc.Name, l.Protocol, el.Ports[0].From),
+				Affinity: router.AffinityNone,
+			}
+			if l.ClientAffinity == "source_ip" {
+				el.Route.Affinity = router.AffinitySourceIP
+			}
+			for _, g := range l.EndpointGroups {
+				rg := router.Group{Region: g.Region, TrafficDial: 100, Preference: g.Preference}
+				if g.TrafficDial != nil {
+					rg.TrafficDial = *g.TrafficDial
+				}
+				for _, e := range g.Endpoints {
+					w := 128
+					if e.Weight != nil {
+						w = *e.Weight
+					}
+					rg.Endpoints = append(rg.Endpoints, router.Endpoint{ID: e.ID, Weight: uint8(w)})
+				}
+				el.Route.Groups = append(el.Route.Groups, rg)
+			}
+			out = append(out, el)
+		}
+	}
+	return out, nil
+}
+
+// usedRegions lists the regions the listeners route to, in topology order.
+func usedRegions(doc *config.Document) []config.Region {
+	used := map[string]bool{}
+	for _, a := range doc.Accelerators {
+		for _, l := range a.Listeners {
+			for _, g := range l.EndpointGroups {
+				used[g.Region] = true
+			}
+		}
+	}
+	var out []config.Region
+	for _, r := range doc.Topology.Regions {
+		if used[r.Name] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// splitAddress splits an endpoint address "host" or "host:port".
+func splitAddress(s string) (host string, port uint16, err error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.String(), 0, nil
+	}
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		if _, perr := strconv.Atoi(s); perr != nil && !containsColon(s) {
+			return s, 0, nil // a bare DNS name
+		}
+		return "", 0, err
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	}
+	return h, uint16(n), nil
+}
+
+func containsColon(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ':' {
+			return true
+		}
+	}
+	return false
+}
+
+// regionParts builds the gateway endpoints and the health-check targets of
+// the region called name.
+func regionParts(doc *config.Document, name string) ([]gateway.Endpoint, []healthcheck.Target, error) {
+	var eps []gateway.Endpoint
+	var targets []healthcheck.Target
+	for ai, acc := range doc.Accelerators {
+		for li, l := range acc.Listeners {
+			for gi, g := range l.EndpointGroups {
+				if g.Region != name {
+					continue
+				}
+				overrides := map[uint16]uint16{}
+				for _, o := range g.PortOverrides {
+					overrides[uint16(o.ListenerPort)] = uint16(o.EndpointPort)
+				}
+				var ranges [][2]uint16
+				for _, r := range l.PortRanges {
+					ranges = append(ranges, [2]uint16{uint16(r.From), uint16(r.To)})
+				}
+				for ei, e := range g.Endpoints {
+					path := fmt.Sprintf("accelerators[%d].listeners[%d].endpoint_groups[%d].endpoints[%d]", ai, li, gi, ei)
+					host, port, err := splitAddress(e.Address)
+					if err != nil {
+						return nil, nil, fmt.Errorf("%s.address: %w", path, err)
+					}
+					ep := gateway.Endpoint{
+						ID: e.ID, Host: host, Port: port,
+						ListenerPorts: ranges, PortOverrides: overrides,
+						ProxyProtocol: e.ClientIPPreservation, IdleTimeout: l.IdleTimeout,
+					}
+					eps = append(eps, ep)
+					t, err := healthTarget(e.ID, host, trafficPort(ep, ranges), g.HealthCheck)
+					if err != nil {
+						return nil, nil, fmt.Errorf("%s: health_check: %w", path, err)
+					}
+					targets = append(targets, t)
+				}
+			}
+		}
+	}
+	return eps, targets, nil
+}
+
+// trafficPort is the port an endpoint gets traffic on for the first port of
+// its listener.
+func trafficPort(ep gateway.Endpoint, ranges [][2]uint16) uint16 {
+	if ep.Port != 0 {
+		return ep.Port
+	}
+	first := ranges[0][0]
+	if p, ok := ep.PortOverrides[first]; ok {
+		return p
+	}
+	return first
+}
+
+func healthTarget(id, host string, trafficPort uint16, hc config.HealthCheck) (healthcheck.Target, error) {
+	port := trafficPort
+	if hc.Port != 0 {
+		port = uint16(hc.Port)
+	}
+	lo, hi, err := probe.ParseStatusRange(hc.StatusCodes)
+	if err != nil {
+		return healthcheck.Target{}, err
+	}
+	typ, err := probe.ParseDNSType(hc.DNSType)
+	if err != nil {
+		return healthcheck.Target{}, err
+	}
+	rcode, err := probe.ParseRcode(hc.DNSRcode)
+	if err != nil {
+		return healthcheck.Target{}, err
+	}
+	return healthcheck.Target{
+		ID: id,
+		Probe: probe.Config{
+			Protocol: hc.Protocol, Address: net.JoinHostPort(host, strconv.Itoa(int(port))),
+			Path: hc.Path, Host: hc.Host, StatusMin: lo, StatusMax: hi,
+			InsecureSkipVerify: hc.InsecureSkipVerify,
+			DNSName:            hc.DNSName, DNSType: typ, DNSRcode: rcode, Timeout: hc.Timeout,
+		},
+		Interval:           hc.Interval,
+		HealthyThreshold:   hc.HealthyThreshold,
+		UnhealthyThreshold: hc.UnhealthyThreshold,
+	}, nil
+}

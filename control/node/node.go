@@ -1,0 +1,197 @@
+// Package node runs one anyedge node, an edge (PoP) or a region gateway,
+// from the fleet document: it maps the document onto each component's own
+// small configuration, builds the components and runs them under one
+// errgroup until the context ends.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/anyedge/anyedge/backbone"
+	"github.com/anyedge/anyedge/backbone/gateway"
+	"github.com/anyedge/anyedge/backbone/pki"
+	"github.com/anyedge/anyedge/backbone/wire"
+	"github.com/anyedge/anyedge/control/config"
+	"github.com/anyedge/anyedge/edge"
+	"github.com/anyedge/anyedge/healthcheck"
+)
+
+// Options says which node to run from which document.
+type Options struct {
+	// Doc is the loaded, validated fleet document.
+	Doc *config.Document
+	// Node is the name of the PoP or region to run.
+	Node string
+	// Version is the build version, announced to peers.
+	Version string
+	// Logger receives every component's logs.
+	Logger *slog.Logger
+	// Store, when set, supplies the node's certificates (anyedge dev uses
+	// a throwaway in-memory PKI); otherwise they are read from
+	// topology.pki_dir.
+	Store *pki.Store
+	// Ready, when set, is called once the node serves: listeners bound and
+	// backbone up (edge) or backbone bound (region).
+	Ready func()
+}
+
+// Run runs the node named by opts.Node until ctx ends. It returns nil on a
+// clean stop.
+func Run(ctx context.Context, opts Options) error {
+	n, err := opts.Doc.Node(opts.Node)
+	if err != nil {
+		return err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts.Logger = opts.Logger.With("node", n.Name)
+	store := opts.Store
+	if store == nil {
+		store, err = pki.OpenStore(opts.Doc.Topology.PKIDir, n.Name, opts.Logger)
+		if err != nil {
+			return fmt.Errorf("node %s: certificates: %w", n.Name, err)
+		}
+	}
+	switch n.Role {
+	case config.RolePoP:
+		return runEdge(ctx, opts, n, store)
+	case config.RoleRegion:
+		return runRegion(ctx, opts, n, store)
+	}
+	return fmt.Errorf("node %s: unknown role %q", n.Name, n.Role)
+}
+
+func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store) error {
+	log := opts.Logger
+	listeners, err := edgeListeners(opts.Doc)
+	if err != nil {
+		return err
+	}
+	regions := edge.Regions{}
+	var clients []*backbone.Client
+	for _, r := range usedRegions(opts.Doc) {
+		c, err := backbone.NewClient(backbone.ClientConfig{
+			Region:          r.Name,
+			Addr:            r.Backbone.Address,
+			Connections:     n.PoP.Backbone.Connections,
+			KeepAlivePeriod: n.PoP.Backbone.KeepAlivePeriod,
+			IdleTimeout:     n.PoP.Backbone.IdleTimeout,
+			TLS:             pki.ClientConfig(store, r.Name),
+			Hello:           backbone.Hello(n.Name, opts.Version),
+			Logger:          log,
+		})
+		if err != nil {
+			return err
+		}
+		regions[r.Name] = c
+		clients = append(clients, c)
+	}
+	e, err := edge.New(edge.Config{Node: n.Name, Listeners: listeners, Logger: log}, regions)
+	if err != nil {
+		return err
+	}
+	if err := e.Listen(); err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return store.Run(gctx) })
+	for _, c := range clients {
+		g.Go(func() error { return c.Run(gctx) })
+	}
+	g.Go(func() error { return e.Run(gctx) })
+	g.Go(func() error {
+		waitReachable(gctx, clients)
+		if gctx.Err() == nil {
+			log.Info("edge serving", "listeners", len(e.Addrs()), "regions", len(clients))
+			if opts.Ready != nil {
+				opts.Ready()
+			}
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// waitReachable returns when every region is reachable or ctx ends.
+func waitReachable(ctx context.Context, clients []*backbone.Client) {
+	for _, c := range clients {
+		for !c.Reachable() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-c.Changes():
+			}
+		}
+	}
+}
+
+func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Store) error {
+	log := opts.Logger
+	eps, targets, err := regionParts(opts.Doc, n.Name)
+	if err != nil {
+		return err
+	}
+	checker, err := healthcheck.New(targets, healthcheck.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("region %s: %w", n.Name, err)
+	}
+	gw := gateway.New(gateway.Config{Endpoints: eps, Ejector: ejector{checker}, Logger: log})
+	pops := map[string]bool{}
+	for _, p := range opts.Doc.Topology.PoPs {
+		pops[p.Name] = true
+	}
+	srv, err := backbone.Listen(backbone.ServerConfig{
+		Listen: n.Region.Backbone.Listen,
+		TLS: pki.ServerConfig(store, func(name string) bool { return pops[name] }, func(remote string, reason error) {
+			log.Warn("backbone handshake refused", "remote", remote, "reason", pki.RejectReason(reason), "err", reason)
+		}),
+		Logger: log,
+	}, gw)
+	if err != nil {
+		return fmt.Errorf("region %s: %w", n.Name, err)
+	}
+	log.Info("region serving", "backbone", srv.Addr().String(), "endpoints", len(eps))
+	if opts.Ready != nil {
+		opts.Ready()
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return store.Run(gctx) })
+	g.Go(func() error { return checker.Run(gctx) })
+	g.Go(func() error { return srv.Serve(gctx) })
+	g.Go(func() error { publishHealth(gctx, checker, gw); return nil })
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// publishHealth feeds the checker's changes to the gateway, which pushes
+// them to every connected edge.
+func publishHealth(ctx context.Context, c *healthcheck.Checker, gw *gateway.Gateway) {
+	sub := c.Subscribe()
+	defer sub.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sub.Ready():
+		}
+		var hs []wire.EndpointHealth
+		for _, st := range sub.Changes() {
+			hs = append(hs, wire.EndpointHealth{ID: st.ID, Healthy: st.State.Routable(), Reason: st.LastErr})
+		}
+		gw.SetHealth(hs)
+	}
+}
+
+// ejector adapts the checker to the gateway's passive ejection.
+type ejector struct{ c *healthcheck.Checker }
+
+func (e ejector) Eject(id, reason string) { e.c.Eject(id, reason) }

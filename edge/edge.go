@@ -1,0 +1,371 @@
+// Package edge is the PoP side of anyedge: it accepts client connections on
+// the accelerators' listeners, picks a region and an endpoint for each new
+// flow (edge/router), and carries the flow over a pooled backbone stream to
+// that region, retrying elsewhere when a region reports a failed dial
+// before any byte has flowed.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anyedge/anyedge/backbone"
+	"github.com/anyedge/anyedge/backbone/splice"
+	"github.com/anyedge/anyedge/backbone/wire"
+	"github.com/anyedge/anyedge/edge/router"
+)
+
+// PortRange is an inclusive range of ports.
+type PortRange struct{ From, To uint16 }
+
+// Listener is one listener of one accelerator.
+type Listener struct {
+	// Accelerator names the accelerator (logs and status).
+	Accelerator string
+	// Protocol is "tcp" (UDP comes with its own listener type).
+	Protocol string
+	// Addrs are the addresses to bind: the accelerator's anycast addresses.
+	Addrs []netip.Addr
+	// Ports are the listening port ranges.
+	Ports []PortRange
+	// IdleTimeout cuts flows without traffic (0: never).
+	IdleTimeout time.Duration
+	// Route is the routing policy of the listener.
+	Route router.Listener
+}
+
+// Config configures an Edge.
+type Config struct {
+	// Node is the edge's node name (logs).
+	Node string
+	// Listeners are the listeners to serve.
+	Listeners []Listener
+	// RetryBudget bounds the time spent retrying other endpoints or regions
+	// for one new flow (default 1 s); at most MaxRetries retries are made.
+	RetryBudget time.Duration
+	// OpenTimeout bounds opening a stream and hearing the region's answer
+	// (default 3 s).
+	OpenTimeout time.Duration
+	// Logger receives events.
+	Logger *slog.Logger
+}
+
+// MaxRetries is how many other endpoints or regions a new flow may try
+// after a failed first attempt.
+const MaxRetries = 2
+
+// Regions gives the backbone client of each region.
+type Regions map[string]*backbone.Client
+
+// Edge serves the listeners of one PoP.
+type Edge struct {
+	cfg     Config
+	log     *slog.Logger
+	regions Regions
+	view    view
+	lns     []*boundListener
+
+	wg sync.WaitGroup
+	// mu guards conns.
+	mu    sync.Mutex
+	conns map[*net.TCPConn]struct{}
+
+	stats Counters
+}
+
+// Counters are the edge's running totals.
+type Counters struct {
+	Accepted, Refused, Retries, Failed atomic.Int64
+}
+
+type boundListener struct {
+	l     *Listener
+	table *router.Table
+	ln    *net.TCPListener
+	port  uint16
+}
+
+// New compiles the routing tables and returns an Edge; Listen binds it.
+func New(cfg Config, regions Regions) (*Edge, error) {
+	if cfg.RetryBudget <= 0 {
+		cfg.RetryBudget = time.Second
+	}
+	if cfg.OpenTimeout <= 0 {
+		cfg.OpenTimeout = 3 * time.Second
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Edge{
+		cfg:     cfg,
+		log:     logger.With("component", "edge"),
+		regions: regions,
+		view:    view{regions: regions},
+		conns:   map[*net.TCPConn]struct{}{},
+	}
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		if l.Protocol != "tcp" {
+			continue
+		}
+		for _, g := range l.Route.Groups {
+			if regions[g.Region] == nil {
+				return nil, fmt.Errorf("edge: listener %s: no backbone client for region %q", l.Route.Key, g.Region)
+			}
+		}
+	}
+	return e, nil
+}
+
+// Listen binds every TCP listener port on every address. On error nothing
+// stays bound.
+func (e *Edge) Listen() error {
+	for i := range e.cfg.Listeners {
+		l := &e.cfg.Listeners[i]
+		if l.Protocol != "tcp" {
+			continue
+		}
+		table, err := router.Compile(l.Route)
+		if err != nil {
+			e.closeListeners()
+			return fmt.Errorf("edge: %w", err)
+		}
+		for _, a := range l.Addrs {
+			for _, r := range l.Ports {
+				for p := uint32(r.From); p <= uint32(r.To); p++ {
+					ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(p))))
+					if err != nil {
+						e.closeListeners()
+						return fmt.Errorf("edge: listener %s: %w", l.Route.Key, err)
+					}
+					e.lns = append(e.lns, &boundListener{l: l, table: table, ln: ln, port: uint16(p)})
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (e *Edge) closeListeners() {
+	for _, bl := range e.lns {
+		_ = bl.ln.Close()
+	}
+}
+
+// Addrs returns the bound listener addresses.
+func (e *Edge) Addrs() []net.Addr {
+	var out []net.Addr
+	for _, bl := range e.lns {
+		out = append(out, bl.ln.Addr())
+	}
+	return out
+}
+
+// Stats returns the edge's counters.
+func (e *Edge) Stats() *Counters { return &e.stats }
+
+// Run serves the bound listeners until ctx ends, then stops accepting,
+// resets the flows still open, and returns when every goroutine has ended.
+func (e *Edge) Run(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		e.closeListeners()
+		e.mu.Lock()
+		for c := range e.conns {
+			_ = c.SetLinger(0)
+			_ = c.Close()
+		}
+		e.mu.Unlock()
+	})
+	defer stop()
+	var accept sync.WaitGroup
+	for _, bl := range e.lns {
+		accept.Go(func() { e.acceptLoop(ctx, bl) })
+	}
+	accept.Wait()
+	e.wg.Wait()
+	return nil
+}
+
+func (e *Edge) acceptLoop(ctx context.Context, bl *boundListener) {
+	for {
+		c, err := bl.ln.AcceptTCP()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			e.log.Warn("accept", "listener", bl.l.Route.Key, "err", err)
+			continue
+		}
+		if !e.track(c) {
+			_ = c.Close()
+			return
+		}
+		e.stats.Accepted.Add(1)
+		e.wg.Go(func() {
+			defer e.untrack(c)
+			e.serveTCP(ctx, bl, c)
+		})
+	}
+}
+
+func (e *Edge) track(c *net.TCPConn) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.conns == nil {
+		return false
+	}
+	e.conns[c] = struct{}{}
+	return true
+}
+
+func (e *Edge) untrack(c *net.TCPConn) {
+	e.mu.Lock()
+	delete(e.conns, c)
+	e.mu.Unlock()
+}
+
+// serveTCP routes one client connection and splices it to a stream.
+func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) {
+	src := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	dst := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	flow := router.Flow{Proto: 6, Src: src, Dst: dst}
+	hdr := wire.Header{Kind: wire.KindTCP, ListenerPort: bl.port, Client: src, Accelerator: dst}
+
+	start := time.Now()
+	var tried []router.Choice
+	var unreachable []string
+	exclude := func(region, id string) bool {
+		for _, r := range unreachable {
+			if r == region {
+				return true
+			}
+		}
+		if id == "" {
+			return false
+		}
+		for _, t := range tried {
+			if t.EndpointID == id && t.Region == region {
+				return true
+			}
+		}
+		return false
+	}
+	for attempt := 0; attempt <= MaxRetries; attempt++ {
+		if attempt > 0 {
+			if time.Since(start) > e.cfg.RetryBudget {
+				break
+			}
+			e.stats.Retries.Add(1)
+		}
+		var ex router.Exclude
+		if attempt > 0 {
+			ex = exclude
+		}
+		choice, err := bl.table.Pick(flow, e.view, ex)
+		if err != nil {
+			e.log.Warn("no route for flow", "listener", bl.l.Route.Key, "client", src.String(), "err", err)
+			break
+		}
+		hdr.EndpointID = choice.EndpointID
+		str, err := e.open(ctx, choice.Region, &hdr)
+		if err == nil {
+			res := splice.Join(c, str, bl.l.IdleTimeout)
+			str.Release()
+			e.log.Debug("flow closed", "client", src.String(), "endpoint", choice.EndpointID,
+				"up", res.Up, "down", res.Down, "reset", res.Reset, "idle", res.Idle)
+			return
+		}
+		var refused *wire.RefusedError
+		if errors.As(err, &refused) {
+			tried = append(tried, choice)
+		} else {
+			unreachable = append(unreachable, choice.Region)
+		}
+		e.log.Info("flow attempt failed", "client", src.String(), "region", choice.Region,
+			"endpoint", choice.EndpointID, "attempt", attempt, "err", err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	e.stats.Failed.Add(1)
+	// A reset, not a FIN: the client learns at once that nothing is there.
+	_ = c.SetLinger(0)
+	_ = c.Close()
+}
+
+// open opens a stream to region, sends the header and waits for the
+// region's answer.
+func (e *Edge) open(ctx context.Context, region string, hdr *wire.Header) (backbone.Stream, error) {
+	client := e.regions[region]
+	octx, cancel := context.WithTimeout(ctx, e.cfg.OpenTimeout)
+	defer cancel()
+	str, err := client.OpenStream(octx)
+	if err != nil {
+		return str, err
+	}
+	fail := func(err error) (backbone.Stream, error) {
+		str.CancelRead(wire.StreamReset)
+		str.CancelWrite(wire.StreamReset)
+		str.Release()
+		return backbone.Stream{}, err
+	}
+	var buf [wire.MaxHeaderLen]byte
+	b, err := wire.AppendHeader(buf[:0], hdr)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := str.Write(b); err != nil {
+		return fail(fmt.Errorf("%s: write header: %w", region, err))
+	}
+	_ = str.SetReadDeadline(time.Now().Add(e.cfg.OpenTimeout))
+	var code [1]byte
+	if _, err := io.ReadFull(str, code[:]); err != nil {
+		return fail(fmt.Errorf("%s: read answer: %w", region, err))
+	}
+	_ = str.SetReadDeadline(time.Time{})
+	if c := wire.Code(code[0]); c != wire.CodeOK {
+		return fail(&wire.RefusedError{Code: c})
+	}
+	return str, nil
+}
+
+// view is the router's view of the world, read from the backbone clients.
+type view struct{ regions Regions }
+
+var _ router.View = view{}
+
+func (v view) RegionRTT(region string) (time.Duration, bool) {
+	c := v.regions[region]
+	if c == nil {
+		return 0, false
+	}
+	return c.RTT()
+}
+
+// EndpointHealthy treats an endpoint the region has not reported as
+// healthy.
+func (v view) EndpointHealthy(region, id string) bool {
+	c := v.regions[region]
+	if c == nil {
+		return false
+	}
+	healthy, known := c.EndpointHealthy(id)
+	return healthy || !known
+}
+
+// ListenerKey names a listener in logs and routing tables.
+func ListenerKey(accelerator, proto string, firstPort uint16) string {
+	return accelerator + "/" + proto + "/" + strconv.Itoa(int(firstPort))
+}

@@ -1,0 +1,322 @@
+package edge_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/anyedge/anyedge/backbone"
+	"github.com/anyedge/anyedge/backbone/gateway"
+	"github.com/anyedge/anyedge/backbone/pki"
+	"github.com/anyedge/anyedge/edge"
+	"github.com/anyedge/anyedge/edge/router"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// lab is one edge, one region and its endpoints, all in-process on
+// 127.0.0.1 with real sockets and a real QUIC backbone.
+type lab struct {
+	edgeAddr string
+	client   *backbone.Client
+	edge     *edge.Edge
+}
+
+func freePort(t testing.TB) uint16 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+func startLab(t testing.TB, endpoints map[string]string) *lab {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	p, err := pki.NewEphemeral("pop-test", "region-test")
+	require.NoError(t, err)
+	regionStore, err := p.Store("region-test", nil)
+	require.NoError(t, err)
+	popStore, err := p.Store("pop-test", nil)
+	require.NoError(t, err)
+
+	port := freePort(t)
+	var geps []gateway.Endpoint
+	var reps []router.Endpoint
+	for id, addr := range endpoints {
+		ap := netip.MustParseAddrPort(addr)
+		geps = append(geps, gateway.Endpoint{ID: id, Host: ap.Addr().String(), Port: ap.Port(),
+			ListenerPorts: [][2]uint16{{port, port}}})
+		reps = append(reps, router.Endpoint{ID: id, Weight: 128})
+	}
+	gw := gateway.New(gateway.Config{Endpoints: geps, DialTimeout: time.Second})
+	srv, err := backbone.Listen(backbone.ServerConfig{
+		Listen: "127.0.0.1:0",
+		TLS:    pki.ServerConfig(regionStore, func(n string) bool { return n == "pop-test" }, nil),
+	}, gw)
+	require.NoError(t, err)
+	wg.Go(func() { _ = srv.Serve(ctx) })
+
+	cl, err := backbone.NewClient(backbone.ClientConfig{
+		Region: "region-test", Addr: srv.Addr().String(),
+		TLS: pki.ClientConfig(popStore, "region-test"), Hello: backbone.Hello("pop-test", "test"),
+	})
+	require.NoError(t, err)
+	wg.Go(func() { _ = cl.Run(ctx) })
+
+	e, err := edge.New(edge.Config{
+		Node: "pop-test",
+		Listeners: []edge.Listener{{
+			Accelerator: "test", Protocol: "tcp",
+			Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+			Ports: []edge.PortRange{{From: port, To: port}},
+			Route: router.Listener{Key: "test/tcp", Groups: []router.Group{{Region: "region-test", TrafficDial: 100, Endpoints: reps}}},
+		}},
+	}, edge.Regions{"region-test": cl})
+	require.NoError(t, err)
+	require.NoError(t, e.Listen())
+	wg.Go(func() { _ = e.Run(ctx) })
+
+	deadline := time.Now().Add(5 * time.Second)
+	for !cl.Reachable() {
+		require.True(t, time.Now().Before(deadline), "backbone did not come up")
+		time.Sleep(5 * time.Millisecond)
+	}
+	return &lab{edgeAddr: e.Addrs()[0].String(), client: cl, edge: e}
+}
+
+// echoServer echoes everything and, after the client's FIN, appends the
+// SHA-256 of what it received, then closes.
+func echoServer(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				h := sha256.New()
+				if _, err := io.Copy(io.MultiWriter(c, h), c); err != nil {
+					return
+				}
+				_, _ = c.Write(h.Sum(nil))
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+func TestEcho100x1MiB(t *testing.T) {
+	l := startLab(t, map[string]string{"echo-1": echoServer(t), "echo-2": echoServer(t)})
+	const conns, size = 100, 1 << 20
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for range conns {
+		wg.Go(func() {
+			errs <- echoOnce(l.edgeAddr, size)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+}
+
+func echoOnce(addr string, size int) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	payload := make([]byte, size)
+	_, _ = rand.Read(payload)
+	sum := sha256.Sum256(payload)
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(payload)
+		if err == nil {
+			err = c.(*net.TCPConn).CloseWrite()
+		}
+		werr <- err
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		return err
+	}
+	if err := <-werr; err != nil {
+		return err
+	}
+	if len(got) != size+sha256.Size {
+		return errors.New("short echo")
+	}
+	if sha256.Sum256(got[:size]) != sum {
+		return errors.New("echoed bytes differ")
+	}
+	if !bytes.Equal(got[size:], sum[:]) {
+		return errors.New("endpoint received different bytes")
+	}
+	return nil
+}
+
+// TestHalfClose: the client's FIN reaches the endpoint, which answers after
+// it; then the endpoint's FIN reaches the client while the client can still
+// send.
+func TestHalfClose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	serverDone := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			serverDone <- err
+			return
+		}
+		defer c.Close()
+		got, err := io.ReadAll(c) // returns at the client's FIN
+		if err != nil || string(got) != "request" {
+			serverDone <- errors.New("endpoint did not see request then FIN: " + string(got))
+			return
+		}
+		_, _ = c.Write([]byte("answer after your FIN"))
+		_ = c.(*net.TCPConn).CloseWrite()
+		serverDone <- nil
+	}()
+	l := startLab(t, map[string]string{"ep": ln.Addr().String()})
+	c, err := net.Dial("tcp", l.edgeAddr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("request"))
+	require.NoError(t, err)
+	require.NoError(t, c.(*net.TCPConn).CloseWrite())
+	got, err := io.ReadAll(c)
+	require.NoError(t, err)
+	require.Equal(t, "answer after your FIN", string(got))
+	require.NoError(t, <-serverDone)
+}
+
+// TestEndpointFINThenClientSends: the endpoint half-closes first; the
+// client still sends and the endpoint still receives.
+func TestEndpointFINThenClientSends(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer c.Close()
+		_, _ = c.Write([]byte("hello"))
+		_ = c.(*net.TCPConn).CloseWrite()
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	}()
+	l := startLab(t, map[string]string{"ep": ln.Addr().String()})
+	c, err := net.Dial("tcp", l.edgeAddr)
+	require.NoError(t, err)
+	defer c.Close()
+	b, err := io.ReadAll(c)
+	require.NoError(t, err)
+	require.Equal(t, "hello", string(b))
+	_, err = c.Write([]byte("still talking"))
+	require.NoError(t, err)
+	require.NoError(t, c.(*net.TCPConn).CloseWrite())
+	require.Equal(t, "still talking", <-got)
+}
+
+// TestEndpointDownReset: a refused endpoint dial reaches the client as a
+// reset, not as a FIN and not after a timeout.
+func TestEndpointDownReset(t *testing.T) {
+	l := startLab(t, map[string]string{"ep": refusingAddr(t)})
+	c, err := net.Dial("tcp", l.edgeAddr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = c.Read(make([]byte, 1))
+	require.True(t, errors.Is(err, syscall.ECONNRESET), "want a reset, got %v", err)
+	require.EqualValues(t, 1, l.edge.Stats().Failed.Load())
+}
+
+// TestEndpointResetTravels: an endpoint that resets its connection resets
+// the client's.
+func TestEndpointResetTravels(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		buf := make([]byte, 4)
+		_, _ = io.ReadFull(c, buf)
+		_ = c.(*net.TCPConn).SetLinger(0)
+		_ = c.Close()
+	}()
+	l := startLab(t, map[string]string{"ep": ln.Addr().String()})
+	c, err := net.Dial("tcp", l.edgeAddr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("ping"))
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = c.Read(make([]byte, 1))
+	require.True(t, errors.Is(err, syscall.ECONNRESET), "want a reset, got %v", err)
+}
+
+// refusingAddr returns an address whose port is bound but not listening, so
+// connections to it are refused and nothing else can take the port.
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { syscall.Close(fd) })
+	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	sa, err := syscall.Getsockname(fd)
+	require.NoError(t, err)
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+}
+
+// BenchmarkEcho1MiB compares a 1 MiB echo through anyedge (edge → QUIC →
+// region → endpoint) with the same echo on a direct connection, side by
+// side in one run.
+func BenchmarkEcho1MiB(b *testing.B) {
+	echo := echoServer(b)
+	l := startLab(b, map[string]string{"echo": echo})
+	for _, c := range []struct{ name, addr string }{{"direct", echo}, {"anyedge", l.edgeAddr}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(2 << 20)
+			for b.Loop() {
+				if err := echoOnce(c.addr, 1<<20); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,66 @@
+package healthcheck
+
+import (
+	"strconv"
+	"time"
+)
+
+// State is the health of one endpoint. The zero value is Unknown.
+type State uint8
+
+// States of an endpoint. See the package comment for the transitions.
+const (
+	// Unknown means no probe has finished yet. Routers treat it like
+	// Healthy.
+	Unknown State = iota
+	// Healthy means the endpoint passes its probes.
+	Healthy
+	// Unhealthy means the endpoint failed its probes or was ejected.
+	Unhealthy
+)
+
+// String returns "unknown", "healthy" or "unhealthy".
+func (s State) String() string {
+	switch s {
+	case Unknown:
+		return "unknown"
+	case Healthy:
+		return "healthy"
+	case Unhealthy:
+		return "unhealthy"
+	default:
+		return "state(" + strconv.Itoa(int(s)) + ")"
+	}
+}
+
+// Routable reports whether new flows may be sent to an endpoint in state s:
+// true for Healthy and for Unknown (no result yet), false otherwise.
+func (s State) Routable() bool {
+	return s == Healthy || s == Unknown
+}
+
+// Status is the health of one endpoint at one moment.
+type Status struct {
+	// ID names the endpoint.
+	ID string
+	// State is the endpoint's health.
+	State State
+	// LastErr is the most recent probe failure or ejection reason. It is
+	// cleared when the endpoint turns Healthy and by a passing probe while
+	// Healthy, so a Healthy endpoint shows only failures below its
+	// threshold.
+	LastErr string
+	// Latency is how long the most recent probe took.
+	Latency time.Duration
+	// LastProbe is when the most recent probe finished; zero before the
+	// first one.
+	LastProbe time.Time
+	// Changed is when State last changed, or when the endpoint was added.
+	Changed time.Time
+	// Ejected is true while the endpoint is Unhealthy because of a passive
+	// ejection (Checker.Eject) rather than failed probes.
+	Ejected bool
+	// Removed is true only in the Status a Subscription reports when the
+	// endpoint was removed by Checker.Update; State is then Unknown.
+	Removed bool
+}
