@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,10 @@ type Config struct {
 	// OpenTimeout bounds opening a stream and hearing the region's answer
 	// (default 3 s).
 	OpenTimeout time.Duration
+	// HedgeDelay is how long a new flow waits for a region's answer, on top
+	// of twice the region's RTT, before trying the next choice in parallel
+	// (default 200 ms).
+	HedgeDelay time.Duration
 	// Logger receives events.
 	Logger *slog.Logger
 }
@@ -84,7 +89,9 @@ type Edge struct {
 
 // Counters are the edge's running totals.
 type Counters struct {
-	Accepted, Refused, Retries, Failed atomic.Int64
+	// Accepted client connections; Retries and Hedges are extra attempts
+	// after a failure or a slow answer; Failed flows got a reset.
+	Accepted, Retries, Hedges, Failed atomic.Int64
 }
 
 type boundListener struct {
@@ -101,6 +108,9 @@ func New(cfg Config, regions Regions) (*Edge, error) {
 	}
 	if cfg.OpenTimeout <= 0 {
 		cfg.OpenTimeout = 3 * time.Second
+	}
+	if cfg.HedgeDelay <= 0 {
+		cfg.HedgeDelay = 200 * time.Millisecond
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -234,75 +244,145 @@ func (e *Edge) untrack(c *net.TCPConn) {
 	e.mu.Unlock()
 }
 
+// attempt is one try to open a flow to a region.
+type attempt struct {
+	choice router.Choice
+	str    backbone.Stream
+	err    error
+}
+
 // serveTCP routes one client connection and splices it to a stream.
+//
+// It tries the router's first choice; a refusal (failed endpoint dial) or an
+// unreachable region moves on to the next choice at once, and an answer that
+// is slow to come (a black-holed endpoint, a region that died silently)
+// starts a hedged attempt on the next choice in parallel after the hedge
+// delay. The first attempt answered OK wins; the others are cancelled. No
+// client byte is read before a winner exists, so nothing needs replaying.
 func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) {
 	src := c.RemoteAddr().(*net.TCPAddr).AddrPort()
 	dst := c.LocalAddr().(*net.TCPAddr).AddrPort()
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
 	flow := router.Flow{Proto: 6, Src: src, Dst: dst}
-	hdr := wire.Header{Kind: wire.KindTCP, ListenerPort: bl.port, Client: src, Accelerator: dst}
 
-	start := time.Now()
-	var tried []router.Choice
-	var unreachable []string
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan attempt, MaxRetries+1)
+	var tried []router.Choice // attempts started (pending or failed)
+	var unreachable []string  // regions that failed at the transport level
 	exclude := func(region, id string) bool {
-		for _, r := range unreachable {
-			if r == region {
-				return true
+		if slices.Contains(unreachable, region) {
+			return true
+		}
+		pending := 0
+		for _, t := range tried {
+			if t.Region == region {
+				if id != "" && t.EndpointID == id {
+					return true
+				}
+				pending++
 			}
 		}
-		if id == "" {
+		// Two attempts in one region without success: try another region.
+		return id == "" && pending >= 2
+	}
+	start := time.Now()
+	launched, inflight := 0, 0
+	launch := func() bool {
+		if launched > MaxRetries || (launched > 0 && time.Since(start) > e.cfg.RetryBudget) {
 			return false
 		}
-		for _, t := range tried {
-			if t.EndpointID == id && t.Region == region {
-				return true
-			}
-		}
-		return false
-	}
-	for attempt := 0; attempt <= MaxRetries; attempt++ {
-		if attempt > 0 {
-			if time.Since(start) > e.cfg.RetryBudget {
-				break
-			}
-			e.stats.Retries.Add(1)
-		}
 		var ex router.Exclude
-		if attempt > 0 {
+		if launched > 0 {
 			ex = exclude
 		}
 		choice, err := bl.table.Pick(flow, e.view, ex)
 		if err != nil {
-			e.log.Warn("no route for flow", "listener", bl.l.Route.Key, "client", src.String(), "err", err)
-			break
+			if launched == 0 {
+				e.log.Warn("no route for flow", "listener", bl.l.Route.Key, "client", src.String(), "err", err)
+			}
+			return false
 		}
-		hdr.EndpointID = choice.EndpointID
-		str, err := e.open(ctx, choice.Region, &hdr)
-		if err == nil {
-			res := splice.Join(c, str, bl.l.IdleTimeout)
-			str.Release()
-			e.log.Debug("flow closed", "client", src.String(), "endpoint", choice.EndpointID,
-				"up", res.Up, "down", res.Down, "reset", res.Reset, "idle", res.Idle)
-			return
+		if launched > 0 {
+			e.stats.Retries.Add(1)
 		}
-		var refused *wire.RefusedError
-		if errors.As(err, &refused) {
-			tried = append(tried, choice)
-		} else {
-			unreachable = append(unreachable, choice.Region)
-		}
-		e.log.Info("flow attempt failed", "client", src.String(), "region", choice.Region,
-			"endpoint", choice.EndpointID, "attempt", attempt, "err", err)
-		if ctx.Err() != nil {
-			break
+		launched++
+		inflight++
+		tried = append(tried, choice)
+		hdr := wire.Header{Kind: wire.KindTCP, ListenerPort: bl.port, EndpointID: choice.EndpointID, Client: src, Accelerator: dst}
+		go func() {
+			str, err := e.open(actx, choice.Region, &hdr)
+			results <- attempt{choice: choice, str: str, err: err}
+		}()
+		return true
+	}
+	launch()
+	hedge := time.NewTimer(e.hedgeDelay(tried))
+	defer hedge.Stop()
+	var won *attempt
+	for inflight > 0 && won == nil {
+		select {
+		case r := <-results:
+			inflight--
+			if r.err == nil {
+				won = &r
+				break
+			}
+			var refused *wire.RefusedError
+			if !errors.As(r.err, &refused) && actx.Err() == nil {
+				unreachable = append(unreachable, r.choice.Region)
+			}
+			e.log.Info("flow attempt failed", "client", src.String(), "region", r.choice.Region,
+				"endpoint", r.choice.EndpointID, "err", r.err)
+			if actx.Err() == nil && launch() {
+				hedge.Reset(e.hedgeDelay(tried))
+			}
+		case <-hedge.C:
+			if launch() {
+				e.stats.Hedges.Add(1)
+				hedge.Reset(e.hedgeDelay(tried))
+			}
 		}
 	}
-	e.stats.Failed.Add(1)
-	// A reset, not a FIN: the client learns at once that nothing is there.
-	_ = c.SetLinger(0)
-	_ = c.Close()
+	if inflight > 0 {
+		// Losers: cancel them and release whatever they opened.
+		cancel()
+		go func(n int) {
+			for range n {
+				if r := <-results; r.err == nil {
+					r.str.CancelRead(wire.StreamReset)
+					r.str.CancelWrite(wire.StreamReset)
+					r.str.Release()
+				}
+			}
+		}(inflight)
+	}
+	if won == nil {
+		e.stats.Failed.Add(1)
+		// A reset, not a FIN: the client learns at once that nothing is there.
+		_ = c.SetLinger(0)
+		_ = c.Close()
+		return
+	}
+	res := splice.Join(c, won.str, bl.l.IdleTimeout)
+	won.str.Release()
+	e.log.Debug("flow closed", "client", src.String(), "endpoint", won.choice.EndpointID,
+		"up", res.Up, "down", res.Down, "reset", res.Reset, "idle", res.Idle)
+}
+
+// hedgeDelay is how long to wait for the last attempt's answer before
+// starting another in parallel: the configured base plus twice the
+// region's smoothed RTT, so that a distant but healthy region is not
+// hedged against on every flow.
+func (e *Edge) hedgeDelay(tried []router.Choice) time.Duration {
+	d := e.cfg.HedgeDelay
+	if len(tried) > 0 {
+		if rtt, ok := e.view.RegionRTT(tried[len(tried)-1].Region); ok {
+			d += 2 * rtt
+		}
+	}
+	return d
 }
 
 // open opens a stream to region, sends the header and waits for the

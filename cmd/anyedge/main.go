@@ -21,6 +21,7 @@ import (
 
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/configs"
+	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/dev"
 	"github.com/anyedge/anyedge/control/node"
@@ -45,6 +46,8 @@ usage:
   anyedge validate [--node NAME] FILE         check a config; every error with its path; exit 2 on error
   anyedge certs init  --dir DIR               create the backbone CA
   anyedge certs issue --dir DIR --node NAME   issue a node certificate
+  anyedge ctl status|ready|drain|undrain [--admin ADDR]
+                                              talk to a running node's admin API (default 127.0.0.1:9180)
   anyedge version
 
 common flags: --log-format text|json, --log-level debug|info|warn|error
@@ -71,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runValidate(args, stdout, stderr)
 	case "certs":
 		return runCerts(args, stdout, stderr)
+	case "ctl":
+		return runCtl(args, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "anyedge", version)
 		return exitOK
@@ -196,9 +201,27 @@ func runNode(role string, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "--node %q is a %s, not a %s\n", c.node, n.Role, role)
 		return exitConfig
 	}
-	ctx, stop := signalContext()
+	// SIGINT stops at once; SIGTERM drains an edge (GRACEFUL_SHUTDOWN,
+	// withdraw, serve until drain.timeout, exit 0) and stops a region.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := node.Run(ctx, node.Options{Doc: doc, Node: c.node, Version: version, Logger: log}); err != nil {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	defer signal.Stop(term)
+	drain := make(chan struct{})
+	go func() {
+		select {
+		case <-term:
+			if n.Role == config.RolePoP {
+				log.Info("SIGTERM: draining")
+				close(drain)
+			} else {
+				stop()
+			}
+		case <-ctx.Done():
+		}
+	}()
+	if err := node.Run(ctx, node.Options{Doc: doc, Node: c.node, Version: version, Logger: log, Drain: drain}); err != nil {
 		log.Error("anyedge stopped on error", "err", err)
 		return exitFail
 	}
@@ -278,6 +301,29 @@ func runCerts(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "anyedge certs:", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+func runCtl(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: anyedge ctl status|ready|drain|undrain [--admin ADDR]")
+		return exitConfig
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("ctl "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("admin", envOr("ANYEDGE_ADMIN", "127.0.0.1:9180"), "admin API address of the node")
+	if err := fs.Parse(args[1:]); err != nil {
+		return exitConfig
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := admin.Call(ctx, *addr, sub)
+	fmt.Fprint(stdout, out)
+	if err != nil {
+		fmt.Fprintln(stderr, "anyedge ctl:", err)
 		return exitFail
 	}
 	return exitOK

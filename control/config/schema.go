@@ -194,6 +194,11 @@ type BGP struct {
 	// ManageAddresses adds the anycast addresses to the loopback interface
 	// and removes them at exit.
 	ManageAddresses bool `mapstructure:"manage_addresses"`
+	// NextHopIPv4 and NextHopIPv6 override next-hop-self for IPv4 and IPv6
+	// announcements. Set NextHopIPv6 to the edge's IPv6 address on the
+	// router link when IPv6 prefixes ride an IPv4 session.
+	NextHopIPv4 string `mapstructure:"next_hop_ipv4"`
+	NextHopIPv6 string `mapstructure:"next_hop_ipv6"`
 }
 
 // BGPNeighbor is one BGP peer.

@@ -572,6 +572,16 @@ func (v *validator) bgp(p string, b *BGP) {
 	if b.HoldDown < 0 {
 		v.add(p+".hold_down", "%s is negative", b.HoldDown)
 	}
+	if b.NextHopIPv4 != "" {
+		if a, err := netip.ParseAddr(b.NextHopIPv4); err != nil || !a.Is4() {
+			v.add(p+".next_hop_ipv4", "%q is not an IPv4 address", b.NextHopIPv4)
+		}
+	}
+	if b.NextHopIPv6 != "" {
+		if a, err := netip.ParseAddr(b.NextHopIPv6); err != nil || !a.Is6() || a.Is4In6() {
+			v.add(p+".next_hop_ipv6", "%q is not an IPv6 address", b.NextHopIPv6)
+		}
+	}
 	seen := make(map[netip.Addr]string)
 	for i := range b.Neighbors {
 		np := fmt.Sprintf("%s.neighbors[%d]", p, i)

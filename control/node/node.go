@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -16,8 +17,8 @@ import (
 	"github.com/anyedge/anyedge/backbone/gateway"
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/backbone/wire"
+	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
-	"github.com/anyedge/anyedge/edge"
 	"github.com/anyedge/anyedge/healthcheck"
 )
 
@@ -36,8 +37,12 @@ type Options struct {
 	// topology.pki_dir.
 	Store *pki.Store
 	// Ready, when set, is called once the node serves: listeners bound and
-	// backbone up (edge) or backbone bound (region).
+	// every accelerator reachable with a healthy endpoint (edge), or
+	// backbone bound (region).
 	Ready func()
+	// Drain, when it fires, starts an edge's drain: GRACEFUL_SHUTDOWN,
+	// withdrawal after drain.bgp_grace, exit after drain.timeout (SIGTERM).
+	Drain <-chan struct{}
 }
 
 // Run runs the node named by opts.Node until ctx ends. It returns nil on a
@@ -67,70 +72,6 @@ func Run(ctx context.Context, opts Options) error {
 	return fmt.Errorf("node %s: unknown role %q", n.Name, n.Role)
 }
 
-func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store) error {
-	log := opts.Logger
-	listeners, err := edgeListeners(opts.Doc)
-	if err != nil {
-		return err
-	}
-	regions := edge.Regions{}
-	var clients []*backbone.Client
-	for _, r := range usedRegions(opts.Doc) {
-		c, err := backbone.NewClient(backbone.ClientConfig{
-			Region:          r.Name,
-			Addr:            r.Backbone.Address,
-			Connections:     n.PoP.Backbone.Connections,
-			KeepAlivePeriod: n.PoP.Backbone.KeepAlivePeriod,
-			IdleTimeout:     n.PoP.Backbone.IdleTimeout,
-			TLS:             pki.ClientConfig(store, r.Name),
-			Hello:           backbone.Hello(n.Name, opts.Version),
-			Logger:          log,
-		})
-		if err != nil {
-			return err
-		}
-		regions[r.Name] = c
-		clients = append(clients, c)
-	}
-	e, err := edge.New(edge.Config{Node: n.Name, Listeners: listeners, Logger: log}, regions)
-	if err != nil {
-		return err
-	}
-	if err := e.Listen(); err != nil {
-		return err
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return store.Run(gctx) })
-	for _, c := range clients {
-		g.Go(func() error { return c.Run(gctx) })
-	}
-	g.Go(func() error { return e.Run(gctx) })
-	g.Go(func() error {
-		waitReachable(gctx, clients)
-		if gctx.Err() == nil {
-			log.Info("edge serving", "listeners", len(e.Addrs()), "regions", len(clients))
-			if opts.Ready != nil {
-				opts.Ready()
-			}
-		}
-		return nil
-	})
-	return g.Wait()
-}
-
-// waitReachable returns when every region is reachable or ctx ends.
-func waitReachable(ctx context.Context, clients []*backbone.Client) {
-	for _, c := range clients {
-		for !c.Reachable() {
-			select {
-			case <-ctx.Done():
-				return
-			case <-c.Changes():
-			}
-		}
-	}
-}
-
 func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Store) error {
 	log := opts.Logger
 	eps, targets, err := regionParts(opts.Doc, n.Name)
@@ -156,11 +97,18 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 	if err != nil {
 		return fmt.Errorf("region %s: %w", n.Name, err)
 	}
+	rn := &regionNode{name: n.Name, version: opts.Version, checker: checker, gw: gw}
+	adm, err := admin.Listen(n.Region.Admin, rn, nil, log)
+	if err != nil {
+		_ = srv.Close()
+		return err
+	}
 	log.Info("region serving", "backbone", srv.Addr().String(), "endpoints", len(eps))
 	if opts.Ready != nil {
 		opts.Ready()
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return adm.Serve(gctx) })
 	g.Go(func() error { return store.Run(gctx) })
 	g.Go(func() error { return checker.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx) })
@@ -195,3 +143,43 @@ func publishHealth(ctx context.Context, c *healthcheck.Checker, gw *gateway.Gate
 type ejector struct{ c *healthcheck.Checker }
 
 func (e ejector) Eject(id, reason string) { e.c.Eject(id, reason) }
+
+// regionNode exposes a region on the admin API.
+type regionNode struct {
+	name, version string
+	checker       *healthcheck.Checker
+	gw            *gateway.Gateway
+}
+
+// RegionStatus is a region's status snapshot, served at /status.
+type RegionStatus struct {
+	Node        string          `json:"node"`
+	Role        string          `json:"role"`
+	Version     string          `json:"version"`
+	ActiveFlows int64           `json:"active_flows"`
+	Endpoints   []EndpointState `json:"endpoints"`
+}
+
+// EndpointState is one endpoint's health as its region sees it.
+type EndpointState struct {
+	ID            string    `json:"id"`
+	State         string    `json:"state"`
+	Reason        string    `json:"reason,omitempty"`
+	LatencyMillis float64   `json:"latency_ms"`
+	LastProbe     time.Time `json:"last_probe"`
+	Changed       time.Time `json:"changed"`
+	Ejected       bool      `json:"ejected,omitempty"`
+}
+
+// Status implements admin.Node.
+func (r *regionNode) Status() any {
+	st := &RegionStatus{Node: r.name, Role: string(config.RoleRegion), Version: r.version, ActiveFlows: r.gw.ActiveFlows()}
+	for _, e := range r.checker.Snapshot() {
+		st.Endpoints = append(st.Endpoints, EndpointState{ID: e.ID, State: e.State.String(), Reason: e.LastErr,
+			LatencyMillis: float64(e.Latency.Microseconds()) / 1000, LastProbe: e.LastProbe, Changed: e.Changed, Ejected: e.Ejected})
+	}
+	return st
+}
+
+// Ready implements admin.Node: a region is ready once it serves.
+func (r *regionNode) Ready() bool { return true }
