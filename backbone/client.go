@@ -57,7 +57,9 @@ type Client struct {
 	log     *slog.Logger
 	slots   []*slot
 	health  atomic.Pointer[map[string]bool] // endpoint ID → healthy; nil until the region spoke
+	load    atomic.Pointer[wire.Load]       // the region's last load report; nil when none or unreachable
 	changed chan struct{}                   // coalescing signal of reachability or health changes
+	dgram   datagrams                       // see datagram.go
 }
 
 type slot struct {
@@ -168,6 +170,7 @@ func (c *Client) maintain(ctx context.Context, s *slot) {
 func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *slog.Logger) bool {
 	established := make(chan struct{})
 	done := make(chan struct{})
+	waitDatagrams := c.startDatagrams(conn)
 	go func() {
 		defer close(done)
 		if err := c.control(conn, established); err != nil && conn.Context().Err() == nil {
@@ -194,8 +197,10 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 	}
 	s.conn.Store(nil)
 	<-done
+	waitDatagrams()
 	if !c.Reachable() {
 		c.health.Store(nil)
+		c.load.Store(nil)
 	}
 	c.signal()
 	return up
@@ -237,6 +242,12 @@ func (c *Client) control(conn *quic.Conn, established chan<- struct{}) error {
 				close(established)
 				established = nil
 			}
+		case wire.MsgLoad:
+			var l wire.Load
+			if err := json.Unmarshal(body, &l); err != nil {
+				return fmt.Errorf("load message: %w", err)
+			}
+			c.load.Store(&l)
 		default:
 			// A newer region may send messages this edge does not know.
 		}
@@ -298,6 +309,16 @@ func (c *Client) EndpointHealthy(id string) (healthy, known bool) {
 	return healthy, known
 }
 
+// Load returns the region's last load report; ok is false when the region
+// has sent none or is unreachable.
+func (c *Client) Load() (l wire.Load, ok bool) {
+	p := c.load.Load()
+	if p == nil {
+		return wire.Load{}, false
+	}
+	return *p, true
+}
+
 // Stats is the measured state of the pool.
 type Stats struct {
 	Live        int
@@ -354,6 +375,7 @@ func (c *Client) RTT() (time.Duration, bool) {
 type Stream struct {
 	*quic.Stream
 	slot *slot
+	conn *quic.Conn
 }
 
 // Release returns the stream's share of its connection's load.
@@ -380,7 +402,7 @@ func (c *Client) OpenStream(ctx context.Context) (Stream, error) {
 		best.active.Add(1)
 		str, err := bestConn.OpenStreamSync(ctx)
 		if err == nil {
-			return Stream{Stream: str, slot: best}, nil
+			return Stream{Stream: str, slot: best, conn: bestConn}, nil
 		}
 		best.active.Add(-1)
 		if ctx.Err() != nil {

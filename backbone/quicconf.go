@@ -26,6 +26,15 @@ const (
 	handshakeTimeout       = 2 * time.Second
 )
 
+// quicConfig builds the QUIC configuration of both ends. idle is the
+// dead-peer bound: a peer silent for idle is declared dead. QUIC's idle
+// timer (RFC 9000 §10.1) restarts at the first ack-eliciting packet sent
+// after the last packet received, and on an idle connection that packet is
+// the next keep-alive PING, up to one keep-alive period after the peer fell
+// silent. So the QUIC max_idle_timeout advertised is idle − keepAlive (2 s
+// by default), and silence is noticed within keepAlive + (idle − keepAlive)
+// = idle. The peers use the smaller of their two advertised timeouts, and
+// quic-go never lets the timeout drop below 3 PTO on slow paths.
 func quicConfig(keepAlive, idle time.Duration) *quic.Config {
 	if keepAlive <= 0 {
 		keepAlive = DefaultKeepAlivePeriod
@@ -33,9 +42,12 @@ func quicConfig(keepAlive, idle time.Duration) *quic.Config {
 	if idle <= 0 {
 		idle = DefaultIdleTimeout
 	}
+	if keepAlive >= idle {
+		keepAlive = idle / 3
+	}
 	return &quic.Config{
 		HandshakeIdleTimeout:           handshakeTimeout,
-		MaxIdleTimeout:                 idle,
+		MaxIdleTimeout:                 idle - keepAlive,
 		KeepAlivePeriod:                keepAlive,
 		InitialStreamReceiveWindow:     1 << 20,
 		MaxStreamReceiveWindow:         maxStreamWindow,

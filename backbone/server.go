@@ -25,6 +25,10 @@ type ServerConfig struct {
 	// KeepAlivePeriod and IdleTimeout bound dead-peer detection
 	// (defaults 1 s and 3 s).
 	KeepAlivePeriod, IdleTimeout time.Duration
+	// MaxStreams is how many streams one edge connection may have open at
+	// once (QUIC MAX_STREAMS); an edge that wants more waits for credit.
+	// Default MaxStreamsPerConn.
+	MaxStreams int64
 	// Logger receives connection events.
 	Logger *slog.Logger
 }
@@ -78,7 +82,11 @@ func Listen(cfg ServerConfig, h Handler) (*Server, error) {
 	}
 	SetSocketBuffers(udp, logger)
 	tr := &quic.Transport{Conn: udp}
-	ln, err := tr.Listen(cfg.TLS, quicConfig(cfg.KeepAlivePeriod, cfg.IdleTimeout))
+	qconf := quicConfig(cfg.KeepAlivePeriod, cfg.IdleTimeout)
+	if cfg.MaxStreams > 0 {
+		qconf.MaxIncomingStreams = cfg.MaxStreams
+	}
+	ln, err := tr.Listen(cfg.TLS, qconf)
 	if err != nil {
 		_ = udp.Close()
 		return nil, fmt.Errorf("backbone server: %w", err)
@@ -131,6 +139,9 @@ func (s *Server) serveConn(conn *quic.Conn) {
 	})
 	defer stop()
 	var wg sync.WaitGroup
+	if dh, ok := s.h.(DatagramHandler); ok {
+		wg.Go(func() { dh.ServeDatagrams(conn.Context(), peer) })
+	}
 	for {
 		str, err := conn.AcceptStream(s.ctx)
 		if err != nil {

@@ -50,9 +50,9 @@ type Endpoint struct {
 	IdleTimeout time.Duration
 }
 
-// target returns the address to dial for a flow on listenerPort, or false
+// Target returns the address to dial for a flow on listenerPort, or false
 // when that port does not belong to the endpoint's listener.
-func (e *Endpoint) target(listenerPort uint16) (string, bool) {
+func (e *Endpoint) Target(listenerPort uint16) (string, bool) {
 	ok := false
 	for _, r := range e.ListenerPorts {
 		if listenerPort >= r[0] && listenerPort <= r[1] {
@@ -87,8 +87,13 @@ type Config struct {
 	// HeaderTimeout bounds how long an edge may take to send a stream
 	// header (default 5 s).
 	HeaderTimeout time.Duration
+	// LoadInterval is how often the region pushes its load to every
+	// connected edge on the control stream (default 1 s).
+	LoadInterval time.Duration
 	// Ejector, if set, learns about failed dials at once.
 	Ejector Ejector
+	// Metrics, if set, counts refused streams by answer code.
+	Metrics *backbone.Metrics
 	// Logger receives flow events.
 	Logger *slog.Logger
 }
@@ -100,6 +105,7 @@ type Gateway struct {
 	log   *slog.Logger
 	table atomic.Pointer[map[string]*Endpoint]
 	flows atomic.Int64
+	udp   udpState // see udp.go
 
 	// mu guards health and subs.
 	mu     sync.Mutex
@@ -116,6 +122,9 @@ func New(cfg Config) *Gateway {
 	}
 	if cfg.HeaderTimeout <= 0 {
 		cfg.HeaderTimeout = 5 * time.Second
+	}
+	if cfg.LoadInterval <= 0 {
+		cfg.LoadInterval = time.Second
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -186,6 +195,8 @@ func (g *Gateway) ServeStream(ctx context.Context, peer backbone.Peer, s *quic.S
 		g.serveControl(ctx, peer, s)
 	case wire.KindTCP:
 		g.serveTCP(ctx, peer, s, &h)
+	case wire.KindUDP:
+		g.serveUDP(ctx, peer, s, &h)
 	default:
 		g.refuse(s, wire.CodeNotAllowed)
 	}
@@ -193,6 +204,9 @@ func (g *Gateway) ServeStream(ctx context.Context, peer backbone.Peer, s *quic.S
 
 // refuse answers a stream with a failure code and ends it.
 func (g *Gateway) refuse(s *quic.Stream, c wire.Code) {
+	if g.cfg.Metrics != nil {
+		g.cfg.Metrics.CountStreamRefused(c)
+	}
 	_, _ = s.Write([]byte{byte(c)})
 	s.CancelRead(wire.StreamReset)
 	_ = s.Close()
@@ -205,7 +219,7 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 		g.refuse(s, wire.CodeUnknownEndpoint)
 		return
 	}
-	addr, ok := ep.target(h.ListenerPort)
+	addr, ok := ep.Target(h.ListenerPort)
 	if !ok {
 		g.log.Warn("stream names a port outside the endpoint's listener", "peer", peer.Name,
 			"endpoint", h.EndpointID, "listener_port", h.ListenerPort)
@@ -240,6 +254,14 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 	}
 	g.flows.Add(1)
 	defer g.flows.Add(-1)
+	// ctx ends with the backbone connection. Then the flow is over: reset
+	// the endpoint side too, or a flow the edge has half-closed would wait
+	// on a silent endpoint for its idle timeout (and hold up shutdown).
+	stop := context.AfterFunc(ctx, func() {
+		_ = tc.SetLinger(0)
+		_ = tc.Close()
+	})
+	defer stop()
 	splice.Join(tc, s, ep.IdleTimeout)
 }
 
@@ -304,13 +326,24 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 		g.mu.Unlock()
 	}()
 	// Drain whatever else the edge sends (newer edges may send more).
+	drained := make(chan struct{})
 	go func() {
+		defer close(drained)
 		for {
 			if _, _, err := wire.ReadMsg(r); err != nil {
 				return
 			}
 		}
 	}()
+	defer func() {
+		s.CancelRead(wire.StreamShutdown)
+		<-drained
+	}()
+	tick := time.NewTicker(g.cfg.LoadInterval)
+	defer tick.Stop()
+	sendLoad := func() error {
+		return wire.WriteMsg(s, wire.MsgLoad, wire.Load{ActiveFlows: g.ActiveFlows()})
+	}
 
 	sent := map[string]wire.EndpointHealth{}
 	full := true
@@ -327,13 +360,26 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 				return
 			}
 		}
+		if full {
+			if err := sendLoad(); err != nil {
+				return
+			}
+		}
 		sent, full = view, false
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.Context().Done():
-			return
-		case <-notify:
+		// Push load on every tick until health changes.
+		for changed := false; !changed; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.Context().Done():
+				return
+			case <-tick.C:
+				if err := sendLoad(); err != nil {
+					return
+				}
+			case <-notify:
+				changed = true
+			}
 		}
 	}
 }

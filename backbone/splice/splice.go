@@ -39,8 +39,12 @@ var (
 	_ Stream = (*quic.Stream)(nil)
 )
 
-// BufSize is the size of the copy buffers.
-const BufSize = 64 << 10
+// Copy buffer sizes: every flow holds SmallBufSize per direction; a flow
+// moving data borrows a BufSize buffer from a pool while it does.
+const (
+	SmallBufSize = 2 << 10
+	BufSize      = 64 << 10
+)
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, BufSize); return &b }}
 
@@ -116,68 +120,52 @@ func (j *joint) deadline() time.Time {
 	return time.Now().Add(j.idle)
 }
 
-// upstream copies TCP → stream.
+// upstream copies TCP → stream; the client's FIN becomes a stream FIN.
 func (j *joint) upstream() int64 {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	var total int64
-	if j.idle > 0 {
-		_ = j.c.SetReadDeadline(j.deadline())
-	}
-	for {
-		n, err := j.c.Read(buf)
-		if n > 0 {
-			total += int64(n)
-			j.touch()
-			if j.idle > 0 {
-				_ = j.c.SetReadDeadline(j.deadline())
-			}
-			if _, werr := j.s.Write(buf[:n]); werr != nil {
-				j.abort(wire.StreamReset)
-				return total
-			}
-		}
-		if err == nil {
-			continue
-		}
-		switch {
-		case err == io.EOF:
-			_ = j.s.Close() // FIN travels on
-			return total
-		case errors.Is(err, os.ErrDeadlineExceeded) && !j.aborted.Load():
-			if next, fresh := j.stillFresh(); fresh {
-				_ = j.c.SetReadDeadline(next)
-				continue
-			}
-			j.abort(wire.StreamIdle)
-		default:
-			j.abort(wire.StreamReset)
-		}
-		return total
-	}
+	return j.pump(j.c.Read, j.s.Write, j.c.SetReadDeadline, func() { _ = j.s.Close() })
 }
 
-// downstream copies stream → TCP.
+// downstream copies stream → TCP; the stream's FIN becomes a TCP FIN.
 func (j *joint) downstream() int64 {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+	return j.pump(j.s.Read, j.c.Write, j.s.SetReadDeadline, func() { _ = j.c.CloseWrite() })
+}
+
+// pump copies one direction until EOF (then fin), an error (then a reset
+// both ways) or idleness. An idle flow holds only a small buffer per
+// direction; a busy one borrows a BufSize buffer from a pool and gives it
+// back as soon as a read returns no more than the small buffer holds.
+func (j *joint) pump(read, write func([]byte) (int, error), setDeadline func(time.Time) error, fin func()) int64 {
+	small := make([]byte, SmallBufSize)
+	buf := small
+	var big *[]byte
+	defer func() {
+		if big != nil {
+			bufPool.Put(big)
+		}
+	}()
 	var total int64
 	if j.idle > 0 {
-		_ = j.s.SetReadDeadline(j.deadline())
+		_ = setDeadline(j.deadline())
 	}
 	for {
-		n, err := j.s.Read(buf)
+		n, err := read(buf)
 		if n > 0 {
 			total += int64(n)
 			j.touch()
 			if j.idle > 0 {
-				_ = j.s.SetReadDeadline(j.deadline())
+				_ = setDeadline(j.deadline())
 			}
-			if _, werr := j.c.Write(buf[:n]); werr != nil {
+			if _, werr := write(buf[:n]); werr != nil {
 				j.abort(wire.StreamReset)
 				return total
+			}
+			switch {
+			case big == nil && n == len(small):
+				big = bufPool.Get().(*[]byte)
+				buf = *big
+			case big != nil && n <= len(small):
+				bufPool.Put(big)
+				big, buf = nil, small
 			}
 		}
 		if err == nil {
@@ -185,11 +173,11 @@ func (j *joint) downstream() int64 {
 		}
 		switch {
 		case err == io.EOF:
-			_ = j.c.CloseWrite() // FIN travels on
+			fin()
 			return total
 		case errors.Is(err, os.ErrDeadlineExceeded) && !j.aborted.Load():
 			if next, fresh := j.stillFresh(); fresh {
-				_ = j.s.SetReadDeadline(next)
+				_ = setDeadline(next)
 				continue
 			}
 			j.abort(wire.StreamIdle)

@@ -76,9 +76,16 @@ func WriteMsg(w io.Writer, t MsgType, v any) error {
 
 // ReadMsg reads one control message and returns its type and raw body.
 func ReadMsg(r *bufio.Reader) (MsgType, []byte, error) {
+	// io.EOF only between messages; a length cut short is unexpected.
+	if _, err := r.Peek(1); err != nil {
+		return 0, nil, err
+	}
 	n, err := quicvarint.Read(r)
 	if err != nil {
-		return 0, nil, err
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, fmt.Errorf("control: length: %w", err)
 	}
 	if n == 0 || n > MaxControlMsgLen {
 		return 0, nil, fmt.Errorf("%w: %d bytes", ErrControlTooLong, n)

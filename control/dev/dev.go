@@ -52,6 +52,12 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	udpDemos, err := startUDPDemos(gctx, g, doc, opts.Logger) // see udpdemo.go
+	if err != nil {
+		g.Go(func() error { return err })
+		return g.Wait()
+	}
+	demos = append(demos, udpDemos...)
 	var ready sync.WaitGroup
 	for _, name := range names {
 		store, err := p.Store(name, opts.Logger)
@@ -167,7 +173,7 @@ func printHints(w io.Writer, doc *config.Document, demos []string) {
 				case "tcp":
 					fmt.Fprintf(w, "try:  curl http://%s/\n", addr)
 				case "udp":
-					fmt.Fprintf(w, "try:  echo hello | nc -u -w1 %s %d\n", ip, port)
+					fmt.Fprintf(w, "try:  dig +short @%s -p %d TXT hello.anyedge\n", ip, port)
 				}
 			}
 		}

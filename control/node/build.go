@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/anyedge/anyedge/backbone/gateway"
 	"github.com/anyedge/anyedge/control/config"
@@ -84,16 +85,17 @@ func usedRegions(doc *config.Document) []config.Region {
 	return out
 }
 
-// splitAddress splits an endpoint address "host" or "host:port".
+// splitAddress splits an endpoint address "host" or "host:port" (an IPv6
+// address with a port in brackets).
 func splitAddress(s string) (host string, port uint16, err error) {
 	if a, err := netip.ParseAddr(s); err == nil {
 		return a.String(), 0, nil
 	}
+	if !strings.Contains(s, ":") {
+		return s, 0, nil // a DNS name
+	}
 	h, p, err := net.SplitHostPort(s)
 	if err != nil {
-		if _, perr := strconv.Atoi(s); perr != nil && !containsColon(s) {
-			return s, 0, nil // a bare DNS name
-		}
 		return "", 0, err
 	}
 	n, err := strconv.ParseUint(p, 10, 16)
@@ -101,15 +103,6 @@ func splitAddress(s string) (host string, port uint16, err error) {
 		return "", 0, fmt.Errorf("port %q: %w", p, err)
 	}
 	return h, uint16(n), nil
-}
-
-func containsColon(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == ':' {
-			return true
-		}
-	}
-	return false
 }
 
 // regionParts builds the gateway endpoints and the health-check targets of

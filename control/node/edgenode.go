@@ -227,6 +227,10 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 	if err := en.e.Listen(); err != nil {
 		return err
 	}
+	fwd, err := udpForwarder(listeners, n.PoP, regions, log) // see udp.go
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	en.registerMetrics(reg)
 	adm, err := admin.Listen(n.PoP.Admin, en, reg, log)
@@ -242,6 +246,9 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 		g.Go(func() error { return c.Run(gctx) })
 	}
 	g.Go(func() error { return en.e.Run(gctx) })
+	if fwd != nil {
+		g.Go(func() error { return fwd.Run(gctx) })
+	}
 	if en.speaker != nil {
 		g.Go(func() error { return en.speaker.Run(gctx) })
 	}

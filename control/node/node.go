@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/anyedge/anyedge/backbone"
@@ -82,23 +83,24 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 	if err != nil {
 		return fmt.Errorf("region %s: %w", n.Name, err)
 	}
-	gw := gateway.New(gateway.Config{Endpoints: eps, Ejector: ejector{checker}, Logger: log})
+	metrics := &backbone.Metrics{} // refused handshakes and streams, exported at /metrics
+	gw := gateway.New(gateway.Config{Endpoints: eps, Ejector: ejector{checker}, Logger: log, Metrics: metrics})
 	pops := map[string]bool{}
 	for _, p := range opts.Doc.Topology.PoPs {
 		pops[p.Name] = true
 	}
 	srv, err := backbone.Listen(backbone.ServerConfig{
 		Listen: n.Region.Backbone.Listen,
-		TLS: pki.ServerConfig(store, func(name string) bool { return pops[name] }, func(remote string, reason error) {
-			log.Warn("backbone handshake refused", "remote", remote, "reason", pki.RejectReason(reason), "err", reason)
-		}),
+		TLS:    pki.ServerConfig(store, func(name string) bool { return pops[name] }, metrics.OnReject(log)),
 		Logger: log,
 	}, gw)
 	if err != nil {
 		return fmt.Errorf("region %s: %w", n.Name, err)
 	}
 	rn := &regionNode{name: n.Name, version: opts.Version, checker: checker, gw: gw}
-	adm, err := admin.Listen(n.Region.Admin, rn, nil, log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(regionCollector{m: metrics, gw: gw, checker: checker})
+	adm, err := admin.Listen(n.Region.Admin, rn, reg, log)
 	if err != nil {
 		_ = srv.Close()
 		return err
@@ -114,6 +116,7 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 	g.Go(func() error { return srv.Serve(gctx) })
 	g.Go(func() error { publishHealth(gctx, checker, gw); return nil })
 	err = g.Wait()
+	_ = gw.Close() // UDP flows (backbone/gateway/udp.go)
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}

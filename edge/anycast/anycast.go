@@ -38,6 +38,12 @@ func Bind(dev string, addrs []netip.Addr) (release func() error, err error) {
 			bits = 32
 		}
 		na := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(bits, bits)}}
+		if bits == 128 {
+			// IFA_F_NODAD: without it the address stays tentative for a
+			// moment even on lo, and the listeners' bind fails with
+			// EADDRNOTAVAIL.
+			na.Flags = 0x2
+		}
 		if err := netlink.AddrAdd(link, na); err != nil {
 			if errors.Is(err, syscall.EEXIST) {
 				continue // already local: not ours to remove

@@ -1,0 +1,90 @@
+package backbone_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/anyedge/anyedge/backbone"
+	"github.com/anyedge/anyedge/backbone/pki"
+	"github.com/anyedge/anyedge/backbone/wire"
+)
+
+// newerRegion speaks a future control protocol: before anything this edge
+// knows, it sends message types the edge has never heard of.
+type newerRegion struct {
+	hello chan wire.Hello
+}
+
+func (n *newerRegion) ServeStream(ctx context.Context, _ backbone.Peer, s *quic.Stream) {
+	defer s.CancelRead(wire.StreamShutdown)
+	defer s.CancelWrite(wire.StreamShutdown)
+	h, err := wire.ReadHeader(s)
+	if err != nil || h.Kind != wire.KindControl {
+		return
+	}
+	r := bufio.NewReader(s)
+	t, body, err := wire.ReadMsg(r)
+	if err != nil || t != wire.MsgHello {
+		return
+	}
+	var hello wire.Hello
+	if json.Unmarshal(body, &hello) == nil {
+		n.hello <- hello
+	}
+	for _, m := range []struct {
+		t wire.MsgType
+		v any
+	}{
+		{200, map[string]any{"weights": []int{1, 2, 3}}},
+		{201, "not even an object"},
+		{wire.MsgHealth, wire.Health{Full: true, Endpoints: []wire.EndpointHealth{{ID: "a", Healthy: true}, {ID: "b"}}}},
+		{202, nil},
+		{wire.MsgLoad, wire.Load{ActiveFlows: 7}},
+	} {
+		if err := wire.WriteMsg(s, m.t, m.v); err != nil {
+			return
+		}
+	}
+	<-ctx.Done()
+}
+
+func TestEdgeSkipsUnknownControlMessages(t *testing.T) {
+	l := newLab(t)
+	nr := &newerRegion{hello: make(chan wire.Hello, 4)}
+	srv, err := backbone.Listen(backbone.ServerConfig{
+		Listen: "127.0.0.1:0",
+		TLS:    pki.ServerConfig(l.store(t, regionName), func(n string) bool { return n == edgeName }, nil),
+	}, nr)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background()) }()
+	t.Cleanup(func() {
+		require.NoError(t, srv.Close())
+		require.NoError(t, <-done)
+	})
+
+	c := l.startClient(t, edgeName, srv.Addr().String(), 1)
+	waitLive(t, c, 1)
+	select {
+	case h := <-nr.hello:
+		require.Equal(t, edgeName, h.Node)
+		require.Equal(t, "test", h.Version)
+		require.Equal(t, 1, h.Proto)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no hello")
+	}
+	healthy, known := c.EndpointHealthy("a")
+	require.True(t, healthy && known)
+	healthy, known = c.EndpointHealthy("b")
+	require.True(t, known)
+	require.False(t, healthy)
+	eventually(t, 5*time.Second, func() bool { l, ok := c.Load(); return ok && l.ActiveFlows == 7 },
+		"the load after unknown messages was not kept")
+	require.True(t, c.Reachable(), "unknown messages must not cost the connection")
+}

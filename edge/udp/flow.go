@@ -1,0 +1,216 @@
+package udp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/anyedge/anyedge/backbone"
+	"github.com/anyedge/anyedge/backbone/wire"
+	"github.com/anyedge/anyedge/edge/router"
+)
+
+// flow is one UDP flow: (listener socket, client address, client port).
+type flow struct {
+	id     uint64
+	sock   *socket
+	client netip.AddrPort
+	last   atomic.Int64 // unix nanoseconds of the last packet either way
+	// link is the open stream and its connection; nil while the flow is
+	// opening or after its stream died.
+	link atomic.Pointer[link]
+
+	// mu guards choice, opening, pending and closed.
+	mu      sync.Mutex
+	choice  router.Choice // the endpoint, picked once per flow
+	opening bool
+	pending [][]byte
+	closed  bool
+}
+
+func (fl *flow) touch() { fl.last.Store(time.Now().UnixNano()) }
+
+// link is a flow's open stream; the flow's datagrams ride its connection.
+type link struct {
+	str  backbone.Stream
+	conn *quic.Conn
+	// wmu serialises writes on str.
+	wmu   sync.Mutex
+	frame []byte
+}
+
+// writePacket sends p on the stream in the length-prefixed framing.
+func (l *link) writePacket(p []byte) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	var err error
+	if l.frame, err = wire.AppendPacket(l.frame[:0], p); err != nil {
+		return err
+	}
+	_, err = l.str.Write(l.frame)
+	return err
+}
+
+// open opens fl's stream (retrying other endpoints or regions as the TCP
+// path does), flushes the queued packets, and then serves the stream's
+// packets from the region until the stream ends.
+func (f *Forwarder) open(ctx context.Context, fl *flow) {
+	l, err := f.connect(ctx, fl)
+	fl.mu.Lock()
+	if err != nil || fl.closed {
+		if err == nil {
+			l.str.CancelRead(wire.StreamShutdown)
+			l.str.CancelWrite(wire.StreamShutdown)
+			l.str.Release()
+		} else if !fl.closed {
+			f.stats.failed.Add(1)
+			f.log.Info("udp flow open failed", "listener", fl.sock.l.Route.Key, "client", fl.client.String(), "err", err)
+		}
+		f.stats.dropped.Add(int64(len(fl.pending)))
+		fl.pending = nil
+		fl.opening = false
+		fl.mu.Unlock()
+		return
+	}
+	// Flush under mu so that no new packet overtakes the queued ones.
+	buf := make([]byte, 8+wire.MaxPacketLen)
+	for _, p := range fl.pending {
+		n := copy(buf[8:], p)
+		if !f.send(fl, l, buf, 8, n) {
+			f.stats.dropped.Add(1)
+		}
+	}
+	fl.pending = nil
+	fl.opening = false
+	fl.link.Store(l)
+	fl.mu.Unlock()
+
+	// Packets from the region that did not fit a datagram.
+	for {
+		n, err := wire.ReadPacket(l.str, buf)
+		if err != nil {
+			break
+		}
+		fl.touch()
+		if _, err := fl.sock.conn.WriteToUDPAddrPort(buf[:n], fl.client); err == nil {
+			f.stats.toClient.Add(1)
+			f.stats.fallbackDown.Add(1)
+		}
+	}
+	// The stream ended: the flow reopens on its next packet.
+	fl.link.CompareAndSwap(l, nil)
+	l.str.CancelRead(wire.StreamReset)
+	l.wmu.Lock()
+	l.str.CancelWrite(wire.StreamReset)
+	l.wmu.Unlock()
+	l.str.Release()
+}
+
+// connect picks (once) the flow's endpoint and opens its stream, retrying
+// elsewhere on a refusal or an unreachable region.
+func (f *Forwarder) connect(ctx context.Context, fl *flow) (*link, error) {
+	rf := router.Flow{Proto: 17, Src: fl.client, Dst: fl.sock.local}
+	hdr := wire.Header{Kind: wire.KindUDP, ListenerPort: fl.sock.local.Port(), FlowID: fl.id,
+		Client: fl.client, Accelerator: fl.sock.local}
+	fl.mu.Lock()
+	choice := fl.choice
+	fl.mu.Unlock()
+	var tried []router.Choice
+	var unreachable []string
+	exclude := func(region, id string) bool {
+		for _, r := range unreachable {
+			if r == region {
+				return true
+			}
+		}
+		for _, t := range tried {
+			if id != "" && t.EndpointID == id && t.Region == region {
+				return true
+			}
+		}
+		return false
+	}
+	var lastErr error
+	for attempt := 0; attempt <= MaxRetries; attempt++ {
+		if choice.EndpointID == "" {
+			var ex router.Exclude
+			if attempt > 0 {
+				ex = exclude
+			}
+			c, err := fl.sock.table.Pick(rf, f.view, ex)
+			if err != nil {
+				if lastErr == nil {
+					lastErr = err
+				}
+				break
+			}
+			choice = c
+		}
+		hdr.EndpointID = choice.EndpointID
+		str, err := f.openStream(ctx, choice.Region, &hdr)
+		if err == nil {
+			fl.mu.Lock()
+			fl.choice = choice
+			fl.mu.Unlock()
+			return &link{str: str, conn: str.Conn()}, nil
+		}
+		lastErr = err
+		var refused *wire.RefusedError
+		if errors.As(err, &refused) {
+			tried = append(tried, choice)
+		} else {
+			unreachable = append(unreachable, choice.Region)
+		}
+		choice = router.Choice{}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+// openStream opens a KindUDP stream to region, sends the header and waits
+// for the region's answer.
+func (f *Forwarder) openStream(ctx context.Context, region string, hdr *wire.Header) (backbone.Stream, error) {
+	client := f.regions[region]
+	if client == nil {
+		return backbone.Stream{}, fmt.Errorf("%s: %w", region, backbone.ErrUnreachable)
+	}
+	octx, cancel := context.WithTimeout(ctx, f.cfg.OpenTimeout)
+	defer cancel()
+	str, err := client.OpenStream(octx)
+	if err != nil {
+		return str, err
+	}
+	fail := func(err error) (backbone.Stream, error) {
+		str.CancelRead(wire.StreamReset)
+		str.CancelWrite(wire.StreamReset)
+		str.Release()
+		return backbone.Stream{}, err
+	}
+	var buf [wire.MaxHeaderLen]byte
+	b, err := wire.AppendHeader(buf[:0], hdr)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := str.Write(b); err != nil {
+		return fail(fmt.Errorf("%s: write header: %w", region, err))
+	}
+	_ = str.SetReadDeadline(time.Now().Add(f.cfg.OpenTimeout))
+	var code [1]byte
+	if _, err := io.ReadFull(str, code[:]); err != nil {
+		return fail(fmt.Errorf("%s: read answer: %w", region, err))
+	}
+	_ = str.SetReadDeadline(time.Time{})
+	if c := wire.Code(code[0]); c != wire.CodeOK {
+		return fail(&wire.RefusedError{Code: c})
+	}
+	return str, nil
+}

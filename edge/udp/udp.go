@@ -1,0 +1,468 @@
+// Package udp is the PoP side of anyedge's UDP acceleration: it binds every
+// UDP listener port on every accelerator address (so that a reply leaves
+// from the exact address and port the client sent to), keeps a flow table
+// keyed by (listener socket, client address, client port) with limits and
+// idle timeouts, and carries each flow's packets to a region in QUIC
+// DATAGRAM frames tagged with the flow's ID, or on the flow's stream when a
+// packet is too large for a datagram.
+//
+// Opening a flow: the first packet of a new flow picks a region and an
+// endpoint (edge/router, once per flow), opens a KindUDP stream carrying
+// the flow's header and waits for the region's one-byte answer, queueing
+// the flow's packets meanwhile (at most MaxPending). From then on packets
+// ride datagrams on the stream's connection; the stream carries the
+// packets that do not fit, both ways. When the stream dies (region restart,
+// connection lost) the flow reopens on its next packet, to the same
+// endpoint.
+package udp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/anyedge/anyedge/backbone"
+	"github.com/anyedge/anyedge/backbone/wire"
+	"github.com/anyedge/anyedge/edge/router"
+)
+
+// Defaults of Config and Listener.
+const (
+	DefaultIdleTimeout       = 30 * time.Second
+	DefaultMaxFlows          = 262144
+	DefaultMaxFlowsPerSource = 1024
+	DefaultOpenTimeout       = 3 * time.Second
+)
+
+// MaxPending is how many packets a flow queues while its stream opens;
+// more are dropped and counted.
+const MaxPending = 64
+
+// MaxRetries is how many other endpoints or regions a new flow may try
+// after a refused or failed first attempt.
+const MaxRetries = 2
+
+// PortRange is an inclusive range of ports.
+type PortRange struct{ From, To uint16 }
+
+// Listener is one UDP listener of one accelerator.
+type Listener struct {
+	// Accelerator names the accelerator (logs).
+	Accelerator string
+	// Addrs are the addresses to bind: the accelerator's anycast addresses.
+	Addrs []netip.Addr
+	// Ports are the listening port ranges.
+	Ports []PortRange
+	// IdleTimeout closes a flow without traffic either way (default 30 s).
+	IdleTimeout time.Duration
+	// Route is the routing policy of the listener.
+	Route router.Listener
+}
+
+// Config configures a Forwarder.
+type Config struct {
+	// Listeners are the UDP listeners to serve.
+	Listeners []Listener
+	// MaxFlows bounds the flow table (default 262144); MaxFlowsPerSource
+	// bounds the flows of one client address (default 1024). A new flow
+	// beyond either is refused and counted; open flows are untouched.
+	MaxFlows, MaxFlowsPerSource int
+	// OpenTimeout bounds opening a flow's stream and hearing the region's
+	// answer (default 3 s).
+	OpenTimeout time.Duration
+	// Logger receives events.
+	Logger *slog.Logger
+}
+
+// Regions gives the backbone client of each region.
+type Regions map[string]*backbone.Client
+
+// Stats are the forwarder's running totals.
+type Stats struct {
+	// Flows is the number of flows in the table.
+	Flows int64
+	// Opened counts flows created; Refused counts new flows refused
+	// because the table or the client's share of it was full; Failed
+	// counts flow openings no region accepted.
+	Opened, Refused, Failed int64
+	// FromClient and ToClient count packets received from and sent to
+	// clients; Datagrams counts packets handed to QUIC as datagrams.
+	FromClient, ToClient, Datagrams int64
+	// FallbackUp and FallbackDown count packets too large for a datagram
+	// that took the flow's stream, towards the region and back.
+	FallbackUp, FallbackDown int64
+	// Dropped counts client packets that could not be forwarded: queue
+	// full while opening, or the opening failed.
+	Dropped int64
+	// UnknownFlow counts datagrams from regions naming no open flow.
+	UnknownFlow int64
+}
+
+type counters struct {
+	opened, refused, failed, fromClient, toClient, datagrams atomic.Int64
+	fallbackUp, fallbackDown, dropped, unknown               atomic.Int64
+}
+
+// Forwarder serves the UDP listeners of one PoP.
+type Forwarder struct {
+	cfg     Config
+	log     *slog.Logger
+	regions Regions
+	view    view
+	socks   []*socket
+	nextID  atomic.Uint64
+	stats   counters
+	wg      sync.WaitGroup
+
+	// mu guards flows, ids and perSource.
+	mu        sync.RWMutex
+	flows     map[flowKey]*flow
+	ids       map[uint64]*flow
+	perSource map[netip.Addr]int
+}
+
+// socket is one bound address:port of a listener.
+type socket struct {
+	l     *Listener
+	table *router.Table
+	conn  *net.UDPConn
+	local netip.AddrPort
+}
+
+type flowKey struct {
+	sock   *socket
+	client netip.AddrPort
+}
+
+// New checks cfg and returns a Forwarder; Listen binds it.
+func New(cfg Config, regions Regions) (*Forwarder, error) {
+	if cfg.MaxFlows <= 0 {
+		cfg.MaxFlows = DefaultMaxFlows
+	}
+	if cfg.MaxFlowsPerSource <= 0 {
+		cfg.MaxFlowsPerSource = DefaultMaxFlowsPerSource
+	}
+	if cfg.OpenTimeout <= 0 {
+		cfg.OpenTimeout = DefaultOpenTimeout
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Listeners = append([]Listener(nil), cfg.Listeners...)
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		if l.IdleTimeout <= 0 {
+			l.IdleTimeout = DefaultIdleTimeout
+		}
+		for _, g := range l.Route.Groups {
+			if regions[g.Region] == nil {
+				return nil, fmt.Errorf("udp: listener %s: no backbone client for region %q", l.Route.Key, g.Region)
+			}
+		}
+	}
+	return &Forwarder{
+		cfg:       cfg,
+		log:       logger.With("component", "edge-udp"),
+		regions:   regions,
+		view:      view{regions: regions},
+		flows:     map[flowKey]*flow{},
+		ids:       map[uint64]*flow{},
+		perSource: map[netip.Addr]int{},
+	}, nil
+}
+
+// Listen binds every listener port on every address. On error nothing
+// stays bound.
+func (f *Forwarder) Listen() error {
+	for i := range f.cfg.Listeners {
+		l := &f.cfg.Listeners[i]
+		table, err := router.Compile(l.Route)
+		if err != nil {
+			f.closeSockets()
+			return fmt.Errorf("udp: %w", err)
+		}
+		for _, a := range l.Addrs {
+			for _, r := range l.Ports {
+				for p := uint32(r.From); p <= uint32(r.To); p++ {
+					ap := netip.AddrPortFrom(a, uint16(p))
+					c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+					if err != nil {
+						f.closeSockets()
+						return fmt.Errorf("udp: listener %s: %w", l.Route.Key, err)
+					}
+					backbone.SetSocketBuffers(c, f.log)
+					local := c.LocalAddr().(*net.UDPAddr).AddrPort()
+					local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+					f.socks = append(f.socks, &socket{l: l, table: table, conn: c, local: local})
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (f *Forwarder) closeSockets() {
+	for _, s := range f.socks {
+		_ = s.conn.Close()
+	}
+}
+
+// Addrs returns the bound listener addresses.
+func (f *Forwarder) Addrs() []net.Addr {
+	out := make([]net.Addr, 0, len(f.socks))
+	for _, s := range f.socks {
+		out = append(out, s.conn.LocalAddr())
+	}
+	return out
+}
+
+// Stats returns the forwarder's counters.
+func (f *Forwarder) Stats() Stats {
+	f.mu.RLock()
+	n := len(f.flows)
+	f.mu.RUnlock()
+	c := &f.stats
+	return Stats{
+		Flows: int64(n), Opened: c.opened.Load(), Refused: c.refused.Load(), Failed: c.failed.Load(),
+		FromClient: c.fromClient.Load(), ToClient: c.toClient.Load(), Datagrams: c.datagrams.Load(),
+		FallbackUp: c.fallbackUp.Load(), FallbackDown: c.fallbackDown.Load(),
+		Dropped: c.dropped.Load(), UnknownFlow: c.unknown.Load(),
+	}
+}
+
+// Run serves the bound sockets until ctx ends, then closes them, ends
+// every flow and returns once every goroutine has ended. It takes over the
+// datagrams of every region's backbone client for as long as it runs.
+func (f *Forwarder) Run(ctx context.Context) error {
+	for _, c := range f.regions {
+		c.HandleDatagrams(f.receive)
+	}
+	defer func() {
+		for _, c := range f.regions {
+			c.HandleDatagrams(nil)
+		}
+	}()
+	stop := context.AfterFunc(ctx, f.closeSockets)
+	defer stop()
+	var readers sync.WaitGroup
+	for _, s := range f.socks {
+		readers.Go(func() { f.readLoop(ctx, s) })
+	}
+	readers.Go(func() { f.sweep(ctx) })
+	readers.Wait()
+	f.mu.Lock()
+	all := make([]*flow, 0, len(f.flows))
+	for _, fl := range f.flows {
+		all = append(all, fl)
+	}
+	f.mu.Unlock()
+	for _, fl := range all {
+		f.remove(fl, wire.StreamShutdown)
+	}
+	f.wg.Wait()
+	return nil
+}
+
+// readLoop reads one socket's client packets.
+func (f *Forwarder) readLoop(ctx context.Context, s *socket) {
+	buf := make([]byte, 16+wire.MaxPacketLen)
+	const room = 8 // the longest varint flow ID
+	for {
+		n, src, err := s.conn.ReadFromUDPAddrPort(buf[room:])
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		f.stats.fromClient.Add(1)
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		fl := f.lookup(s, src)
+		if fl == nil {
+			continue
+		}
+		fl.touch()
+		if l := fl.link.Load(); l != nil {
+			if f.send(fl, l, buf, room, n) {
+				continue
+			}
+		}
+		f.queue(ctx, fl, buf[room:room+n])
+	}
+}
+
+// lookup finds the flow of a client on s, creating it within the table's
+// limits; nil when refused.
+func (f *Forwarder) lookup(s *socket, src netip.AddrPort) *flow {
+	key := flowKey{sock: s, client: src}
+	f.mu.RLock()
+	fl := f.flows[key]
+	f.mu.RUnlock()
+	if fl != nil {
+		return fl
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fl := f.flows[key]; fl != nil {
+		return fl
+	}
+	if len(f.flows) >= f.cfg.MaxFlows || f.perSource[src.Addr()] >= f.cfg.MaxFlowsPerSource {
+		f.stats.refused.Add(1)
+		return nil
+	}
+	fl = &flow{id: f.nextID.Add(1), sock: s, client: src}
+	f.flows[key] = fl
+	f.ids[fl.id] = fl
+	f.perSource[src.Addr()]++
+	f.stats.opened.Add(1)
+	return fl
+}
+
+// send forwards one packet, held in buf[room:room+n], on l. It reports
+// false when l is dead, and the packet must take the slow path.
+func (f *Forwarder) send(fl *flow, l *link, buf []byte, room, n int) bool {
+	k := wire.DatagramOverhead(fl.id)
+	wire.AppendDatagram(buf[room-k:room-k], fl.id, nil)
+	err := l.conn.SendDatagram(buf[room-k : room+n])
+	if err == nil {
+		f.stats.datagrams.Add(1)
+		return true
+	}
+	var tooLarge *quic.DatagramTooLargeError
+	if errors.As(err, &tooLarge) {
+		if err := l.writePacket(buf[room : room+n]); err == nil {
+			f.stats.fallbackUp.Add(1)
+			return true
+		}
+	}
+	fl.link.CompareAndSwap(l, nil)
+	return false
+}
+
+// queue holds a copy of p for fl until its stream is open, and starts
+// opening it if nobody is.
+func (f *Forwarder) queue(ctx context.Context, fl *flow, p []byte) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if fl.closed {
+		f.stats.dropped.Add(1)
+		return
+	}
+	if len(fl.pending) >= MaxPending {
+		f.stats.dropped.Add(1)
+		return
+	}
+	fl.pending = append(fl.pending, append([]byte(nil), p...))
+	if !fl.opening {
+		fl.opening = true
+		f.wg.Go(func() { f.open(ctx, fl) })
+	}
+}
+
+// receive is the backbone clients' DatagramFunc: a reply for a flow.
+func (f *Forwarder) receive(_ *quic.Conn, b []byte) {
+	id, p, err := wire.ParseDatagram(b)
+	if err != nil {
+		f.stats.unknown.Add(1)
+		return
+	}
+	f.mu.RLock()
+	fl := f.ids[id]
+	f.mu.RUnlock()
+	if fl == nil {
+		f.stats.unknown.Add(1)
+		return
+	}
+	fl.touch()
+	if _, err := fl.sock.conn.WriteToUDPAddrPort(p, fl.client); err == nil {
+		f.stats.toClient.Add(1)
+	}
+}
+
+// sweep removes idle flows.
+func (f *Forwarder) sweep(ctx context.Context) {
+	minIdle := DefaultIdleTimeout
+	for _, l := range f.cfg.Listeners {
+		minIdle = min(minIdle, l.IdleTimeout)
+	}
+	every := min(max(minIdle/8, 10*time.Millisecond), time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			var idle []*flow
+			f.mu.RLock()
+			for _, fl := range f.flows {
+				if now.Sub(time.Unix(0, fl.last.Load())) >= fl.sock.l.IdleTimeout {
+					idle = append(idle, fl)
+				}
+			}
+			f.mu.RUnlock()
+			for _, fl := range idle {
+				f.remove(fl, wire.StreamIdle)
+			}
+		}
+	}
+}
+
+// remove takes fl out of the table and ends its stream.
+func (f *Forwarder) remove(fl *flow, code quic.StreamErrorCode) {
+	f.mu.Lock()
+	key := flowKey{sock: fl.sock, client: fl.client}
+	if f.flows[key] == fl {
+		delete(f.flows, key)
+		delete(f.ids, fl.id)
+		if f.perSource[fl.client.Addr()]--; f.perSource[fl.client.Addr()] <= 0 {
+			delete(f.perSource, fl.client.Addr())
+		}
+	}
+	f.mu.Unlock()
+	fl.mu.Lock()
+	fl.closed = true
+	fl.pending = nil
+	l := fl.link.Swap(nil)
+	fl.mu.Unlock()
+	if l != nil {
+		// The stream's reader (in open) releases it.
+		l.str.CancelRead(code)
+		l.wmu.Lock()
+		_ = l.str.Close()
+		l.wmu.Unlock()
+	}
+}
+
+// view is the router's view of the world, read from the backbone clients.
+type view struct{ regions Regions }
+
+var _ router.View = view{}
+
+func (v view) RegionRTT(region string) (time.Duration, bool) {
+	c := v.regions[region]
+	if c == nil {
+		return 0, false
+	}
+	return c.RTT()
+}
+
+// EndpointHealthy treats an endpoint the region has not reported as
+// healthy.
+func (v view) EndpointHealthy(region, id string) bool {
+	c := v.regions[region]
+	if c == nil {
+		return false
+	}
+	healthy, known := c.EndpointHealthy(id)
+	return healthy || !known
+}
