@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -68,15 +67,17 @@ type Config struct {
 // after a failed first attempt.
 const MaxRetries = 2
 
-// Regions gives the backbone client of each region.
-type Regions map[string]*backbone.Client
+// Regions gives the backbone client of each region; it is also the
+// router's view of the world.
+type Regions = backbone.Regions
+
+var _ router.View = Regions(nil)
 
 // Edge serves the listeners of one PoP.
 type Edge struct {
 	cfg     Config
 	log     *slog.Logger
 	regions Regions
-	view    view
 	lns     []*boundListener
 
 	wg sync.WaitGroup
@@ -120,7 +121,6 @@ func New(cfg Config, regions Regions) (*Edge, error) {
 		cfg:     cfg,
 		log:     logger.With("component", "edge"),
 		regions: regions,
-		view:    view{regions: regions},
 		conns:   map[*net.TCPConn]struct{}{},
 	}
 	for i := range cfg.Listeners {
@@ -297,7 +297,7 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 		if launched > 0 {
 			ex = exclude
 		}
-		choice, err := bl.table.Pick(flow, e.view, ex)
+		choice, err := bl.table.Pick(flow, e.regions, ex)
 		if err != nil {
 			if launched == 0 {
 				e.log.Warn("no route for flow", "listener", bl.l.Route.Key, "client", src.String(), "err", err)
@@ -312,7 +312,7 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 		tried = append(tried, choice)
 		hdr := wire.Header{Kind: wire.KindTCP, ListenerPort: bl.port, EndpointID: choice.EndpointID, Client: src, Accelerator: dst}
 		go func() {
-			str, err := e.open(actx, choice.Region, &hdr)
+			str, err := e.regions.OpenFlow(actx, choice.Region, &hdr, e.cfg.OpenTimeout)
 			results <- attempt{choice: choice, str: str, err: err}
 		}()
 		return true
@@ -378,71 +378,11 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 func (e *Edge) hedgeDelay(tried []router.Choice) time.Duration {
 	d := e.cfg.HedgeDelay
 	if len(tried) > 0 {
-		if rtt, ok := e.view.RegionRTT(tried[len(tried)-1].Region); ok {
+		if rtt, ok := e.regions.RegionRTT(tried[len(tried)-1].Region); ok {
 			d += 2 * rtt
 		}
 	}
 	return d
-}
-
-// open opens a stream to region, sends the header and waits for the
-// region's answer.
-func (e *Edge) open(ctx context.Context, region string, hdr *wire.Header) (backbone.Stream, error) {
-	client := e.regions[region]
-	octx, cancel := context.WithTimeout(ctx, e.cfg.OpenTimeout)
-	defer cancel()
-	str, err := client.OpenStream(octx)
-	if err != nil {
-		return str, err
-	}
-	fail := func(err error) (backbone.Stream, error) {
-		str.CancelRead(wire.StreamReset)
-		str.CancelWrite(wire.StreamReset)
-		str.Release()
-		return backbone.Stream{}, err
-	}
-	var buf [wire.MaxHeaderLen]byte
-	b, err := wire.AppendHeader(buf[:0], hdr)
-	if err != nil {
-		return fail(err)
-	}
-	if _, err := str.Write(b); err != nil {
-		return fail(fmt.Errorf("%s: write header: %w", region, err))
-	}
-	_ = str.SetReadDeadline(time.Now().Add(e.cfg.OpenTimeout))
-	var code [1]byte
-	if _, err := io.ReadFull(str, code[:]); err != nil {
-		return fail(fmt.Errorf("%s: read answer: %w", region, err))
-	}
-	_ = str.SetReadDeadline(time.Time{})
-	if c := wire.Code(code[0]); c != wire.CodeOK {
-		return fail(&wire.RefusedError{Code: c})
-	}
-	return str, nil
-}
-
-// view is the router's view of the world, read from the backbone clients.
-type view struct{ regions Regions }
-
-var _ router.View = view{}
-
-func (v view) RegionRTT(region string) (time.Duration, bool) {
-	c := v.regions[region]
-	if c == nil {
-		return 0, false
-	}
-	return c.RTT()
-}
-
-// EndpointHealthy treats an endpoint the region has not reported as
-// healthy.
-func (v view) EndpointHealthy(region, id string) bool {
-	c := v.regions[region]
-	if c == nil {
-		return false
-	}
-	healthy, known := c.EndpointHealthy(id)
-	return healthy || !known
 }
 
 // ListenerKey names a listener in logs and routing tables.

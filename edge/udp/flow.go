@@ -3,8 +3,6 @@ package udp
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -144,7 +142,7 @@ func (f *Forwarder) connect(ctx context.Context, fl *flow) (*link, error) {
 			if attempt > 0 {
 				ex = exclude
 			}
-			c, err := fl.sock.table.Pick(rf, f.view, ex)
+			c, err := fl.sock.table.Pick(rf, f.regions, ex)
 			if err != nil {
 				if lastErr == nil {
 					lastErr = err
@@ -154,7 +152,7 @@ func (f *Forwarder) connect(ctx context.Context, fl *flow) (*link, error) {
 			choice = c
 		}
 		hdr.EndpointID = choice.EndpointID
-		str, err := f.openStream(ctx, choice.Region, &hdr)
+		str, err := f.regions.OpenFlow(ctx, choice.Region, &hdr, f.cfg.OpenTimeout)
 		if err == nil {
 			fl.mu.Lock()
 			fl.choice = choice
@@ -174,43 +172,4 @@ func (f *Forwarder) connect(ctx context.Context, fl *flow) (*link, error) {
 		}
 	}
 	return nil, lastErr
-}
-
-// openStream opens a KindUDP stream to region, sends the header and waits
-// for the region's answer.
-func (f *Forwarder) openStream(ctx context.Context, region string, hdr *wire.Header) (backbone.Stream, error) {
-	client := f.regions[region]
-	if client == nil {
-		return backbone.Stream{}, fmt.Errorf("%s: %w", region, backbone.ErrUnreachable)
-	}
-	octx, cancel := context.WithTimeout(ctx, f.cfg.OpenTimeout)
-	defer cancel()
-	str, err := client.OpenStream(octx)
-	if err != nil {
-		return str, err
-	}
-	fail := func(err error) (backbone.Stream, error) {
-		str.CancelRead(wire.StreamReset)
-		str.CancelWrite(wire.StreamReset)
-		str.Release()
-		return backbone.Stream{}, err
-	}
-	var buf [wire.MaxHeaderLen]byte
-	b, err := wire.AppendHeader(buf[:0], hdr)
-	if err != nil {
-		return fail(err)
-	}
-	if _, err := str.Write(b); err != nil {
-		return fail(fmt.Errorf("%s: write header: %w", region, err))
-	}
-	_ = str.SetReadDeadline(time.Now().Add(f.cfg.OpenTimeout))
-	var code [1]byte
-	if _, err := io.ReadFull(str, code[:]); err != nil {
-		return fail(fmt.Errorf("%s: read answer: %w", region, err))
-	}
-	_ = str.SetReadDeadline(time.Time{})
-	if c := wire.Code(code[0]); c != wire.CodeOK {
-		return fail(&wire.RefusedError{Code: c})
-	}
-	return str, nil
 }

@@ -82,8 +82,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Regions gives the backbone client of each region.
-type Regions map[string]*backbone.Client
+// Regions gives the backbone client of each region; it is also the
+// router's view of the world.
+type Regions = backbone.Regions
 
 // Stats are the forwarder's running totals.
 type Stats struct {
@@ -116,7 +117,6 @@ type Forwarder struct {
 	cfg     Config
 	log     *slog.Logger
 	regions Regions
-	view    view
 	socks   []*socket
 	nextID  atomic.Uint64
 	stats   counters
@@ -173,7 +173,6 @@ func New(cfg Config, regions Regions) (*Forwarder, error) {
 		cfg:       cfg,
 		log:       logger.With("component", "edge-udp"),
 		regions:   regions,
-		view:      view{regions: regions},
 		flows:     map[flowKey]*flow{},
 		ids:       map[uint64]*flow{},
 		perSource: map[netip.Addr]int{},
@@ -441,28 +440,4 @@ func (f *Forwarder) remove(fl *flow, code quic.StreamErrorCode) {
 		_ = l.str.Close()
 		l.wmu.Unlock()
 	}
-}
-
-// view is the router's view of the world, read from the backbone clients.
-type view struct{ regions Regions }
-
-var _ router.View = view{}
-
-func (v view) RegionRTT(region string) (time.Duration, bool) {
-	c := v.regions[region]
-	if c == nil {
-		return 0, false
-	}
-	return c.RTT()
-}
-
-// EndpointHealthy treats an endpoint the region has not reported as
-// healthy.
-func (v view) EndpointHealthy(region, id string) bool {
-	c := v.regions[region]
-	if c == nil {
-		return false
-	}
-	healthy, known := c.EndpointHealthy(id)
-	return healthy || !known
 }
