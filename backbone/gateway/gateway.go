@@ -212,18 +212,29 @@ func (g *Gateway) refuse(s *quic.Stream, c wire.Code) {
 	_ = s.Close()
 }
 
-func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stream, h *wire.Header) {
+// resolve finds the endpoint a stream names and the address to dial for
+// its listener port; it refuses the stream and reports false when the
+// region has no such endpoint or the port is not the endpoint's listener's.
+func (g *Gateway) resolve(peer backbone.Peer, s *quic.Stream, h *wire.Header) (*Endpoint, string, bool) {
 	ep := (*g.table.Load())[h.EndpointID]
 	if ep == nil {
-		g.log.Warn("stream names unknown endpoint", "peer", peer.Name, "endpoint", h.EndpointID)
+		g.log.Warn("stream names unknown endpoint", "peer", peer.Name, "kind", h.Kind, "endpoint", h.EndpointID)
 		g.refuse(s, wire.CodeUnknownEndpoint)
-		return
+		return nil, "", false
 	}
 	addr, ok := ep.Target(h.ListenerPort)
 	if !ok {
 		g.log.Warn("stream names a port outside the endpoint's listener", "peer", peer.Name,
-			"endpoint", h.EndpointID, "listener_port", h.ListenerPort)
+			"kind", h.Kind, "endpoint", h.EndpointID, "listener_port", h.ListenerPort)
 		g.refuse(s, wire.CodeNotAllowed)
+		return nil, "", false
+	}
+	return ep, addr, true
+}
+
+func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stream, h *wire.Header) {
+	ep, addr, ok := g.resolve(peer, s, h)
+	if !ok {
 		return
 	}
 	dctx, cancel := context.WithTimeout(ctx, g.cfg.DialTimeout)

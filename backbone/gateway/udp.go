@@ -234,17 +234,8 @@ func (g *Gateway) dropUDPConn(conn *quic.Conn) {
 // CodeOK, and then carries the packets the edge sends on the stream (those
 // too large for a datagram) until the stream ends.
 func (g *Gateway) serveUDP(ctx context.Context, peer backbone.Peer, s *quic.Stream, h *wire.Header) {
-	ep := (*g.table.Load())[h.EndpointID]
-	if ep == nil {
-		g.log.Warn("udp stream names unknown endpoint", "peer", peer.Name, "endpoint", h.EndpointID)
-		g.refuse(s, wire.CodeUnknownEndpoint)
-		return
-	}
-	addr, ok := ep.Target(h.ListenerPort)
+	ep, addr, ok := g.resolve(peer, s, h)
 	if !ok {
-		g.log.Warn("udp stream names a port outside the endpoint's listener", "peer", peer.Name,
-			"endpoint", h.EndpointID, "listener_port", h.ListenerPort)
-		g.refuse(s, wire.CodeNotAllowed)
 		return
 	}
 	uc := g.udpConnOf(peer.Conn)
