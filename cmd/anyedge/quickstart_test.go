@@ -53,20 +53,33 @@ func TestQuickstart(t *testing.T) {
 		}
 		close(lines)
 	}()
-	var hint string
+	var hints []string
 	timeout := time.After(20 * time.Second)
-	for hint == "" {
+	for done := false; !done; {
 		select {
 		case l, ok := <-lines:
 			require.True(t, ok, "anyedge dev exited early: %s", stderr.String())
-			if strings.HasPrefix(l, "try:  curl ") {
-				hint = strings.TrimPrefix(l, "try:  ")
+			if h, ok := strings.CutPrefix(l, "try:  "); ok {
+				hints = append(hints, h)
 			}
+			done = strings.HasPrefix(l, "Ctrl-C")
 		case <-timeout:
 			t.Fatalf("no hint from anyedge dev: %s", stderr.String())
 		}
 	}
-	require.Equal(t, "curl http://127.0.0.1:8080/", hint, "README and the hint must agree")
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	for _, h := range hints {
+		require.Contains(t, string(readme), "try:  "+h, "README and the printed hints must agree")
+	}
+	require.Contains(t, hints, "curl http://127.0.0.1:8080/")
+	const digHint = "dig +short @127.0.0.1 -p 8053 TXT hello.anyedge"
+	require.Contains(t, hints, digHint)
+	if _, err := exec.LookPath("dig"); err == nil {
+		out, err := exec.Command("sh", "-c", digHint).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Contains(t, string(out), "through anyedge", "the README's UDP line works")
+	}
 
 	seen := map[string]bool{}
 	for range 20 {
@@ -94,6 +107,20 @@ func TestQuickstart(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatalf("anyedge dev did not stop within 2 s of SIGINT")
 	}
+}
+
+// TestREADMEValidateExample runs the validate example of README.md and
+// expects exactly the output README shows.
+func TestREADMEValidateExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	const cmd = "$ anyedge validate configs/testdata/broken.yaml\n"
+	_, block, ok := strings.Cut(string(readme), cmd)
+	require.True(t, ok, "README.md lost its validate example")
+	block, _, _ = strings.Cut(block, "```")
+	var out, errb bytes.Buffer
+	require.Equal(t, exitConfig, run([]string{"validate", "../../configs/testdata/broken.yaml"}, &out, &errb))
+	require.Equal(t, block, errb.String())
 }
 
 // TestValidateExitCodes: validate exits 0 on the shipped examples and 2 on
