@@ -185,7 +185,7 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 		s.conn.Store(conn)
 		c.signal()
 		log.Info("backbone connected", "addr", c.cfg.Addr, "local", conn.LocalAddr().String(),
-			"resumed", conn.ConnectionState().TLS.DidResume)
+			"resumed", conn.ConnectionState().TLS.DidResume, "gso", conn.ConnectionState().GSO)
 	case <-conn.Context().Done():
 	case <-ctx.Done():
 	}

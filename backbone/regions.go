@@ -41,6 +41,21 @@ func (r Regions) EndpointHealthy(region, id string) bool {
 // a refusal is a *wire.RefusedError; anything else means the region could
 // not be reached in time.
 func (r Regions) OpenFlow(ctx context.Context, region string, hdr *wire.Header, timeout time.Duration) (Stream, error) {
+	str, err := r.StartFlow(ctx, region, hdr, timeout)
+	if err != nil {
+		return str, err
+	}
+	if err := AwaitAnswer(ctx, str, time.Now().Add(timeout)); err != nil {
+		CancelFlow(str)
+		return Stream{}, err
+	}
+	return str, nil
+}
+
+// StartFlow opens a stream to region (waiting at most timeout for stream
+// credit) and sends hdr; AwaitAnswer then reads the region's answer. The
+// caller owns the stream: CancelFlow it unless it is answered OK and used.
+func (r Regions) StartFlow(ctx context.Context, region string, hdr *wire.Header, timeout time.Duration) (Stream, error) {
 	client := r[region]
 	if client == nil {
 		return Stream{}, fmt.Errorf("%s: %w", region, ErrUnreachable)
@@ -51,28 +66,45 @@ func (r Regions) OpenFlow(ctx context.Context, region string, hdr *wire.Header, 
 	if err != nil {
 		return str, err
 	}
-	fail := func(err error) (Stream, error) {
-		str.CancelRead(wire.StreamReset)
-		str.CancelWrite(wire.StreamReset)
-		str.Release()
-		return Stream{}, err
-	}
 	var buf [wire.MaxHeaderLen]byte
 	b, err := wire.AppendHeader(buf[:0], hdr)
+	if err == nil {
+		_, err = str.Write(b)
+	}
 	if err != nil {
-		return fail(err)
-	}
-	if _, err := str.Write(b); err != nil {
-		return fail(fmt.Errorf("%s: write header: %w", region, err))
-	}
-	_ = str.SetReadDeadline(time.Now().Add(timeout))
-	var code [1]byte
-	if _, err := io.ReadFull(str, code[:]); err != nil {
-		return fail(fmt.Errorf("%s: read answer: %w", region, err))
-	}
-	_ = str.SetReadDeadline(time.Time{})
-	if c := wire.Code(code[0]); c != wire.CodeOK {
-		return fail(&wire.RefusedError{Code: c})
+		CancelFlow(str)
+		return Stream{}, fmt.Errorf("%s: write header: %w", region, err)
 	}
 	return str, nil
+}
+
+// AwaitAnswer reads the region's one-byte answer to a flow's header. It
+// returns nil for CodeOK, a *wire.RefusedError for a refusal, and an error
+// wrapping os.ErrDeadlineExceeded when no answer came by deadline (the
+// stream is then still usable: AwaitAnswer may be called again). When ctx
+// ends first, the stream's read side is cancelled and ctx's error returned.
+func AwaitAnswer(ctx context.Context, str Stream, deadline time.Time) error {
+	stop := context.AfterFunc(ctx, func() { str.CancelRead(wire.StreamReset) })
+	_ = str.SetReadDeadline(deadline)
+	var code [1]byte
+	_, err := io.ReadFull(str, code[:])
+	_ = str.SetReadDeadline(time.Time{})
+	if !stop() {
+		return ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("read answer: %w", err)
+	}
+	if c := wire.Code(code[0]); c != wire.CodeOK {
+		return &wire.RefusedError{Code: c}
+	}
+	return nil
+}
+
+// CancelFlow resets a flow's stream both ways and returns its share of
+// the connection's load.
+func CancelFlow(str Stream) {
+	str.CancelRead(wire.StreamReset)
+	str.CancelWrite(wire.StreamReset)
+	str.Release()
 }

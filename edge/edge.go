@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -221,10 +222,7 @@ func (e *Edge) acceptLoop(ctx context.Context, bl *boundListener) {
 			return
 		}
 		e.stats.Accepted.Add(1)
-		e.wg.Go(func() {
-			defer e.untrack(c)
-			e.serveTCP(ctx, bl, c)
-		})
+		e.wg.Go(func() { e.serveTCP(ctx, bl, c) })
 	}
 }
 
@@ -253,24 +251,84 @@ type attempt struct {
 
 // serveTCP routes one client connection and splices it to a stream.
 //
-// It tries the router's first choice; a refusal (failed endpoint dial) or an
-// unreachable region moves on to the next choice at once, and an answer that
-// is slow to come (a black-holed endpoint, a region that died silently)
-// starts a hedged attempt on the next choice in parallel after the hedge
-// delay. The first attempt answered OK wins; the others are cancelled. No
-// client byte is read before a winner exists, so nothing needs replaying.
+// It tries the router's first choice inline. A refusal (failed endpoint
+// dial) or an unreachable region moves on to the next choice at once, and
+// an answer that is slow to come (a black-holed endpoint, a region that died
+// silently) starts a hedged attempt on the next choice in parallel after
+// the hedge delay; the first attempt answered OK wins and the others are
+// cancelled. No client byte is read before a winner exists, so nothing
+// needs replaying. The splice then runs in goroutines of its own and
+// serveTCP returns, so that an idle flow keeps no routing stack alive.
 func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) {
 	src := c.RemoteAddr().(*net.TCPAddr).AddrPort()
 	dst := c.LocalAddr().(*net.TCPAddr).AddrPort()
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
 	flow := router.Flow{Proto: 6, Src: src, Dst: dst}
+	hdr := wire.Header{Kind: wire.KindTCP, ListenerPort: bl.port, Client: src, Accelerator: dst}
 
+	won, ok := e.firstAttempt(ctx, bl, flow, &hdr)
+	if !ok {
+		won = e.hedged(ctx, bl, flow, hdr, won)
+	}
+	if won.err != nil {
+		e.stats.Failed.Add(1)
+		e.untrack(c)
+		// A reset, not a FIN: the client learns at once that nothing is there.
+		_ = c.SetLinger(0)
+		_ = c.Close()
+		return
+	}
+	e.wg.Add(1)
+	splice.Start(c, won.str, bl.l.IdleTimeout, func(res splice.Result) {
+		won.str.Release()
+		e.untrack(c)
+		e.log.Debug("flow closed", "client", src.String(), "endpoint", won.choice.EndpointID,
+			"up", res.Up, "down", res.Down, "reset", res.Reset, "idle", res.Idle)
+		e.wg.Done()
+	})
+}
+
+// firstAttempt tries the router's first choice and waits up to the hedge
+// delay for the region's answer. ok reports a final outcome: a stream
+// answered OK, or no route at all. Otherwise the returned attempt is
+// either failed (err set) or still pending (str set, err nil): the hedged
+// path takes it from there.
+func (e *Edge) firstAttempt(ctx context.Context, bl *boundListener, flow router.Flow, hdr *wire.Header) (attempt, bool) {
+	choice, err := bl.table.Pick(flow, e.regions, nil)
+	if err != nil {
+		e.log.Warn("no route for flow", "listener", bl.l.Route.Key, "client", flow.Src.String(), "err", err)
+		return attempt{err: err}, true
+	}
+	hdr.EndpointID = choice.EndpointID
+	a := attempt{choice: choice}
+	a.str, a.err = e.regions.StartFlow(ctx, choice.Region, hdr, e.cfg.OpenTimeout)
+	if a.err != nil {
+		return a, false
+	}
+	err = backbone.AwaitAnswer(ctx, a.str, time.Now().Add(e.hedgeDelay(choice.Region)))
+	switch {
+	case err == nil:
+		return a, true
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return a, false // pending: hedge
+	default:
+		backbone.CancelFlow(a.str)
+		a.str, a.err = backbone.Stream{}, err
+		return a, false
+	}
+}
+
+// hedged continues after a first attempt that failed or is slow: it keeps
+// waiting for a pending first attempt while it tries further choices, at
+// most MaxRetries more, none started after the retry budget.
+func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, hdr wire.Header, first attempt) attempt {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	start := time.Now()
 	results := make(chan attempt, MaxRetries+1)
-	var tried []router.Choice // attempts started (pending or failed)
-	var unreachable []string  // regions that failed at the transport level
+	tried := []router.Choice{first.choice}
+	var unreachable []string
 	exclude := func(region, id string) bool {
 		if slices.Contains(unreachable, region) {
 			return true
@@ -287,39 +345,56 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 		// Two attempts in one region without success: try another region.
 		return id == "" && pending >= 2
 	}
-	start := time.Now()
-	launched, inflight := 0, 0
-	launch := func() bool {
-		if launched > MaxRetries || (launched > 0 && time.Since(start) > e.cfg.RetryBudget) {
-			return false
+	failed := func(a attempt) {
+		var refused *wire.RefusedError
+		if !errors.As(a.err, &refused) && actx.Err() == nil {
+			unreachable = append(unreachable, a.choice.Region)
 		}
-		var ex router.Exclude
-		if launched > 0 {
-			ex = exclude
-		}
-		choice, err := bl.table.Pick(flow, e.regions, ex)
-		if err != nil {
-			if launched == 0 {
-				e.log.Warn("no route for flow", "listener", bl.l.Route.Key, "client", src.String(), "err", err)
+		e.log.Info("flow attempt failed", "client", flow.Src.String(), "region", a.choice.Region,
+			"endpoint", a.choice.EndpointID, "err", a.err)
+	}
+	inflight := 0
+	if first.err != nil {
+		failed(first)
+	} else {
+		inflight++
+		go func() {
+			err := backbone.AwaitAnswer(actx, first.str, time.Now().Add(e.cfg.OpenTimeout))
+			if err != nil {
+				backbone.CancelFlow(first.str)
+				first.str = backbone.Stream{}
 			}
+			first.err = err
+			results <- first
+		}()
+	}
+	launched := 1
+	launch := func() bool {
+		if launched > MaxRetries || time.Since(start) > e.cfg.RetryBudget || actx.Err() != nil {
 			return false
 		}
-		if launched > 0 {
-			e.stats.Retries.Add(1)
+		choice, err := bl.table.Pick(flow, e.regions, exclude)
+		if err != nil {
+			return false
 		}
+		e.stats.Retries.Add(1)
 		launched++
 		inflight++
 		tried = append(tried, choice)
-		hdr := wire.Header{Kind: wire.KindTCP, ListenerPort: bl.port, EndpointID: choice.EndpointID, Client: src, Accelerator: dst}
+		h := hdr
+		h.EndpointID = choice.EndpointID
 		go func() {
-			str, err := e.regions.OpenFlow(actx, choice.Region, &hdr, e.cfg.OpenTimeout)
+			str, err := e.regions.OpenFlow(actx, choice.Region, &h, e.cfg.OpenTimeout)
 			results <- attempt{choice: choice, str: str, err: err}
 		}()
 		return true
 	}
-	launch()
-	hedge := time.NewTimer(e.hedgeDelay(tried))
+	last := attempt{err: first.err}
+	hedge := time.NewTimer(e.hedgeDelay(first.choice.Region))
 	defer hedge.Stop()
+	if first.err != nil {
+		launch()
+	}
 	var won *attempt
 	for inflight > 0 && won == nil {
 		select {
@@ -329,19 +404,15 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 				won = &r
 				break
 			}
-			var refused *wire.RefusedError
-			if !errors.As(r.err, &refused) && actx.Err() == nil {
-				unreachable = append(unreachable, r.choice.Region)
-			}
-			e.log.Info("flow attempt failed", "client", src.String(), "region", r.choice.Region,
-				"endpoint", r.choice.EndpointID, "err", r.err)
-			if actx.Err() == nil && launch() {
-				hedge.Reset(e.hedgeDelay(tried))
+			last = r
+			failed(r)
+			if launch() {
+				hedge.Reset(e.hedgeDelay(tried[len(tried)-1].Region))
 			}
 		case <-hedge.C:
 			if launch() {
 				e.stats.Hedges.Add(1)
-				hedge.Reset(e.hedgeDelay(tried))
+				hedge.Reset(e.hedgeDelay(tried[len(tried)-1].Region))
 			}
 		}
 	}
@@ -351,36 +422,28 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 		go func(n int) {
 			for range n {
 				if r := <-results; r.err == nil {
-					r.str.CancelRead(wire.StreamReset)
-					r.str.CancelWrite(wire.StreamReset)
-					r.str.Release()
+					backbone.CancelFlow(r.str)
 				}
 			}
 		}(inflight)
 	}
 	if won == nil {
-		e.stats.Failed.Add(1)
-		// A reset, not a FIN: the client learns at once that nothing is there.
-		_ = c.SetLinger(0)
-		_ = c.Close()
-		return
+		if last.err == nil {
+			last.err = router.ErrNoRoute
+		}
+		return last
 	}
-	res := splice.Join(c, won.str, bl.l.IdleTimeout)
-	won.str.Release()
-	e.log.Debug("flow closed", "client", src.String(), "endpoint", won.choice.EndpointID,
-		"up", res.Up, "down", res.Down, "reset", res.Reset, "idle", res.Idle)
+	return *won
 }
 
-// hedgeDelay is how long to wait for the last attempt's answer before
-// starting another in parallel: the configured base plus twice the
+// hedgeDelay is how long to wait for an attempt's answer from region
+// before starting another in parallel: the configured base plus twice the
 // region's smoothed RTT, so that a distant but healthy region is not
 // hedged against on every flow.
-func (e *Edge) hedgeDelay(tried []router.Choice) time.Duration {
+func (e *Edge) hedgeDelay(region string) time.Duration {
 	d := e.cfg.HedgeDelay
-	if len(tried) > 0 {
-		if rtt, ok := e.regions.RegionRTT(tried[len(tried)-1].Region); ok {
-			d += 2 * rtt
-		}
+	if rtt, ok := e.regions.RegionRTT(region); ok {
+		d += 2 * rtt
 	}
 	return d
 }

@@ -105,7 +105,8 @@ type Gateway struct {
 	log   *slog.Logger
 	table atomic.Pointer[map[string]*Endpoint]
 	flows atomic.Int64
-	udp   udpState // see udp.go
+	tcp   sync.WaitGroup // TCP splices running
+	udp   udpState       // see udp.go
 
 	// mu guards health and subs.
 	mu     sync.Mutex
@@ -264,7 +265,7 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 		return
 	}
 	g.flows.Add(1)
-	defer g.flows.Add(-1)
+	g.tcp.Add(1)
 	// ctx ends with the backbone connection. Then the flow is over: reset
 	// the endpoint side too, or a flow the edge has half-closed would wait
 	// on a silent endpoint for its idle timeout (and hold up shutdown).
@@ -272,8 +273,13 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 		_ = tc.SetLinger(0)
 		_ = tc.Close()
 	})
-	defer stop()
-	splice.Join(tc, s, ep.IdleTimeout)
+	// The splice runs in goroutines of its own; this handler's goroutine
+	// returns so that an idle flow keeps no more than the copy loops alive.
+	splice.Start(tc, s, ep.IdleTimeout, func(splice.Result) {
+		stop()
+		g.flows.Add(-1)
+		g.tcp.Done()
+	})
 }
 
 func writeProxyHeader(c net.Conn, h *wire.Header) error {

@@ -114,6 +114,9 @@ func (g *Gateway) UDPStats() UDPStats {
 // Close closes every UDP flow and waits for their goroutines. Call it
 // after the backbone server has stopped; UDP streams that arrive later are
 // refused. It is idempotent.
+//
+// Close also waits for the TCP flows still being spliced; they end with
+// their backbone connections, so close the backbone server first.
 func (g *Gateway) Close() error {
 	u := &g.udp
 	u.mu.Lock()
@@ -127,6 +130,7 @@ func (g *Gateway) Close() error {
 		g.closeFlow(f)
 	}
 	u.wg.Wait()
+	g.tcp.Wait()
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -23,6 +24,7 @@ type TCP interface {
 	net.Conn
 	CloseWrite() error
 	SetLinger(sec int) error
+	SyscallConn() (syscall.RawConn, error)
 }
 
 // Stream is the QUIC side of a splice; *quic.Stream satisfies it.
@@ -39,10 +41,12 @@ var (
 	_ Stream = (*quic.Stream)(nil)
 )
 
-// Copy buffer sizes: every flow holds SmallBufSize per direction; a flow
-// moving data borrows a BufSize buffer from a pool while it does.
+// Copy buffer sizes. An idle flow holds no buffer on its TCP side (it
+// waits for the socket to become readable first) and SmallBufSize on its
+// stream side; a flow moving data borrows a BufSize buffer from a pool and
+// gives it back when a read returns no more than SmallBufSize.
 const (
-	SmallBufSize = 2 << 10
+	SmallBufSize = 512
 	BufSize      = 64 << 10
 )
 
@@ -61,6 +65,8 @@ type Result struct {
 
 type joint struct {
 	c       TCP
+	rc      syscall.RawConn // c's descriptor, to wait for readability
+	peek    [1]byte
 	s       Stream
 	idle    time.Duration
 	last    atomic.Int64 // unix nanoseconds of the last byte either way
@@ -73,20 +79,41 @@ type joint struct {
 // finished both ways or cancelled. idle > 0 cuts a flow with no bytes in
 // either direction for that long (with a reset on both sides).
 func Join(c TCP, s Stream, idle time.Duration) Result {
+	done := make(chan Result, 1)
+	Start(c, s, idle, func(r Result) { done <- r })
+	return <-done
+}
+
+// Start is Join in the background: it copies in two goroutines of its own
+// and returns at once, so that the caller's goroutine (and its stack) need
+// not wait with an idle flow. done is called once, when both directions
+// have ended and c is closed.
+func Start(c TCP, s Stream, idle time.Duration, done func(Result)) {
 	j := &joint{c: c, s: s, idle: idle}
 	j.touch()
-	var up int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		up = j.upstream()
-	}()
-	down := j.downstream()
-	<-done
-	if !j.aborted.Load() {
-		_ = c.Close()
+	if rc, err := c.SyscallConn(); err == nil {
+		j.rc = rc
 	}
-	return Result{Up: up, Down: down, Reset: j.aborted.Load() && !j.idleCut.Load(), Idle: j.idleCut.Load()}
+	var up, down int64
+	var left atomic.Int32
+	left.Store(2)
+	finish := func() {
+		if left.Add(-1) != 0 {
+			return
+		}
+		if !j.aborted.Load() {
+			_ = c.Close()
+		}
+		done(Result{Up: up, Down: down, Reset: j.aborted.Load() && !j.idleCut.Load(), Idle: j.idleCut.Load()})
+	}
+	go func() {
+		up = j.upstream()
+		finish()
+	}()
+	go func() {
+		down = j.downstream()
+		finish()
+	}()
 }
 
 func (j *joint) touch() { j.last.Store(time.Now().UnixNano()) }
@@ -122,21 +149,55 @@ func (j *joint) deadline() time.Time {
 
 // upstream copies TCP → stream; the client's FIN becomes a stream FIN.
 func (j *joint) upstream() int64 {
-	return j.pump(j.c.Read, j.s.Write, j.c.SetReadDeadline, func() { _ = j.s.Close() })
+	var wait func() error
+	if j.rc != nil {
+		wait = j.waitReadable
+	}
+	return j.pump(j.c.Read, j.s.Write, j.c.SetReadDeadline, wait, func() { _ = j.s.Close() })
 }
 
 // downstream copies stream → TCP; the stream's FIN becomes a TCP FIN.
 func (j *joint) downstream() int64 {
-	return j.pump(j.s.Read, j.c.Write, j.s.SetReadDeadline, func() { _ = j.c.CloseWrite() })
+	return j.pump(j.s.Read, j.c.Write, j.s.SetReadDeadline, nil, func() { _ = j.c.CloseWrite() })
+}
+
+// waitReadable blocks, holding no buffer, until the TCP socket has data, an
+// EOF or an error to read, or its read deadline passes. Like the runtime's
+// own reads it looks first (a non-blocking MSG_PEEK of one byte) and parks
+// on the poller only after EAGAIN, so no readiness edge is missed.
+//
+// A socket error (a reset) is reported by the peek and cleared by it, so
+// waitReadable returns it rather than leaving the next read to see EOF.
+func (j *joint) waitReadable() error {
+	var perr error
+	err := j.rc.Read(func(fd uintptr) bool {
+		_, _, e := syscall.Recvfrom(int(fd), j.peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch e {
+		case syscall.EAGAIN:
+			return false
+		case nil, syscall.EINTR:
+		default:
+			perr = os.NewSyscallError("recvfrom", e)
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return perr
 }
 
 // pump copies one direction until EOF (then fin), an error (then a reset
-// both ways) or idleness. An idle flow holds only a small buffer per
-// direction; a busy one borrows a BufSize buffer from a pool and gives it
-// back as soon as a read returns no more than the small buffer holds.
-func (j *joint) pump(read, write func([]byte) (int, error), setDeadline func(time.Time) error, fin func()) int64 {
-	small := make([]byte, SmallBufSize)
-	buf := small
+// both ways) or idleness. With wait set, an idle direction holds no buffer:
+// it waits for readability, then borrows a BufSize buffer from the pool.
+// Without it, an idle direction holds a SmallBufSize buffer and borrows a
+// big one once a read fills the small one. Either way the big buffer goes
+// back to the pool as soon as a read returns no more than SmallBufSize.
+func (j *joint) pump(read, write func([]byte) (int, error), setDeadline func(time.Time) error, wait func() error, fin func()) int64 {
+	var small []byte
+	if wait == nil {
+		small = make([]byte, SmallBufSize)
+	}
 	var big *[]byte
 	defer func() {
 		if big != nil {
@@ -148,7 +209,20 @@ func (j *joint) pump(read, write func([]byte) (int, error), setDeadline func(tim
 		_ = setDeadline(j.deadline())
 	}
 	for {
-		n, err := read(buf)
+		var n int
+		var err error
+		buf := small
+		if big == nil && wait != nil {
+			if err = wait(); err == nil {
+				big = bufPool.Get().(*[]byte)
+			}
+		}
+		if big != nil {
+			buf = *big
+		}
+		if err == nil {
+			n, err = read(buf)
+		}
 		if n > 0 {
 			total += int64(n)
 			j.touch()
@@ -162,10 +236,9 @@ func (j *joint) pump(read, write func([]byte) (int, error), setDeadline func(tim
 			switch {
 			case big == nil && n == len(small):
 				big = bufPool.Get().(*[]byte)
-				buf = *big
-			case big != nil && n <= len(small):
+			case big != nil && n <= SmallBufSize:
 				bufPool.Put(big)
-				big, buf = nil, small
+				big = nil
 			}
 		}
 		if err == nil {
