@@ -120,6 +120,7 @@ type fleet struct {
 	r1Eps, r2Eps   []string // "id=host:port"
 	preserveClient bool
 	pkiDir         string
+	popExtra       string // more YAML keys of the pop, indented 6 spaces
 }
 
 func newFleet(t *testing.T) *fleet {
@@ -169,14 +170,14 @@ func (f *fleet) yaml() string {
   pops:
     - name: pop
       admin: 127.0.0.1:%d
-  regions:
+%s  regions:
     - name: r1
       admin: 127.0.0.1:%d
       backbone: {listen: "%s"}
     - name: r2
       admin: 127.0.0.1:%d
       backbone: {listen: "%s"}
-`, f.pkiDir, f.adminPoP, f.adminR1, f.r1, f.adminR2, f.r2)
+`, f.pkiDir, f.adminPoP, f.popExtra, f.adminR1, f.r1, f.adminR2, f.r2)
 	return b.String()
 }
 
