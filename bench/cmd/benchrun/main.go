@@ -37,7 +37,7 @@ import (
 
 type options struct {
 	anyedge, quicpipe, tcpprobe, iperf3, haproxy string
-	quicConns                                    int
+	quicConns, relayProcs                        int
 	runs                                         int
 	bulk, rateDur                                time.Duration
 	latencyN, holdN                              int
@@ -61,6 +61,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "write the Markdown report here too")
 	flag.StringVar(&o.note, "note", "", "free-text machine note for the report")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs)")
+	flag.IntVar(&o.relayProcs, "relay-procs", 0, "run every relay process (anyedge edge and region, quicpipe, each HAProxy hop) on this many threads: GOMAXPROCS for the Go relays, nbthread for HAProxy (0: their defaults)")
 	flag.BoolVar(&o.perf, "perf", false, "profile edge and region with perf during the first anyedge bulk (8 conns) and connection-rate runs")
 	flag.Parse()
 	if o.anyedge == "" || o.quicpipe == "" || o.tcpprobe == "" {
@@ -130,6 +131,9 @@ func (r *runner) start(name string, ready func(string) bool, wantStdin bool, bin
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if r.o.relayProcs > 0 && (strings.HasPrefix(name, "anyedge") || strings.HasPrefix(name, "quicpipe")) {
+		cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", r.o.relayProcs))
+	}
 	cmd.Stderr = logf
 	p := &proc{name: name, cmd: cmd, first: make(chan string, 1), exited: make(chan struct{})}
 	var stdout io.ReadCloser

@@ -68,6 +68,9 @@ func (r *runner) report(rs results, paths []path, mem *memResult, profs []profil
 	w("## TCP backbone — %s\n\n", started.UTC().Format("2006-01-02 15:04 UTC"))
 	w("Machine: %d CPUs (%s), Linux %s, %s; loopback only; load average before the run %s, after %s.\n",
 		runtime.NumCPU(), cpuModel(), kernel(), runtime.Version(), load0, loadavg())
+	if r.o.relayProcs > 0 {
+		w("Relays pinned to %d thread(s) each: GOMAXPROCS=%[1]d for anyedge and quicpipe, nbthread %[1]d for each HAProxy hop.\n", r.o.relayProcs)
+	}
 	if r.o.note != "" {
 		w("Note: %s\n", r.o.note)
 	}

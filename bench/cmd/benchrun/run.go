@@ -68,7 +68,7 @@ topology:
 const haproxyConfig = `# written by bench/cmd/benchrun
 global
     maxconn 8000
-defaults
+%[5]sdefaults
     mode tcp
     timeout connect 5s
     timeout client 1h
@@ -180,7 +180,7 @@ func (r *runner) run(ctx context.Context) (string, error) {
 	for i, hp := range [][4]int{{pt.h2Bulk, pt.iperf, pt.h2Echo, pt.echo}, {pt.h1Bulk, pt.h2Bulk, pt.h1Echo, pt.h2Echo}} {
 		name := fmt.Sprintf("haproxy%d", 2-i)
 		cf := filepath.Join(r.dir, name+".cfg")
-		if err := os.WriteFile(cf, []byte(fmt.Sprintf(haproxyConfig, hp[0], hp[1], hp[2], hp[3])), 0o644); err != nil {
+		if err := os.WriteFile(cf, []byte(fmt.Sprintf(haproxyConfig, hp[0], hp[1], hp[2], hp[3], r.haproxyThreads())), 0o644); err != nil {
 			return "", err
 		}
 		if err := r.sh(r.o.haproxy, "-c", "-q", "-f", cf); err != nil {
@@ -489,4 +489,13 @@ func (r *runner) anyedgeEvents() map[string]int {
 		}
 	}
 	return counts
+}
+
+// haproxyThreads is the nbthread line of the HAProxy hops: one thread each
+// when -relay-procs is 1, HAProxy's default (one per CPU) otherwise.
+func (r *runner) haproxyThreads() string {
+	if r.o.relayProcs > 0 {
+		return fmt.Sprintf("    nbthread %d\n", r.o.relayProcs)
+	}
+	return ""
 }
