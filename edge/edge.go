@@ -358,15 +358,14 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 		failed(first)
 	} else {
 		inflight++
-		go func() {
-			err := backbone.AwaitAnswer(actx, first.str, time.Now().Add(e.cfg.OpenTimeout))
-			if err != nil {
-				backbone.CancelFlow(first.str)
-				first.str = backbone.Stream{}
+		go func(a attempt) {
+			a.err = backbone.AwaitAnswer(actx, a.str, time.Now().Add(e.cfg.OpenTimeout))
+			if a.err != nil {
+				backbone.CancelFlow(a.str)
+				a.str = backbone.Stream{}
 			}
-			first.err = err
-			results <- first
-		}()
+			results <- a
+		}(first)
 	}
 	launched := 1
 	launch := func() bool {
