@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ func TestQuickstart(t *testing.T) {
 	cmd := exec.Command(bin, "dev")
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	var stderr bytes.Buffer
+	var stderr lockedBuffer
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
@@ -159,4 +160,23 @@ topology:
 	errb.Reset()
 	require.Equal(t, exitConfig, run([]string{"edge", "--config", bad, "--node", "p1"}, &out, &errb))
 	require.Contains(t, errb.String(), "from 9000 is above to 8000", "edge refuses to start with the same messages")
+}
+
+// lockedBuffer is a bytes.Buffer that a subprocess may write while the
+// test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
