@@ -40,6 +40,10 @@ type ClientConfig struct {
 	// TLS is the client TLS configuration (mutual TLS). Its ServerName is
 	// set to Region when empty.
 	TLS *tls.Config
+	// TLSConfigs, when set, is called for a fresh TLS configuration at each
+	// dial instead of using TLS, so that a rotated CA bundle is trusted
+	// without a restart (pki.ClientConfigs).
+	TLSConfigs func() *tls.Config
 	// Hello is what the edge says about itself on every control stream.
 	Hello wire.Hello
 	// Logger receives connection events.
@@ -77,17 +81,19 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backbone client: region %s: address %q: %w", cfg.Region, cfg.Addr, err)
 	}
-	if cfg.TLS == nil {
+	if cfg.TLS == nil && cfg.TLSConfigs == nil {
 		return nil, fmt.Errorf("backbone client: region %s: no TLS configuration", cfg.Region)
 	}
 	if cfg.Connections <= 0 {
 		cfg.Connections = 2
 	}
-	tlsConf := cfg.TLS.Clone()
-	if tlsConf.ServerName == "" {
-		tlsConf.ServerName = cfg.Region
+	if cfg.TLS != nil {
+		tlsConf := cfg.TLS.Clone()
+		if tlsConf.ServerName == "" {
+			tlsConf.ServerName = cfg.Region
+		}
+		cfg.TLS = tlsConf
 	}
-	cfg.TLS = tlsConf
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -144,7 +150,7 @@ func (c *Client) maintain(ctx context.Context, s *slot) {
 			case <-t.C:
 			}
 		}
-		conn, err := tr.Dial(ctx, c.raddr, c.cfg.TLS, c.qconf)
+		conn, err := tr.Dial(ctx, c.raddr, c.tlsConfig(), c.qconf)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -160,6 +166,18 @@ func (c *Client) maintain(ctx context.Context, s *slot) {
 			backoff = nextBackoff(backoff)
 		}
 	}
+}
+
+// tlsConfig returns the TLS configuration for the next dial.
+func (c *Client) tlsConfig() *tls.Config {
+	if c.cfg.TLSConfigs == nil {
+		return c.cfg.TLS
+	}
+	conf := c.cfg.TLSConfigs()
+	if conf.ServerName == "" {
+		conf.ServerName = c.cfg.Region
+	}
+	return conf
 }
 
 // serveConn runs conn's control stream, publishes conn in the slot once

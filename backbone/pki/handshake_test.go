@@ -8,6 +8,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -333,13 +335,13 @@ func TestClientRefusesWrongServerName(t *testing.T) {
 	f := newFixture(t)
 	ts := startServer(t, f.region, allowNames("pop1"))
 	_, err := dial(t, ts.addr, ClientConfig(f.pop, "region2"))
-	require.ErrorIs(t, err, ErrWrongName)
-	require.ErrorContains(t, err, `presented "region1", dialled "region2"`)
+	require.ErrorIs(t, ClientError(err), ErrWrongName)
+	require.ErrorContains(t, err, `certificate is valid for region1, not region2`)
 
 	// A pop certificate presented as a server is refused for a region name too.
 	popAsServer := startServer(t, f.pop, allowNames("region1"))
 	_, err = dial(t, popAsServer.addr, ClientConfig(f.region, "region1"))
-	require.ErrorIs(t, err, ErrWrongName)
+	require.ErrorIs(t, ClientError(err), ErrWrongName)
 }
 
 func TestClientRefusesServerFromOtherCA(t *testing.T) {
@@ -351,7 +353,7 @@ func TestClientRefusesServerFromOtherCA(t *testing.T) {
 	require.NoError(t, err)
 	ts := startServer(t, fake, allowNames("pop1"))
 	_, err = dial(t, ts.addr, ClientConfig(f.pop, "region1"))
-	require.ErrorIs(t, err, ErrUnknownAuthority)
+	require.ErrorIs(t, ClientError(err), ErrUnknownAuthority)
 }
 
 func TestRotation(t *testing.T) {
@@ -423,7 +425,7 @@ func TestEphemeral(t *testing.T) {
 	stranger, err := e2.Store("pop1", nil)
 	require.NoError(t, err)
 	_, err = dial(t, ts.addr, ClientConfig(stranger, "region1"))
-	require.ErrorIs(t, err, ErrUnknownAuthority, "the stranger refuses the region")
+	require.ErrorIs(t, ClientError(err), ErrUnknownAuthority, "the stranger refuses the region")
 	cfg := ClientConfig(pop, "region1")
 	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		return stranger.Certificate(), nil
@@ -446,4 +448,40 @@ func readFile(t *testing.T, path string) []byte {
 func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
 	require.NoError(t, writeReplace(path, data, 0o644))
+}
+
+// TestClientCARotation: a client built with ClientConfigs trusts, at each
+// dial, the CA pool its store holds then: a region moved to the next CA is
+// refused before the pop learns that CA and accepted after, without a new
+// ClientConfigs.
+func TestClientCARotation(t *testing.T) {
+	f := newFixture(t)
+	next := t.TempDir()
+	require.NoError(t, InitCA(next, DefaultCAValidity, time.Now()))
+	require.NoError(t, Issue(next, "region1", DefaultNodeValidity, time.Now()))
+	nextRegion, err := OpenStore(next, "region1", nil)
+	require.NoError(t, err)
+	// The region trusts both CAs, so that it accepts the old pop.
+	bundle := append(readFile(t, filepath.Join(next, CACertFile)), readFile(t, filepath.Join(f.dir, CACertFile))...)
+	writeFile(t, filepath.Join(next, CACertFile), bundle)
+	require.NoError(t, nextRegion.Reload())
+	ts := startServer(t, nextRegion, allowNames("pop1"))
+
+	configs := ClientConfigs(f.pop, "region1")
+	_, err = dial(t, ts.addr, configs())
+	require.ErrorIs(t, ClientError(err), ErrUnknownAuthority, "the pop does not know the next CA yet")
+
+	writeFile(t, filepath.Join(f.dir, CACertFile), bundle)
+	require.NoError(t, f.pop.Reload())
+	_, err = dial(t, ts.addr, configs())
+	require.NoError(t, err, "the next dial trusts the CA the store holds now")
+}
+
+func TestClientErrorMapping(t *testing.T) {
+	require.NoError(t, ClientError(nil))
+	require.ErrorIs(t, ClientError(fmt.Errorf("dial: %w", x509.HostnameError{Host: "r2", Certificate: &x509.Certificate{}})), ErrWrongName)
+	require.ErrorIs(t, ClientError(x509.UnknownAuthorityError{}), ErrUnknownAuthority)
+	require.ErrorIs(t, ClientError(x509.CertificateInvalidError{Reason: x509.Expired}), ErrExpired)
+	other := errors.New("other")
+	require.Equal(t, other, ClientError(other))
 }

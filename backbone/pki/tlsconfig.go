@@ -83,15 +83,18 @@ func ServerConfig(s *Store, allow func(peerName string) bool, onReject func(remo
 	return cfg
 }
 
-// ClientConfig returns the TLS configuration of a backbone client (a pop)
-// dialling the node serverName (a region).
+// ClientConfigs returns a function that builds the TLS configuration of a
+// backbone client (a pop) dialling the node serverName (a region), one per
+// dial, so that every handshake verifies against the store's CA pool of
+// that moment (CA rotation without restart).
 //
-// It speaks TLS 1.3 only with ALPN [ALPN], presents the store's current
-// certificate, and accepts only a server certificate that chains to the
-// store's current CA pool, is valid now, is usable for server authentication
-// and names exactly serverName. Sessions are cached (an LRU cache per
-// returned config, so keep one config per region) and reconnects resume; the
-// checks run again on resumed handshakes.
+// Each configuration speaks TLS 1.3 only with ALPN [ALPN], presents the
+// store's current certificate, and has crypto/tls verify the server's
+// chain against the current CA pool, its validity, its server-auth usage
+// and that it names serverName; VerifyConnection then insists on exactly
+// one node name in the certificate, equal to serverName. Verification is
+// never skipped. All configurations of one function share a session cache,
+// so reconnects resume; resumed handshakes are checked again.
 //
 // In TLS 1.3 the client completes its side of the handshake before the server
 // has checked the client certificate: when the server refuses this node,
@@ -99,30 +102,37 @@ func ServerConfig(s *Store, allow func(peerName string) bool, onReject func(remo
 // a remote CRYPTO_ERROR (bad_certificate). Treat a connection that closes
 // before its first exchange as a failed dial.
 //
-// InsecureSkipVerify is set only because crypto/tls would otherwise verify
-// against a RootCAs pool fixed when the config is built; the full
-// verification (chain, validity, usage, name) is done instead by
-// VerifyConnection against the pool current at each handshake, including
-// resumed ones. No handshake completes without it.
-func ClientConfig(s *Store, serverName string) *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		MaxVersion: tls.VersionTLS13,
-		NextProtos: []string{ALPN},
-		ServerName: serverName,
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return s.Certificate(), nil
-		},
-		InsecureSkipVerify: true, // replaced by VerifyConnection, see above
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if serverName == "" {
-				return fmt.Errorf("backbone server refused: %w: no server name configured", ErrWrongName)
-			}
-			if _, err := verifyPeer(s, cs, x509.ExtKeyUsageServerAuth, serverName, nil); err != nil {
-				return fmt.Errorf("backbone server %q refused: %w", serverName, err)
-			}
-			return nil
-		},
-		ClientSessionCache: tls.NewLRUClientSessionCache(64),
+// A refused server surfaces as crypto/tls and x509 errors; [ClientError]
+// maps them onto this package's reasons.
+func ClientConfigs(s *Store, serverName string) func() *tls.Config {
+	cache := tls.NewLRUClientSessionCache(64)
+	return func() *tls.Config {
+		return &tls.Config{
+			MinVersion: tls.VersionTLS13,
+			MaxVersion: tls.VersionTLS13,
+			NextProtos: []string{ALPN},
+			ServerName: serverName,
+			RootCAs:    s.cur.Load().pool,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				return s.Certificate(), nil
+			},
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				if serverName == "" {
+					return fmt.Errorf("backbone server refused: %w: no server name configured", ErrWrongName)
+				}
+				if _, err := verifyPeer(s, cs, x509.ExtKeyUsageServerAuth, serverName, nil); err != nil {
+					return fmt.Errorf("backbone server %q refused: %w", serverName, err)
+				}
+				return nil
+			},
+			ClientSessionCache: cache,
+		}
 	}
+}
+
+// ClientConfig is one configuration from [ClientConfigs]: it trusts the
+// CA pool of the moment it is made. Long-lived clients should take a fresh
+// one per dial from ClientConfigs instead.
+func ClientConfig(s *Store, serverName string) *tls.Config {
+	return ClientConfigs(s, serverName)()
 }

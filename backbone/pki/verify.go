@@ -54,6 +54,28 @@ func RejectReason(err error) string {
 	return "other"
 }
 
+// ClientError maps a client-side handshake error onto this package's
+// reasons: crypto/tls verifies the server's chain and name before
+// VerifyConnection runs, so a wrong name, an unknown authority or an
+// expired certificate arrive as x509 errors. The result wraps both the
+// reason and err; errors it does not recognise are returned as they are.
+func ClientError(err error) error {
+	var host x509.HostnameError
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &host):
+		return fmt.Errorf("%w: %w", ErrWrongName, err)
+	case errors.As(err, &unknown):
+		return fmt.Errorf("%w: %w", ErrUnknownAuthority, err)
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return fmt.Errorf("%w: %w", ErrExpired, err)
+	}
+	return err
+}
+
 // PeerName returns the node name of the peer of a completed handshake on a
 // connection configured by [ServerConfig] or [ClientConfig] (for QUIC:
 // conn.ConnectionState().TLS). Those configurations have already verified the

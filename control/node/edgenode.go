@@ -182,7 +182,7 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 			Connections:     n.PoP.Backbone.Connections,
 			KeepAlivePeriod: n.PoP.Backbone.KeepAlivePeriod,
 			IdleTimeout:     n.PoP.Backbone.IdleTimeout,
-			TLS:             pki.ClientConfig(store, r.Name),
+			TLSConfigs:      pki.ClientConfigs(store, r.Name),
 			Hello:           backbone.Hello(n.Name, opts.Version),
 			Logger:          log,
 		})
