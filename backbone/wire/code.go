@@ -44,6 +44,7 @@ var codeNames = [...]string{
 	CodeDraining:        "region draining",
 }
 
+// String names the code for logs and metric labels.
 func (c Code) String() string {
 	if int(c) < len(codeNames) {
 		return codeNames[c]
@@ -54,6 +55,7 @@ func (c Code) String() string {
 // RefusedError is the edge's error for a flow the region refused.
 type RefusedError struct{ Code Code }
 
+// Error implements error.
 func (e *RefusedError) Error() string { return "region refused flow: " + e.Code.String() }
 
 // Stream error codes carried by RESET_STREAM and STOP_SENDING.

@@ -30,6 +30,7 @@ const (
 	KindControl Kind = 3
 )
 
+// String names the kind for logs.
 func (k Kind) String() string {
 	switch k {
 	case KindTCP:
