@@ -60,6 +60,10 @@ type Config struct {
 	// of twice the region's RTT, before trying the next choice in parallel
 	// (default 200 ms).
 	HedgeDelay time.Duration
+	// SuspectFor is how long new flows avoid an endpoint whose answer was
+	// so slow that a hedged attempt won (default 5 s): long enough for the
+	// region's health push or the backbone's dead-peer detection to follow.
+	SuspectFor time.Duration
 	// Logger receives events.
 	Logger *slog.Logger
 }
@@ -79,6 +83,7 @@ type Edge struct {
 	cfg     Config
 	log     *slog.Logger
 	regions Regions
+	view    *suspects // the router's view: regions, less suspected endpoints
 	lns     []*boundListener
 
 	wg sync.WaitGroup
@@ -114,6 +119,9 @@ func New(cfg Config, regions Regions) (*Edge, error) {
 	if cfg.HedgeDelay <= 0 {
 		cfg.HedgeDelay = 200 * time.Millisecond
 	}
+	if cfg.SuspectFor <= 0 {
+		cfg.SuspectFor = 5 * time.Second
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -122,6 +130,7 @@ func New(cfg Config, regions Regions) (*Edge, error) {
 		cfg:     cfg,
 		log:     logger.With("component", "edge"),
 		regions: regions,
+		view:    newSuspects(regions, cfg.SuspectFor),
 		conns:   map[*net.TCPConn]struct{}{},
 	}
 	for i := range cfg.Listeners {
@@ -295,7 +304,7 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 // either failed (err set) or still pending (str set, err nil): the hedged
 // path takes it from there.
 func (e *Edge) firstAttempt(ctx context.Context, bl *boundListener, flow router.Flow, hdr *wire.Header) (attempt, bool) {
-	choice, err := bl.table.Pick(flow, e.regions, nil)
+	choice, err := bl.table.Pick(flow, e.view, nil)
 	if err != nil {
 		e.log.Warn("no route for flow", "listener", bl.l.Route.Key, "client", flow.Src.String(), "err", err)
 		return attempt{err: err}, true
@@ -372,7 +381,7 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 		if launched > MaxRetries || time.Since(start) > e.cfg.RetryBudget || actx.Err() != nil {
 			return false
 		}
-		choice, err := bl.table.Pick(flow, e.regions, exclude)
+		choice, err := bl.table.Pick(flow, e.view, exclude)
 		if err != nil {
 			return false
 		}
@@ -389,11 +398,13 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 		return true
 	}
 	last := attempt{err: first.err}
-	hedge := time.NewTimer(e.hedgeDelay(first.choice.Region))
-	defer hedge.Stop()
-	if first.err != nil {
-		launch()
+	// Either the first attempt failed, or its hedge delay has already
+	// passed in firstAttempt: the next attempt starts now.
+	if launch() && first.err == nil {
+		e.stats.Hedges.Add(1)
 	}
+	hedge := time.NewTimer(e.hedgeDelay(tried[len(tried)-1].Region))
+	defer hedge.Stop()
 	var won *attempt
 	for inflight > 0 && won == nil {
 		select {
@@ -414,6 +425,13 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 				hedge.Reset(e.hedgeDelay(tried[len(tried)-1].Region))
 			}
 		}
+	}
+	if won != nil && first.err == nil && won.choice != first.choice {
+		// The first attempt was still pending when another won: new flows
+		// avoid its endpoint for a while instead of each waiting for it.
+		e.view.suspect(first.choice.Region, first.choice.EndpointID)
+		e.log.Info("endpoint suspected: answer slower than a hedge", "region", first.choice.Region,
+			"endpoint", first.choice.EndpointID, "for", e.cfg.SuspectFor)
 	}
 	if inflight > 0 {
 		// Losers: cancel them and release whatever they opened.

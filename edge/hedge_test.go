@@ -39,7 +39,8 @@ func (silentRegion) ServeStream(ctx context.Context, _ backbone.Peer, s *quic.St
 
 // TestHedgeAroundSilentRegion: the preferred region never answers; the
 // flow still succeeds through the other region after the hedge delay, well
-// before the open timeout.
+// before the open timeout, and the flows after it avoid the silent
+// endpoint altogether.
 func TestHedgeAroundSilentRegion(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -101,6 +102,14 @@ func TestHedgeAroundSilentRegion(t *testing.T) {
 	require.NoError(t, echoOnce(net.JoinHostPort("127.0.0.1", itoa(port)), 1024))
 	require.EqualValues(t, 1, e.Stats().Hedges.Load())
 	require.EqualValues(t, 0, e.Stats().Failed.Load())
+
+	// The silent endpoint is now suspected: the next flows go straight to
+	// the other region without waiting for a hedge.
+	for range 3 {
+		require.NoError(t, echoOnce(net.JoinHostPort("127.0.0.1", itoa(port)), 1024))
+	}
+	require.EqualValues(t, 1, e.Stats().Hedges.Load(), "later flows skip the suspected endpoint")
+	require.EqualValues(t, 1, e.Stats().Retries.Load())
 }
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
