@@ -103,45 +103,33 @@ func startDemos(ctx context.Context, g *errgroup.Group, doc *config.Document, lo
 		}
 		return nil, err
 	}
-	for _, a := range doc.Accelerators {
-		for _, l := range a.Listeners {
-			if l.Protocol != "tcp" {
-				continue
+	for _, d := range loopbackEndpoints(doc, "tcp") {
+		e := d.endpoint
+		ln, err := net.Listen("tcp", e.Address)
+		if err != nil {
+			return fail(fmt.Errorf("demo endpoint %s: %w", e.ID, err))
+		}
+		lns = append(lns, ln)
+		if e.ClientIPPreservation {
+			ln = &proxyproto.Listener{Listener: ln}
+		}
+		srv := &http.Server{Handler: demoHandler(e.ID), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("demo endpoint %s: %w", e.ID, err)
 			}
-			for _, grp := range l.EndpointGroups {
-				for _, e := range grp.Endpoints {
-					ap, err := netip.ParseAddrPort(e.Address)
-					if err != nil || !ap.Addr().IsLoopback() {
-						continue
-					}
-					ln, err := net.Listen("tcp", e.Address)
-					if err != nil {
-						return fail(fmt.Errorf("demo endpoint %s: %w", e.ID, err))
-					}
-					lns = append(lns, ln)
-					if e.ClientIPPreservation {
-						ln = &proxyproto.Listener{Listener: ln}
-					}
-					srv := &http.Server{Handler: demoHandler(e.ID), ReadHeaderTimeout: 5 * time.Second}
-					g.Go(func() error {
-						if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-							return fmt.Errorf("demo endpoint %s: %w", e.ID, err)
-						}
-						return nil
-					})
-					g.Go(func() error {
-						<-ctx.Done()
-						sctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-						defer cancel()
-						_ = srv.Shutdown(sctx)
-						return srv.Close()
-					})
-					started = append(started, e.ID+" on "+e.Address)
-					if log != nil {
-						log.Info("demo endpoint serving", "endpoint", e.ID, "addr", e.Address)
-					}
-				}
-			}
+			return nil
+		})
+		g.Go(func() error {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+			return srv.Close()
+		})
+		started = append(started, e.ID+" on "+e.Address)
+		if log != nil {
+			log.Info("demo endpoint serving", "endpoint", e.ID, "addr", e.Address)
 		}
 	}
 	return started, nil
@@ -179,4 +167,32 @@ func printHints(w io.Writer, doc *config.Document, demos []string) {
 		}
 	}
 	fmt.Fprintln(w, "Ctrl-C stops everything.")
+}
+
+// demoTarget is an endpoint of the document that a demo server can stand in
+// for: its address is a loopback address with a port.
+type demoTarget struct {
+	endpoint config.Endpoint
+	addr     netip.AddrPort
+}
+
+// loopbackEndpoints lists the endpoints of proto listeners whose address is
+// a loopback address with a port, in document order.
+func loopbackEndpoints(doc *config.Document, proto string) []demoTarget {
+	var out []demoTarget
+	for _, a := range doc.Accelerators {
+		for _, l := range a.Listeners {
+			if l.Protocol != proto {
+				continue
+			}
+			for _, grp := range l.EndpointGroups {
+				for _, e := range grp.Endpoints {
+					if ap, err := netip.ParseAddrPort(e.Address); err == nil && ap.Addr().IsLoopback() {
+						out = append(out, demoTarget{endpoint: e, addr: ap})
+					}
+				}
+			}
+		}
+	}
+	return out
 }

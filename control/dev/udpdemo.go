@@ -26,33 +26,21 @@ import (
 func startUDPDemos(ctx context.Context, g *errgroup.Group, doc *config.Document, log *slog.Logger) ([]string, error) {
 	var started []string
 	var conns []*net.UDPConn
-	for _, a := range doc.Accelerators {
-		for _, l := range a.Listeners {
-			if l.Protocol != "udp" {
-				continue
+	for _, d := range loopbackEndpoints(doc, "udp") {
+		e, ap := d.endpoint, d.addr
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+		if err != nil {
+			for _, c := range conns {
+				_ = c.Close()
 			}
-			for _, grp := range l.EndpointGroups {
-				for _, e := range grp.Endpoints {
-					ap, err := netip.ParseAddrPort(e.Address)
-					if err != nil || !ap.Addr().IsLoopback() {
-						continue
-					}
-					c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
-					if err != nil {
-						for _, c := range conns {
-							_ = c.Close()
-						}
-						return nil, fmt.Errorf("demo endpoint %s: %w", e.ID, err)
-					}
-					conns = append(conns, c)
-					g.Go(func() error { serveUDPDemo(c, e.ID); return nil })
-					g.Go(func() error { <-ctx.Done(); return c.Close() })
-					started = append(started, e.ID+" on udp "+e.Address)
-					if log != nil {
-						log.Info("demo endpoint serving", "endpoint", e.ID, "addr", e.Address, "protocol", "udp")
-					}
-				}
-			}
+			return nil, fmt.Errorf("demo endpoint %s: %w", e.ID, err)
+		}
+		conns = append(conns, c)
+		g.Go(func() error { serveUDPDemo(c, e.ID); return nil })
+		g.Go(func() error { <-ctx.Done(); return c.Close() })
+		started = append(started, e.ID+" on udp "+e.Address)
+		if log != nil {
+			log.Info("demo endpoint serving", "endpoint", e.ID, "addr", e.Address, "protocol", "udp")
 		}
 	}
 	return started, nil
