@@ -148,10 +148,20 @@ func TestHTTPS(t *testing.T) {
 // tell the real rcode.
 func dnsServer(t *testing.T, rcode *atomic.Int32, truncate bool) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	require.NoError(t, err)
+	// The UDP port the kernel picks may be taken for TCP by another test
+	// process: pick again until both bind.
+	var pc net.PacketConn
+	var ln net.Listener
+	for attempt := 0; ; attempt++ {
+		var err error
+		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
+		require.NoError(t, err)
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		_ = pc.Close()
+		require.Less(t, attempt, 20, "no port free for both UDP and TCP: %v", err)
+	}
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
 		m := new(dns.Msg).SetRcode(q, int(rcode.Load()))
 		if truncate && w.LocalAddr().Network() == "udp" {
