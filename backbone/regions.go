@@ -36,12 +36,14 @@ func (r Regions) EndpointHealthy(region, id string) bool {
 	return healthy || !known
 }
 
-// OpenFlow opens a stream to region, sends hdr and waits up to timeout for
-// the region's answer. On CodeOK it returns the stream, ready for payload;
-// a refusal is a *wire.RefusedError; anything else means the region could
+// OpenFlow opens a stream to region, sends hdr and early (the client's
+// first bytes, sent before the answer; may be empty) and waits up to
+// timeout for the region's answer. On CodeOK it returns the stream, ready
+// for payload; a refusal is a *wire.RefusedError (the region then
+// delivered nothing to any endpoint); anything else means the region could
 // not be reached in time.
-func (r Regions) OpenFlow(ctx context.Context, region string, hdr *wire.Header, timeout time.Duration) (Stream, error) {
-	str, err := r.StartFlow(ctx, region, hdr, timeout)
+func (r Regions) OpenFlow(ctx context.Context, region string, hdr *wire.Header, early []byte, timeout time.Duration) (Stream, error) {
+	str, err := r.StartFlow(ctx, region, hdr, early, timeout)
 	if err != nil {
 		return str, err
 	}
@@ -53,9 +55,12 @@ func (r Regions) OpenFlow(ctx context.Context, region string, hdr *wire.Header, 
 }
 
 // StartFlow opens a stream to region (waiting at most timeout for stream
-// credit) and sends hdr; AwaitAnswer then reads the region's answer. The
-// caller owns the stream: CancelFlow it unless it is answered OK and used.
-func (r Regions) StartFlow(ctx context.Context, region string, hdr *wire.Header, timeout time.Duration) (Stream, error) {
+// credit) and sends hdr, followed in the same write by early, the client's
+// first bytes (may be empty): the region holds them until its endpoint
+// dial succeeds and drops them when it refuses. AwaitAnswer then reads the
+// region's answer. The caller owns the stream: CancelFlow it unless it is
+// answered OK and used.
+func (r Regions) StartFlow(ctx context.Context, region string, hdr *wire.Header, early []byte, timeout time.Duration) (Stream, error) {
 	client := r[region]
 	if client == nil {
 		return Stream{}, fmt.Errorf("%s: %w", region, ErrUnreachable)
@@ -67,7 +72,12 @@ func (r Regions) StartFlow(ctx context.Context, region string, hdr *wire.Header,
 		return str, err
 	}
 	var buf [wire.MaxHeaderLen]byte
-	b, err := wire.AppendHeader(buf[:0], hdr)
+	b := buf[:0]
+	if len(early) > 0 {
+		b = make([]byte, 0, wire.MaxHeaderLen+len(early))
+	}
+	b, err = wire.AppendHeader(b, hdr)
+	b = append(b, early...)
 	if err == nil {
 		_, err = str.Write(b)
 	}

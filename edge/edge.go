@@ -40,6 +40,9 @@ type Listener struct {
 	Ports []PortRange
 	// IdleTimeout cuts flows without traffic (0: never).
 	IdleTimeout time.Duration
+	// EarlyData says which first client bytes travel with a new flow's
+	// header, before the region's answer (zero value: none).
+	EarlyData EarlyData
 	// Route is the routing policy of the listener.
 	Route router.Listener
 }
@@ -97,8 +100,9 @@ type Edge struct {
 // Counters are the edge's running totals.
 type Counters struct {
 	// Accepted client connections; Retries and Hedges are extra attempts
-	// after a failure or a slow answer; Failed flows got a reset.
-	Accepted, Retries, Hedges, Failed atomic.Int64
+	// after a failure or a slow answer; Failed flows got a reset; Early
+	// flows sent client bytes before the region's answer.
+	Accepted, Retries, Hedges, Failed, Early atomic.Int64
 }
 
 type boundListener struct {
@@ -256,6 +260,7 @@ type attempt struct {
 	choice router.Choice
 	str    backbone.Stream
 	err    error
+	sent   int // early bytes sent on str before the answer
 }
 
 // serveTCP routes one client connection and splices it to a stream.
@@ -265,8 +270,10 @@ type attempt struct {
 // an answer that is slow to come (a black-holed endpoint, a region that died
 // silently) starts a hedged attempt on the next choice in parallel after
 // the hedge delay; the first attempt answered OK wins and the others are
-// cancelled. No client byte is read before a winner exists, so nothing
-// needs replaying. The splice then runs in goroutines of its own and
+// cancelled. With early data off, no client byte is read before a winner
+// exists; otherwise the client's first bytes (those the listener's
+// EarlyData allows) travel with every attempt's header, and the rest wait
+// for the winner. The splice then runs in goroutines of its own and
 // serveTCP returns, so that an idle flow keeps no routing stack alive.
 func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) {
 	src := c.RemoteAddr().(*net.TCPAddr).AddrPort()
@@ -276,9 +283,26 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 	flow := router.Flow{Proto: 6, Src: src, Dst: dst}
 	hdr := wire.Header{Kind: wire.KindTCP, ListenerPort: bl.port, Client: src, Accelerator: dst}
 
-	won, ok := e.firstAttempt(ctx, bl, flow, &hdr)
-	if !ok {
-		won = e.hedged(ctx, bl, flow, hdr, won)
+	var ed *early
+	if bl.l.EarlyData != EarlyOff {
+		ed = &early{mode: bl.l.EarlyData}
+		defer ed.release()
+		ed.poll(c)
+	}
+	won, ok := e.firstAttempt(ctx, bl, flow, &hdr, c, ed)
+	if !ok && (ed == nil || ed.err == nil) {
+		won = e.hedged(ctx, bl, flow, hdr, won, ed.forwardable())
+	}
+	if ed != nil && ed.err != nil && won.err == nil {
+		// The client went away while its flow was set up.
+		e.log.Debug("client failed during flow setup", "client", src.String(), "err", ed.err)
+		backbone.CancelFlow(won.str)
+		won.err = ed.err
+	} else if rest := ed.bytes()[won.sent:]; won.err == nil && len(rest) > 0 {
+		if _, err := won.str.Write(rest); err != nil {
+			backbone.CancelFlow(won.str)
+			won.err = err
+		}
 	}
 	if won.err != nil {
 		e.stats.Failed.Add(1)
@@ -287,6 +311,9 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 		_ = c.SetLinger(0)
 		_ = c.Close()
 		return
+	}
+	if won.sent > 0 {
+		e.stats.Early.Add(1)
 	}
 	e.wg.Add(1)
 	splice.Start(c, won.str, bl.l.IdleTimeout, func(res splice.Result) {
@@ -299,11 +326,12 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 }
 
 // firstAttempt tries the router's first choice and waits up to the hedge
-// delay for the region's answer. ok reports a final outcome: a stream
-// answered OK, or no route at all. Otherwise the returned attempt is
-// either failed (err set) or still pending (str set, err nil): the hedged
-// path takes it from there.
-func (e *Edge) firstAttempt(ctx context.Context, bl *boundListener, flow router.Flow, hdr *wire.Header) (attempt, bool) {
+// delay for the region's answer, meanwhile reading and sending on the
+// client's first bytes when ed (early data) allows. ok reports a final
+// outcome: a stream answered OK, or no route at all. Otherwise the
+// returned attempt is either failed (err set) or still pending (str set,
+// err nil): the hedged path takes it from there.
+func (e *Edge) firstAttempt(ctx context.Context, bl *boundListener, flow router.Flow, hdr *wire.Header, c *net.TCPConn, ed *early) (attempt, bool) {
 	choice, err := bl.table.Pick(flow, e.view, nil)
 	if err != nil {
 		e.log.Warn("no route for flow", "listener", bl.l.Route.Key, "client", flow.Src.String(), "err", err)
@@ -311,11 +339,18 @@ func (e *Edge) firstAttempt(ctx context.Context, bl *boundListener, flow router.
 	}
 	hdr.EndpointID = choice.EndpointID
 	a := attempt{choice: choice}
-	a.str, a.err = e.regions.StartFlow(ctx, choice.Region, hdr, e.cfg.OpenTimeout)
+	first := ed.forwardable()
+	a.str, a.err = e.regions.StartFlow(ctx, choice.Region, hdr, first, e.cfg.OpenTimeout)
 	if a.err != nil {
 		return a, false
 	}
-	err = backbone.AwaitAnswer(ctx, a.str, time.Now().Add(e.hedgeDelay(choice.Region)))
+	a.sent = len(first)
+	deadline := time.Now().Add(e.hedgeDelay(choice.Region))
+	if ed != nil && !ed.done {
+		err = e.awaitReading(ctx, c, &a, ed, deadline)
+	} else {
+		err = backbone.AwaitAnswer(ctx, a.str, deadline)
+	}
 	switch {
 	case err == nil:
 		return a, true
@@ -328,10 +363,44 @@ func (e *Edge) firstAttempt(ctx context.Context, bl *boundListener, flow router.
 	}
 }
 
+// awaitReading waits for a's answer until deadline like
+// backbone.AwaitAnswer, and meanwhile reads the client's first bytes into
+// ed, sending on a's stream those ed allows. A client that fails stops the
+// wait (ed.err is set).
+func (e *Edge) awaitReading(ctx context.Context, c *net.TCPConn, a *attempt, ed *early, deadline time.Time) error {
+	answered := make(chan error, 1)
+	go func() {
+		err := backbone.AwaitAnswer(ctx, a.str, deadline)
+		// Wake the read below: the answer decides what happens next.
+		_ = c.SetReadDeadline(aLongTimeAgo)
+		answered <- err
+	}()
+	for ed.read(c) {
+		if ed.fwd > a.sent {
+			if _, err := a.str.Write(ed.bytes()[a.sent:ed.fwd]); err != nil {
+				break // the answer (or its absence) tells what went wrong
+			}
+			a.sent = ed.fwd
+		}
+	}
+	if ed.fwd > a.sent && ed.err == nil {
+		if _, err := a.str.Write(ed.bytes()[a.sent:ed.fwd]); err == nil {
+			a.sent = ed.fwd
+		}
+	}
+	if ed.err != nil {
+		a.str.CancelRead(wire.StreamReset) // ends the wait now
+	}
+	err := <-answered
+	_ = c.SetReadDeadline(time.Time{})
+	return err
+}
+
 // hedged continues after a first attempt that failed or is slow: it keeps
 // waiting for a pending first attempt while it tries further choices, at
-// most MaxRetries more, none started after the retry budget.
-func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, hdr wire.Header, first attempt) attempt {
+// most MaxRetries more, none started after the retry budget. Every new
+// attempt carries early, the client bytes allowed before an answer.
+func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, hdr wire.Header, first attempt, early []byte) attempt {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
@@ -392,8 +461,8 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 		h := hdr
 		h.EndpointID = choice.EndpointID
 		go func() {
-			str, err := e.regions.OpenFlow(actx, choice.Region, &h, e.cfg.OpenTimeout)
-			results <- attempt{choice: choice, str: str, err: err}
+			str, err := e.regions.OpenFlow(actx, choice.Region, &h, early, e.cfg.OpenTimeout)
+			results <- attempt{choice: choice, str: str, err: err, sent: len(early)}
 		}()
 		return true
 	}

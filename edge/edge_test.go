@@ -49,13 +49,6 @@ func startLab(t testing.TB, endpoints map[string]string) *lab {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
-	p, err := pki.NewEphemeral("pop-test", "region-test")
-	require.NoError(t, err)
-	regionStore, err := p.Store("region-test", nil)
-	require.NoError(t, err)
-	popStore, err := p.Store("pop-test", nil)
-	require.NoError(t, err)
-
 	port := freePort(t)
 	var geps []gateway.Endpoint
 	var reps []router.Endpoint
@@ -66,19 +59,7 @@ func startLab(t testing.TB, endpoints map[string]string) *lab {
 		reps = append(reps, router.Endpoint{ID: id, Weight: 128})
 	}
 	gw := gateway.New(gateway.Config{Endpoints: geps, DialTimeout: time.Second})
-	srv, err := backbone.Listen(backbone.ServerConfig{
-		Listen: "127.0.0.1:0",
-		TLS:    pki.ServerConfig(regionStore, func(n string) bool { return n == "pop-test" }, nil),
-	}, gw)
-	require.NoError(t, err)
-	wg.Go(func() { _ = srv.Serve(ctx) })
-
-	cl, err := backbone.NewClient(backbone.ClientConfig{
-		Region: "region-test", Addr: srv.Addr().String(),
-		TLS: pki.ClientConfig(popStore, "region-test"), Hello: backbone.Hello("pop-test", "test"),
-	})
-	require.NoError(t, err)
-	wg.Go(func() { _ = cl.Run(ctx) })
+	cl := regionClient(ctx, t, &wg, "pop-test", "region-test", gw)
 
 	e, err := edge.New(edge.Config{
 		Node: "pop-test",
@@ -93,12 +74,44 @@ func startLab(t testing.TB, endpoints map[string]string) *lab {
 	require.NoError(t, e.Listen())
 	wg.Go(func() { _ = e.Run(ctx) })
 
+	waitReachable(t, cl)
+	return &lab{edgeAddr: e.Addrs()[0].String(), client: cl, edge: e}
+}
+
+// regionClient serves h as region on 127.0.0.1 over the real mutual-TLS
+// backbone and returns a running client of pop to it; both run in wg
+// until ctx ends.
+func regionClient(ctx context.Context, t testing.TB, wg *sync.WaitGroup, pop, region string, h backbone.Handler) *backbone.Client {
+	t.Helper()
+	p, err := pki.NewEphemeral(pop, region)
+	require.NoError(t, err)
+	regionStore, err := p.Store(region, nil)
+	require.NoError(t, err)
+	popStore, err := p.Store(pop, nil)
+	require.NoError(t, err)
+	srv, err := backbone.Listen(backbone.ServerConfig{
+		Listen: "127.0.0.1:0",
+		TLS:    pki.ServerConfig(regionStore, func(n string) bool { return n == pop }, nil),
+	}, h)
+	require.NoError(t, err)
+	wg.Go(func() { _ = srv.Serve(ctx) })
+	cl, err := backbone.NewClient(backbone.ClientConfig{
+		Region: region, Addr: srv.Addr().String(),
+		TLS: pki.ClientConfig(popStore, region), Hello: backbone.Hello(pop, "test"),
+	})
+	require.NoError(t, err)
+	wg.Go(func() { _ = cl.Run(ctx) })
+	return cl
+}
+
+// waitReachable waits up to 5 s for cl's backbone to come up.
+func waitReachable(t testing.TB, cl *backbone.Client) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cl.Reachable() {
 		require.True(t, time.Now().Before(deadline), "backbone did not come up")
 		time.Sleep(5 * time.Millisecond)
 	}
-	return &lab{edgeAddr: e.Addrs()[0].String(), client: cl, edge: e}
 }
 
 // echoServer echoes everything and, after the client's FIN, appends the

@@ -42,6 +42,24 @@ func (silentRegion) ServeStream(ctx context.Context, _ backbone.Peer, s *quic.St
 // before the open timeout, and the flows after it avoid the silent
 // endpoint altogether.
 func TestHedgeAroundSilentRegion(t *testing.T) {
+	e, port := startHedgeLab(t, edge.EarlyOff)
+	require.NoError(t, echoOnce(net.JoinHostPort("127.0.0.1", itoa(port)), 1024))
+	require.EqualValues(t, 1, e.Stats().Hedges.Load())
+	require.EqualValues(t, 0, e.Stats().Failed.Load())
+
+	// The silent endpoint is now suspected: the next flows go straight to
+	// the other region without waiting for a hedge.
+	for range 3 {
+		require.NoError(t, echoOnce(net.JoinHostPort("127.0.0.1", itoa(port)), 1024))
+	}
+	require.EqualValues(t, 1, e.Stats().Hedges.Load(), "later flows skip the suspected endpoint")
+	require.EqualValues(t, 1, e.Stats().Retries.Load())
+}
+
+// startHedgeLab runs an edge with two regions: "slow" (preferred) never
+// answers, "good" serves an echo endpoint. The hedge delay is 50 ms.
+func startHedgeLab(t *testing.T, mode edge.EarlyData) (*edge.Edge, uint16) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -80,7 +98,8 @@ func TestHedgeAroundSilentRegion(t *testing.T) {
 	e, err := edge.New(edge.Config{
 		Listeners: []edge.Listener{{
 			Protocol: "tcp", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
-			Ports: []edge.PortRange{{From: port, To: port}},
+			Ports:     []edge.PortRange{{From: port, To: port}},
+			EarlyData: mode,
 			Route: router.Listener{Key: "hedge", Groups: []router.Group{
 				{Region: "slow", TrafficDial: 100, Preference: 1, Endpoints: []router.Endpoint{{ID: "slow-1", Weight: 1}}},
 				{Region: "good", TrafficDial: 100, Preference: 2, Endpoints: []router.Endpoint{{ID: "good-1", Weight: 1}}},
@@ -99,17 +118,7 @@ func TestHedgeAroundSilentRegion(t *testing.T) {
 		}
 	}
 
-	require.NoError(t, echoOnce(net.JoinHostPort("127.0.0.1", itoa(port)), 1024))
-	require.EqualValues(t, 1, e.Stats().Hedges.Load())
-	require.EqualValues(t, 0, e.Stats().Failed.Load())
-
-	// The silent endpoint is now suspected: the next flows go straight to
-	// the other region without waiting for a hedge.
-	for range 3 {
-		require.NoError(t, echoOnce(net.JoinHostPort("127.0.0.1", itoa(port)), 1024))
-	}
-	require.EqualValues(t, 1, e.Stats().Hedges.Load(), "later flows skip the suspected endpoint")
-	require.EqualValues(t, 1, e.Stats().Retries.Load())
+	return e, port
 }
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }

@@ -10,6 +10,7 @@ import (
 // pointer field.
 const (
 	defaultClientAffinity    = "none"
+	defaultEarlyData         = "tls"
 	defaultTCPIdleTimeout    = 340 * time.Second
 	defaultUDPIdleTimeout    = 30 * time.Second
 	defaultTrafficDial       = 100
@@ -48,6 +49,9 @@ func (d Document) WithDefaults() Document {
 			l := &a.Listeners[li]
 			if l.ClientAffinity == "" {
 				l.ClientAffinity = defaultClientAffinity
+			}
+			if l.EarlyData == "" && l.Protocol == "tcp" {
+				l.EarlyData = defaultEarlyData
 			}
 			if l.IdleTimeout == 0 {
 				switch l.Protocol {

@@ -43,6 +43,10 @@ type Listener struct {
 	// IdleTimeout closes a flow without traffic for this long. Default 340s
 	// for TCP, 30s for UDP.
 	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+	// EarlyData (tcp only) says which of a client's first bytes the edge
+	// sends with a new flow's setup instead of after the region's answer:
+	// "off", "tls" (a leading TLS ClientHello; the default) or "always".
+	EarlyData string `mapstructure:"early_data"`
 	// EndpointGroups are the per-region groups of endpoints that serve this
 	// listener.
 	EndpointGroups []EndpointGroup `mapstructure:"endpoint_groups"`

@@ -203,6 +203,14 @@ func (v *validator) listener(p string, l *Listener) {
 	default:
 		v.add(p+".client_affinity", `must be "none" or "source_ip", got %q`, l.ClientAffinity)
 	}
+	switch {
+	case l.Protocol == "udp" && l.EarlyData != "":
+		v.add(p+".early_data", "applies to tcp listeners only")
+	case l.Protocol != "tcp":
+	case l.EarlyData == "off", l.EarlyData == "tls", l.EarlyData == "always":
+	default:
+		v.add(p+".early_data", `must be "off", "tls" or "always", got %q`, l.EarlyData)
+	}
 	if l.IdleTimeout < time.Second && (l.Protocol == "tcp" || l.Protocol == "udp") {
 		v.add(p+".idle_timeout", "%s is below 1s", l.IdleTimeout)
 	}

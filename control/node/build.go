@@ -36,6 +36,13 @@ func edgeListeners(doc *config.Document) ([]edge.Listener, error) {
 				Addrs:       addrs,
 				IdleTimeout: l.IdleTimeout,
 			}
+			if l.Protocol == "tcp" {
+				mode, err := edge.ParseEarlyData(l.EarlyData)
+				if err != nil {
+					return nil, fmt.Errorf("accelerators[%d].listeners[%d].early_data: %w", ai, li, err)
+				}
+				el.EarlyData = mode
+			}
 			for _, r := range l.PortRanges {
 				el.Ports = append(el.Ports, edge.PortRange{From: uint16(r.From), To: uint16(r.To)})
 			}

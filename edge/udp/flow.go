@@ -152,7 +152,7 @@ func (f *Forwarder) connect(ctx context.Context, fl *flow) (*link, error) {
 			choice = c
 		}
 		hdr.EndpointID = choice.EndpointID
-		str, err := f.regions.OpenFlow(ctx, choice.Region, &hdr, f.cfg.OpenTimeout)
+		str, err := f.regions.OpenFlow(ctx, choice.Region, &hdr, nil, f.cfg.OpenTimeout)
 		if err == nil {
 			fl.mu.Lock()
 			fl.choice = choice
