@@ -54,6 +54,13 @@ accelerators:
           - region: region-bench
             health_check: {protocol: tcp, interval: 5s, timeout: 2s}
             endpoints: [{id: echo, address: "127.0.0.1:%[4]d"}]
+      - protocol: tcp
+        port_ranges: [{from: %[9]d}]
+        early_data: always
+        endpoint_groups:
+          - region: region-bench
+            health_check: {protocol: tcp, interval: 5s, timeout: 2s}
+            endpoints: [{id: echo-early, address: "127.0.0.1:%[4]d"}]
 topology:
   pki_dir: %[5]s
   pops:
@@ -86,17 +93,17 @@ backend echo
 `
 
 type ports struct {
-	iperf, echo                  int
-	edgeBulk, edgeEcho           int
-	adminEdge, adminRegion, quic int
-	h1Bulk, h1Echo, h2Bulk       int
-	h2Echo, qpServer, qpClient   int
-	qeServer, qeClient           int
+	iperf, echo                   int
+	edgeBulk, edgeEcho, edgeEarly int
+	adminEdge, adminRegion, quic  int
+	h1Bulk, h1Echo, h2Bulk        int
+	h2Echo, qpServer, qpClient    int
+	qeServer, qeClient            int
 }
 
 func allocPorts() (ports, error) {
 	var p ports
-	tcp := []*int{&p.iperf, &p.echo, &p.edgeBulk, &p.edgeEcho, &p.adminEdge, &p.adminRegion,
+	tcp := []*int{&p.iperf, &p.echo, &p.edgeBulk, &p.edgeEcho, &p.edgeEarly, &p.adminEdge, &p.adminRegion,
 		&p.h1Bulk, &p.h1Echo, &p.h2Bulk, &p.h2Echo, &p.qpClient, &p.qeClient}
 	udp := []*int{&p.quic, &p.qpServer, &p.qeServer}
 	seen := map[string]bool{}
@@ -159,7 +166,7 @@ func (r *runner) run(ctx context.Context) (string, error) {
 		}
 	}
 	conf := filepath.Join(r.dir, "anyedge.yaml")
-	doc := fmt.Sprintf(anyedgeConfig, pt.edgeBulk, pt.edgeEcho, pt.iperf, pt.echo, pki, pt.adminEdge, pt.adminRegion, pt.quic)
+	doc := fmt.Sprintf(anyedgeConfig, pt.edgeBulk, pt.edgeEcho, pt.iperf, pt.echo, pki, pt.adminEdge, pt.adminRegion, pt.quic, pt.edgeEarly)
 	if err := os.WriteFile(conf, []byte(doc), 0o644); err != nil {
 		return "", err
 	}
@@ -257,6 +264,7 @@ func (r *runner) run(ctx context.Context) (string, error) {
 		{key: "direct", name: "direct", bulkPort: pt.iperf, echoPort: pt.echo},
 		{key: "haproxy", name: "HAProxy, 2 chained hops", bulkPort: pt.h1Bulk, echoPort: pt.h1Echo, relays: hops},
 		{key: "anyedge", name: "anyedge edge → region", bulkPort: pt.edgeBulk, echoPort: pt.edgeEcho, relays: []*proc{edge, region}},
+		{key: "early", name: "anyedge, `early_data: always`", echoPort: pt.edgeEarly, relays: []*proc{edge, region}},
 		{key: "quic", name: "bare quic-go (quicpipe)", bulkPort: pt.qpClient, echoPort: pt.qeClient, relays: []*proc{qpc, qps}},
 	}
 	all := []*proc{iperfSrv, echo, region, edge, hops[0], hops[1], qps, qpc, qes, qec}
@@ -274,6 +282,9 @@ func (r *runner) run(ctx context.Context) (string, error) {
 	for run := 1; run <= r.o.runs; run++ {
 		for _, streams := range []int{1, 8} {
 			for _, p := range paths {
+				if p.bulkPort == 0 {
+					continue
+				}
 				if err := checkAlive(); err != nil {
 					return "", err
 				}
