@@ -45,6 +45,20 @@ func freePort(t testing.TB) uint16 {
 
 func startLab(t testing.TB, endpoints map[string]string) *lab {
 	t.Helper()
+	return startLabWith(t, endpoints, labOpts{})
+}
+
+// labOpts vary a lab.
+type labOpts struct {
+	early edge.EarlyData // the listener's early-data mode
+	// backboneDelay, when set, delays every backbone packet by this much
+	// each way (a distant region).
+	backboneDelay time.Duration
+}
+
+// startLabWith is startLab with options.
+func startLabWith(t testing.TB, endpoints map[string]string, o labOpts) *lab {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -59,15 +73,16 @@ func startLab(t testing.TB, endpoints map[string]string) *lab {
 		reps = append(reps, router.Endpoint{ID: id, Weight: 128})
 	}
 	gw := gateway.New(gateway.Config{Endpoints: geps, DialTimeout: time.Second})
-	cl := regionClient(ctx, t, &wg, "pop-test", "region-test", gw)
+	cl := regionClient(ctx, t, &wg, "pop-test", "region-test", gw, o.backboneDelay)
 
 	e, err := edge.New(edge.Config{
 		Node: "pop-test",
 		Listeners: []edge.Listener{{
 			Accelerator: "test", Protocol: "tcp",
-			Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
-			Ports: []edge.PortRange{{From: port, To: port}},
-			Route: router.Listener{Key: "test/tcp", Groups: []router.Group{{Region: "region-test", TrafficDial: 100, Endpoints: reps}}},
+			Addrs:     []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+			Ports:     []edge.PortRange{{From: port, To: port}},
+			EarlyData: o.early,
+			Route:     router.Listener{Key: "test/tcp", Groups: []router.Group{{Region: "region-test", TrafficDial: 100, Endpoints: reps}}},
 		}},
 	}, edge.Regions{"region-test": cl})
 	require.NoError(t, err)
@@ -80,8 +95,8 @@ func startLab(t testing.TB, endpoints map[string]string) *lab {
 
 // regionClient serves h as region on 127.0.0.1 over the real mutual-TLS
 // backbone and returns a running client of pop to it; both run in wg
-// until ctx ends.
-func regionClient(ctx context.Context, t testing.TB, wg *sync.WaitGroup, pop, region string, h backbone.Handler) *backbone.Client {
+// until ctx ends. A delay > 0 puts a delayRelay between them.
+func regionClient(ctx context.Context, t testing.TB, wg *sync.WaitGroup, pop, region string, h backbone.Handler, delay time.Duration) *backbone.Client {
 	t.Helper()
 	p, err := pki.NewEphemeral(pop, region)
 	require.NoError(t, err)
@@ -95,8 +110,12 @@ func regionClient(ctx context.Context, t testing.TB, wg *sync.WaitGroup, pop, re
 	}, h)
 	require.NoError(t, err)
 	wg.Go(func() { _ = srv.Serve(ctx) })
+	addr := srv.Addr().String()
+	if delay > 0 {
+		addr = delayRelay(t, addr, delay)
+	}
 	cl, err := backbone.NewClient(backbone.ClientConfig{
-		Region: region, Addr: srv.Addr().String(),
+		Region: region, Addr: addr,
 		TLS: pki.ClientConfig(popStore, region), Hello: backbone.Hello(pop, "test"),
 	})
 	require.NoError(t, err)
@@ -339,4 +358,75 @@ func BenchmarkEcho1MiB(b *testing.B) {
 			}
 		})
 	}
+}
+
+// delayRelay forwards UDP between its clients and target, delaying every
+// packet by oneWay in each direction: a distant region on loopback. It
+// stops at cleanup.
+func delayRelay(t testing.TB, target string, oneWay time.Duration) string {
+	t.Helper()
+	dst, err := net.ResolveUDPAddr("udp", target)
+	require.NoError(t, err)
+	ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	type packet struct {
+		due time.Time
+		b   []byte
+		to  *net.UDPAddr
+		via *net.UDPConn
+	}
+	// One queue for both directions: with a constant delay, due times
+	// follow arrival order.
+	queue := make(chan packet, 1<<16)
+	var readers, sender sync.WaitGroup
+	sender.Go(func() {
+		for p := range queue {
+			time.Sleep(time.Until(p.due))
+			_, _ = p.via.WriteToUDP(p.b, p.to)
+		}
+	})
+	var mu sync.Mutex
+	upstreams := map[string]*net.UDPConn{}
+	readers.Go(func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, from, err := ln.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			up := upstreams[from.String()]
+			if up == nil {
+				if up, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+					mu.Unlock()
+					continue
+				}
+				upstreams[from.String()] = up
+				readers.Go(func() {
+					back := make([]byte, 64<<10)
+					for {
+						n, _, err := up.ReadFromUDP(back)
+						if err != nil {
+							return
+						}
+						queue <- packet{time.Now().Add(oneWay), append([]byte(nil), back[:n]...), from, ln}
+					}
+				})
+			}
+			mu.Unlock()
+			queue <- packet{time.Now().Add(oneWay), append([]byte(nil), buf[:n]...), dst, up}
+		}
+	})
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, up := range upstreams {
+			_ = up.Close()
+		}
+		mu.Unlock()
+		readers.Wait()
+		close(queue)
+		sender.Wait()
+	})
+	return ln.LocalAddr().String()
 }
