@@ -100,9 +100,11 @@ type Edge struct {
 // Counters are the edge's running totals.
 type Counters struct {
 	// Accepted client connections; Retries and Hedges are extra attempts
-	// after a failure or a slow answer; Failed flows got a reset; Early
-	// flows sent client bytes before the region's answer.
-	Accepted, Retries, Hedges, Failed, Early atomic.Int64
+	// after a failure or a slow answer; Failed flows got a reset because
+	// no endpoint could be reached; Aborted clients failed (reset) while
+	// their flow was set up; Early flows sent client bytes before the
+	// region's answer.
+	Accepted, Retries, Hedges, Failed, Aborted, Early atomic.Int64
 }
 
 type boundListener struct {
@@ -287,18 +289,23 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 	if bl.l.EarlyData != EarlyOff {
 		ed = &early{mode: bl.l.EarlyData}
 		defer ed.release()
-		ed.poll(c)
+		if ed.poll(c); ed.err != nil {
+			e.abort(c, src, ed.err)
+			return
+		}
 	}
 	won, ok := e.firstAttempt(ctx, bl, flow, &hdr, c, ed)
 	if !ok && (ed == nil || ed.err == nil) {
 		won = e.hedged(ctx, bl, flow, hdr, won, ed.forwardable())
 	}
-	if ed != nil && ed.err != nil && won.err == nil {
-		// The client went away while its flow was set up.
-		e.log.Debug("client failed during flow setup", "client", src.String(), "err", ed.err)
-		backbone.CancelFlow(won.str)
-		won.err = ed.err
-	} else if rest := ed.bytes()[won.sent:]; won.err == nil && len(rest) > 0 {
+	if ed != nil && ed.err != nil {
+		if won.err == nil {
+			backbone.CancelFlow(won.str)
+		}
+		e.abort(c, src, ed.err)
+		return
+	}
+	if rest := ed.bytes()[won.sent:]; won.err == nil && len(rest) > 0 {
 		if _, err := won.str.Write(rest); err != nil {
 			backbone.CancelFlow(won.str)
 			won.err = err
@@ -323,6 +330,15 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 			"up", res.Up, "down", res.Down, "reset", res.Reset, "idle", res.Idle)
 		e.wg.Done()
 	})
+}
+
+// abort ends a flow whose client failed while it was set up.
+func (e *Edge) abort(c *net.TCPConn, src netip.AddrPort, err error) {
+	e.stats.Aborted.Add(1)
+	e.log.Debug("client failed during flow setup", "client", src.String(), "err", err)
+	e.untrack(c)
+	_ = c.SetLinger(0)
+	_ = c.Close()
 }
 
 // firstAttempt tries the router's first choice and waits up to the hedge

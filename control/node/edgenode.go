@@ -94,6 +94,7 @@ type FlowCounters struct {
 	Retries  int64 `json:"retries"`
 	Hedges   int64 `json:"hedges"`
 	Failed   int64 `json:"failed"`
+	Aborted  int64 `json:"aborted"`
 	Early    int64 `json:"early_data"`
 }
 
@@ -405,7 +406,7 @@ func (en *edgeNode) refresh(draining bool, phase string) bool {
 func (en *edgeNode) Status() any {
 	st := *en.status.Load()
 	cs := en.e.Stats()
-	st.Flows = FlowCounters{Accepted: cs.Accepted.Load(), Retries: cs.Retries.Load(), Hedges: cs.Hedges.Load(), Failed: cs.Failed.Load(), Early: cs.Early.Load()}
+	st.Flows = FlowCounters{Accepted: cs.Accepted.Load(), Retries: cs.Retries.Load(), Hedges: cs.Hedges.Load(), Failed: cs.Failed.Load(), Aborted: cs.Aborted.Load(), Early: cs.Early.Load()}
 	return &st
 }
 
@@ -444,6 +445,7 @@ func (en *edgeNode) registerMetrics(reg *prometheus.Registry) {
 	counter("flow_retries_total", "Extra attempts after a failed or slow region answer.", &cs.Retries)
 	counter("flow_hedges_total", "Hedged attempts started because an answer was slow.", &cs.Hedges)
 	counter("flows_failed_total", "Client connections reset because no endpoint could be reached.", &cs.Failed)
+	counter("flows_aborted_total", "Client connections that failed while their flow was set up.", &cs.Aborted)
 	counter("flows_early_data_total", "Flows that sent client bytes with their setup, before the region's answer.", &cs.Early)
 	for _, c := range en.clients {
 		labels := prometheus.Labels{"region": c.Region()}
