@@ -319,3 +319,16 @@ func tlsPing(addr string, cfg *tls.Config) error {
 	_, err = io.ReadFull(c, make([]byte, 1))
 	return err
 }
+
+// TestEarlyDataBounded: a client that sends more than MaxEarlyData before
+// the answer has exactly MaxEarlyData travel early; the rest waits in the
+// socket and follows, in order, once the region has answered.
+func TestEarlyDataBounded(t *testing.T) {
+	addr, records, _ := startInspected(t, edge.EarlyAlways, echoServer(t), 300*time.Millisecond)
+	const size = 256 << 10
+	done := make(chan error, 1)
+	go func() { done <- echoOnce(addr, size) }() // checks every byte and the SHA-256
+	early := <-records
+	require.Len(t, early, edge.MaxEarlyData)
+	require.NoError(t, <-done)
+}
