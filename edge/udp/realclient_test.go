@@ -169,18 +169,25 @@ func TestIperf3(t *testing.T) {
 	// kernel, quic-go's receive queue, iperf3's own socket); reruns tell
 	// that apart from a forwarding fault. -w 4M keeps iperf3's own socket
 	// buffers from being the limit, as in bench/udp.sh.
+	// A starved iperf3 can also fail its own UDP stream setup ("unable to
+	// read from stream socket"); that too gets a rerun.
 	var res iperfResult
+	var err error
 	for attempt := range 3 {
-		var err error
 		res, err = runIperf(port, "100M", 1200, 3, "-w", "4M")
-		require.NoError(t, err)
+		if err != nil {
+			t.Logf("iperf3 attempt %d: %v", attempt+1, err)
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
 		t.Logf("iperf3 -u 100M through anyedge: %.1f Mbit/s, %d/%d lost (%.2f%%); edge %+v; region %+v",
 			res.End.Sum.BitsPerSecond/1e6, res.End.Sum.LostPackets, res.End.Sum.Packets, res.End.Sum.LostPercent,
 			e.fwd.Stats(), r.gw.UDPStats())
-		if res.End.Sum.LostPercent < 1 || attempt == 2 {
+		if res.End.Sum.LostPercent < 1 {
 			break
 		}
 	}
+	require.NoError(t, err)
 	require.Positive(t, res.End.Sum.Packets)
 	require.Less(t, res.End.Sum.LostPercent, 1.0)
 }
