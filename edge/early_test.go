@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +38,10 @@ type inspectingRegion struct {
 	wait   time.Duration
 	// records receives one entry per flow: the bytes seen before the answer.
 	records chan []byte
+	// refuse, while positive, makes that many flows get a refusal (dial
+	// refused) after their early bytes are recorded: nothing reaches the
+	// endpoint.
+	refuse atomic.Int32
 }
 
 func (r *inspectingRegion) ServeStream(ctx context.Context, _ backbone.Peer, s *quic.Stream) {
@@ -67,6 +72,12 @@ func (r *inspectingRegion) ServeStream(ctx context.Context, _ backbone.Peer, s *
 	}
 	_ = s.SetReadDeadline(time.Time{})
 	r.records <- early
+	if r.refuse.Add(-1) >= 0 {
+		_, _ = s.Write([]byte{byte(wire.CodeDialRefused)})
+		s.CancelRead(wire.StreamReset)
+		_ = s.Close()
+		return
+	}
 	c, err := net.Dial("tcp", r.target)
 	if err != nil {
 		_, _ = s.Write([]byte{byte(wire.CodeDialRefused)})
@@ -92,11 +103,19 @@ func (r *inspectingRegion) ServeStream(ctx context.Context, _ backbone.Peer, s *
 // front of target, with the given early-data mode.
 func startInspected(t *testing.T, mode edge.EarlyData, target string, wait time.Duration) (addr string, records chan []byte, e *edge.Edge) {
 	t.Helper()
+	addr, region, e := startInspectedRegion(t, mode, target, wait)
+	return addr, region.records, e
+}
+
+// startInspectedRegion is startInspected returning the region itself; the
+// listener routes to two endpoint IDs, so a refused flow has a retry.
+func startInspectedRegion(t *testing.T, mode edge.EarlyData, target string, wait time.Duration) (addr string, region *inspectingRegion, e *edge.Edge) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	records = make(chan []byte, 16)
-	cl := regionClient(ctx, t, &wg, "pop", "region", &inspectingRegion{target: target, wait: wait, records: records}, 0)
+	region = &inspectingRegion{target: target, wait: wait, records: make(chan []byte, 16)}
+	cl := regionClient(ctx, t, &wg, "pop", "region", region, 0)
 	port := freePort(t)
 	e, err := edge.New(edge.Config{
 		Listeners: []edge.Listener{{
@@ -104,7 +123,7 @@ func startInspected(t *testing.T, mode edge.EarlyData, target string, wait time.
 			Ports:     []edge.PortRange{{From: port, To: port}},
 			EarlyData: mode,
 			Route: router.Listener{Key: "early", Groups: []router.Group{
-				{Region: "region", TrafficDial: 100, Endpoints: []router.Endpoint{{ID: "ep", Weight: 1}}},
+				{Region: "region", TrafficDial: 100, Endpoints: []router.Endpoint{{ID: "ep-1", Weight: 1}, {ID: "ep-2", Weight: 1}}},
 			}},
 		}},
 		HedgeDelay: time.Minute, // the inspecting region's wait must not look slow
@@ -113,7 +132,7 @@ func startInspected(t *testing.T, mode edge.EarlyData, target string, wait time.
 	require.NoError(t, e.Listen())
 	wg.Go(func() { _ = e.Run(ctx) })
 	waitReachable(t, cl)
-	return e.Addrs()[0].String(), records, e
+	return e.Addrs()[0].String(), region, e
 }
 
 // tlsEchoServer is a TLS 1.3 server that echoes; it returns its address
@@ -331,4 +350,19 @@ func TestEarlyDataBounded(t *testing.T) {
 	early := <-records
 	require.Len(t, early, edge.MaxEarlyData)
 	require.NoError(t, <-done)
+}
+
+// TestEarlyDataRetryAfterRefusal: the first attempt carries the early
+// bytes and is refused; the retry carries them again, and the endpoint
+// (whose SHA-256 echo checks every byte) receives them exactly once.
+func TestEarlyDataRetryAfterRefusal(t *testing.T) {
+	addr, region, e := startInspectedRegion(t, edge.EarlyAlways, echoServer(t), 200*time.Millisecond)
+	region.refuse.Store(1)
+	require.NoError(t, echoOnce(addr, 8<<10))
+	first, second := <-region.records, <-region.records
+	require.NotEmpty(t, first, "the refused attempt carried early bytes")
+	require.Equal(t, first, second, "the retry carried the same early bytes")
+	require.EqualValues(t, 1, e.Stats().Retries.Load())
+	require.EqualValues(t, 0, e.Stats().Hedges.Load())
+	require.EqualValues(t, 0, e.Stats().Failed.Load())
 }
