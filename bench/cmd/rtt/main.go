@@ -7,7 +7,8 @@
 //	rtt -serve 127.0.0.1:45000 &           # server in another process
 //	rtt -mode newstream -addr 127.0.0.1:45000
 //
-// The server answers UDP echoes and QUIC on the same port.
+// The server answers UDP echoes and QUIC on the same port. -trace writes a
+// runtime/trace (read it with go tool trace -pprof=syscall or =sched).
 package main
 
 import (
@@ -25,6 +26,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/trace"
 	"slices"
 	"time"
 
@@ -38,7 +40,17 @@ func main() {
 	n := flag.Int("n", 2000, "echoes")
 	serve := flag.String("serve", "", "only serve QUIC echo on this UDP address")
 	addr := flag.String("addr", "", "echo server address (default: one started in this process)")
+	traceFile := flag.String("trace", "", "write a runtime/trace of the run to this file")
 	flag.Parse()
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "rtt:", err)
+			os.Exit(1)
+		}
+		_ = trace.Start(f)
+		defer func() { trace.Stop(); _ = f.Close() }()
+	}
 	if err := run(*mode, *n, *serve, *addr); err != nil {
 		fmt.Fprintln(os.Stderr, "rtt:", err)
 		os.Exit(1)
