@@ -152,20 +152,7 @@ func tlsEchoServer(t testing.TB) (string, *tls.Config) {
 		MinVersion:   tls.VersionTLS13,
 	})
 	require.NoError(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			})
-		}
-	})
+	serveEach(t, ln, func(c net.Conn) { _, _ = io.Copy(c, c) })
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	return ln.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "endpoint.test", MinVersion: tls.VersionTLS13}

@@ -139,8 +139,22 @@ func echoServer(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	serveEach(t, ln, func(c net.Conn) {
+		h := sha256.New()
+		if _, err := io.Copy(io.MultiWriter(c, h), c); err != nil {
+			return
+		}
+		_, _ = c.Write(h.Sum(nil))
+	})
+	return ln.Addr().String()
+}
+
+// serveEach runs handle for every connection ln accepts, then closes the
+// connection; ln closes and every handler has returned at cleanup.
+func serveEach(t testing.TB, ln net.Listener, handle func(net.Conn)) {
+	t.Helper()
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
@@ -149,15 +163,10 @@ func echoServer(t testing.TB) string {
 			}
 			wg.Go(func() {
 				defer c.Close()
-				h := sha256.New()
-				if _, err := io.Copy(io.MultiWriter(c, h), c); err != nil {
-					return
-				}
-				_, _ = c.Write(h.Sum(nil))
+				handle(c)
 			})
 		}
 	})
-	return ln.Addr().String()
 }
 
 func TestEcho100x1MiB(t *testing.T) {
