@@ -67,28 +67,38 @@ func Issue(dir, node string, validity time.Duration, now time.Time) error {
 	if err := ValidNodeName(node); err != nil {
 		return fmt.Errorf("issue: %w", err)
 	}
+	return issueTo(dir, NodeCertFile(dir, node), NodeKeyFile(dir, node), node, validity, now,
+		func(ca *authority) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+			return newNodeCert(ca, node, validity, now)
+		})
+}
+
+// issueTo checks validity, reads the CA from dir, has mint make a
+// certificate with it and writes the pair to certPath and keyPath.
+func issueTo(dir, certPath, keyPath, what string, validity time.Duration, now time.Time,
+	mint func(*authority) (*x509.Certificate, *ecdsa.PrivateKey, error)) error {
 	if validity <= 0 {
-		return fmt.Errorf("issue %s: validity %v must be positive", node, validity)
+		return fmt.Errorf("issue %s: validity %v must be positive", what, validity)
 	}
 	ca, err := loadCA(dir)
 	if err != nil {
-		return fmt.Errorf("issue %s: %w", node, err)
+		return fmt.Errorf("issue %s: %w", what, err)
 	}
-	leaf, key, err := newNodeCert(ca, node, validity, now)
+	leaf, key, err := mint(ca)
 	if err != nil {
-		return fmt.Errorf("issue %s: %w", node, err)
+		return fmt.Errorf("issue %s: %w", what, err)
 	}
 	keyPEM, err := encodeKeyPEM(key)
 	if err != nil {
-		return fmt.Errorf("issue %s: %w", node, err)
+		return fmt.Errorf("issue %s: %w", what, err)
 	}
 	// Key first: a reader that sees the new key with the old certificate
 	// finds a mismatch and keeps its old material until the certificate lands.
-	if err := writeReplace(NodeKeyFile(dir, node), keyPEM, 0o600); err != nil {
-		return fmt.Errorf("issue %s: %w", node, err)
+	if err := writeReplace(keyPath, keyPEM, 0o600); err != nil {
+		return fmt.Errorf("issue %s: %w", what, err)
 	}
-	if err := writeReplace(NodeCertFile(dir, node), encodeCertPEM(leaf.Raw), 0o644); err != nil {
-		return fmt.Errorf("issue %s: %w", node, err)
+	if err := writeReplace(certPath, encodeCertPEM(leaf.Raw), 0o644); err != nil {
+		return fmt.Errorf("issue %s: %w", what, err)
 	}
 	return nil
 }
@@ -132,28 +142,30 @@ func newCA(validity time.Duration, now time.Time) (*authority, error) {
 
 // newNodeCert issues a certificate for node signed by ca.
 func newNodeCert(ca *authority, node string, validity time.Duration, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	return newLeaf(ca, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: node},
+		DNSNames:    []string{node},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}, validity, now)
+}
+
+// newLeaf completes tmpl (serial, validity clamped to the CA's, key usage)
+// and signs it with ca for a fresh key.
+func newLeaf(ca *authority, tmpl *x509.Certificate, validity time.Duration, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate key: %w", err)
 	}
-	serial, err := newSerial()
-	if err != nil {
+	if tmpl.SerialNumber, err = newSerial(); err != nil {
 		return nil, nil, err
 	}
-	notAfter := now.Add(validity)
-	if notAfter.After(ca.cert.NotAfter) {
-		notAfter = ca.cert.NotAfter
+	tmpl.NotBefore = now.Add(-clockSkew)
+	tmpl.NotAfter = now.Add(validity)
+	if tmpl.NotAfter.After(ca.cert.NotAfter) {
+		tmpl.NotAfter = ca.cert.NotAfter
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: node},
-		DNSNames:              []string{node},
-		NotBefore:             now.Add(-clockSkew),
-		NotAfter:              notAfter,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
+	tmpl.BasicConstraintsValid = true
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create certificate: %w", err)

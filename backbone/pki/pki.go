@@ -8,10 +8,14 @@
 // reloads them when they change; [ServerConfig] and [ClientConfig] build the
 // tls.Config values that verify every peer against the current CA pool.
 // [NewEphemeral] builds the same material in memory for `anyedge dev`.
+//
+// The same CA issues operator certificates ([IssueOperator]): client
+// certificates that name a person and a [Role], which a node's remote admin
+// API accepts ([AdminServerConfig], [Store.VerifyOperator]) and the
+// backbone refuses.
 package pki
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -35,6 +39,9 @@ const (
 	DefaultCAValidity = 10 * 365 * 24 * time.Hour
 	// DefaultNodeValidity is one year.
 	DefaultNodeValidity = 365 * 24 * time.Hour
+	// DefaultOperatorValidity is 90 days: operator certificates belong to
+	// people and should be renewed more often than a node's.
+	DefaultOperatorValidity = 90 * 24 * time.Hour
 )
 
 // clockSkew is how far before "now" certificates start to be valid, so that
@@ -50,26 +57,32 @@ func NodeKeyFile(dir, node string) string { return filepath.Join(dir, node+".key
 // ValidNodeName reports whether name can be a node name in a certificate and a
 // file name in a PKI directory: a lowercase DNS name (letters, digits, '-',
 // dot-separated labels of at most 63 characters, 253 in all) other than "ca".
-func ValidNodeName(name string) error {
+func ValidNodeName(name string) error { return validName("node", name) }
+
+// ValidOperatorName reports whether name can name an operator: the same
+// rule as [ValidNodeName].
+func ValidOperatorName(name string) error { return validName("operator", name) }
+
+func validName(kind, name string) error {
 	if name == "" {
-		return errors.New("empty node name")
+		return fmt.Errorf("empty %s name", kind)
 	}
 	if len(name) > 253 {
-		return fmt.Errorf("node name %q longer than 253 characters", name)
+		return fmt.Errorf("%s name %q longer than 253 characters", kind, name)
 	}
 	if name == "ca" {
-		return errors.New(`node name "ca" is reserved for the CA files`)
+		return fmt.Errorf(`%s name "ca" is reserved for the CA files`, kind)
 	}
 	for _, label := range strings.Split(name, ".") {
 		if label == "" || len(label) > 63 {
-			return fmt.Errorf("node name %q: empty label or label longer than 63 characters", name)
+			return fmt.Errorf("%s name %q: empty label or label longer than 63 characters", kind, name)
 		}
 		if label[0] == '-' || label[len(label)-1] == '-' {
-			return fmt.Errorf("node name %q: label starts or ends with '-'", name)
+			return fmt.Errorf("%s name %q: label starts or ends with '-'", kind, name)
 		}
 		for _, r := range label {
 			if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' {
-				return fmt.Errorf("node name %q: only lowercase letters, digits, '-' and '.' are allowed", name)
+				return fmt.Errorf("%s name %q: only lowercase letters, digits, '-' and '.' are allowed", kind, name)
 			}
 		}
 	}

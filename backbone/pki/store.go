@@ -174,13 +174,9 @@ func (s *Store) stamp() fileStamp {
 // loadMaterial reads and checks the files of node in dir.
 func loadMaterial(dir, node string, now time.Time) (*material, error) {
 	caPath, certPath, keyPath := filepath.Join(dir, CACertFile), NodeCertFile(dir, node), NodeKeyFile(dir, node)
-	caPEM, err := os.ReadFile(caPath)
+	cas, err := readCerts(caPath)
 	if err != nil {
 		return nil, err
-	}
-	cas, err := parseCertsPEM(caPEM)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", caPath, err)
 	}
 	certPEM, err := os.ReadFile(certPath)
 	if err != nil {
@@ -203,12 +199,9 @@ func loadMaterial(dir, node string, now time.Time) (*material, error) {
 
 // newMaterial checks that cert is for node and chains to one of cas.
 func newMaterial(cas []*x509.Certificate, cert *tls.Certificate, node string, now time.Time) (*material, error) {
-	pool := x509.NewCertPool()
-	for _, c := range cas {
-		if !c.IsCA {
-			return nil, fmt.Errorf("CA file holds %q, which is not a CA certificate", c.Subject.CommonName)
-		}
-		pool.AddCert(c)
+	pool, err := caPool(cas)
+	if err != nil {
+		return nil, err
 	}
 	if cert.Leaf == nil {
 		leaf, err := x509.ParseCertificate(cert.Certificate[0])
@@ -222,11 +215,36 @@ func newMaterial(cas []*x509.Certificate, cert *tls.Certificate, node string, no
 	} else if name != node {
 		return nil, fmt.Errorf("certificate is for node %q, not %q", name, node)
 	}
-	_, err := verifyChain(pool, cert.Leaf, cert.Certificate[1:], now, x509.ExtKeyUsageAny, "")
+	_, err = verifyChain(pool, cert.Leaf, cert.Certificate[1:], now, x509.ExtKeyUsageAny, "")
 	// An expired certificate is still loaded (and logged by the caller): it
 	// is what the operator installed, and the peers will say why they refuse it.
 	if err != nil && !errors.Is(err, ErrExpired) {
 		return nil, err
 	}
 	return &material{cas: cas, pool: pool, cert: cert}, nil
+}
+
+// caPool makes a pool of cas, which must all be CA certificates.
+func caPool(cas []*x509.Certificate) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	for _, c := range cas {
+		if !c.IsCA {
+			return nil, fmt.Errorf("CA file holds %q, which is not a CA certificate", c.Subject.CommonName)
+		}
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
+// readCerts reads the PEM certificates of the file at path.
+func readCerts(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := parseCertsPEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return certs, nil
 }

@@ -44,7 +44,7 @@ func ServerConfig(s *Store, allow func(peerName string) bool, onReject func(remo
 	}
 	verify := func(remote string) func(tls.ConnectionState) error {
 		return func(cs tls.ConnectionState) error {
-			if _, err := verifyPeer(s, cs, x509.ExtKeyUsageClientAuth, "", allow); err != nil {
+			if _, err := verifyPeer(s.cur.Load().pool, cs, x509.ExtKeyUsageClientAuth, "", allow); err != nil {
 				if onReject != nil {
 					onReject(remote, err)
 				}
@@ -120,7 +120,7 @@ func ClientConfigs(s *Store, serverName string) func() *tls.Config {
 				if serverName == "" {
 					return fmt.Errorf("backbone server refused: %w: no server name configured", ErrWrongName)
 				}
-				if _, err := verifyPeer(s, cs, x509.ExtKeyUsageServerAuth, serverName, nil); err != nil {
+				if _, err := verifyPeer(s.cur.Load().pool, cs, x509.ExtKeyUsageServerAuth, serverName, nil); err != nil {
 					return fmt.Errorf("backbone server %q refused: %w", serverName, err)
 				}
 				return nil

@@ -26,6 +26,10 @@ var (
 	// ErrWrongName: the server's certificate is for another node than the
 	// one dialled.
 	ErrWrongName = errors.New("certificate is for the wrong node")
+	// ErrNotOperator: a valid certificate of the fleet that is not an
+	// operator certificate (a node's, say) was presented where only
+	// operators are admitted.
+	ErrNotOperator = errors.New("not an operator certificate")
 	// ErrBadCertificate: any other defect (wrong key usage, not exactly one
 	// DNS name, ...).
 	ErrBadCertificate = errors.New("bad certificate")
@@ -33,7 +37,7 @@ var (
 
 // RejectReason returns a short label for a rejection error, suitable as a
 // metric label value: no_certificate, expired, self_signed, unknown_authority,
-// unknown_node, wrong_name, bad_certificate, or other.
+// unknown_node, wrong_name, not_operator, bad_certificate, or other.
 func RejectReason(err error) string {
 	for _, r := range []struct {
 		err   error
@@ -45,6 +49,7 @@ func RejectReason(err error) string {
 		{ErrUnknownAuthority, "unknown_authority"},
 		{ErrUnknownNode, "unknown_node"},
 		{ErrWrongName, "wrong_name"},
+		{ErrNotOperator, "not_operator"},
 		{ErrBadCertificate, "bad_certificate"},
 	} {
 		if errors.Is(err, r.err) {
@@ -96,19 +101,12 @@ func nodeName(c *x509.Certificate) (string, error) {
 	return c.DNSNames[0], nil
 }
 
-// verifyPeer checks the peer certificate of cs against the store's current CA
-// pool at the current time, for usage; then that its node name equals want
-// (if not empty) and that allow accepts it (if not nil). It returns the name.
-func verifyPeer(s *Store, cs tls.ConnectionState, usage x509.ExtKeyUsage, want string, allow func(string) bool) (string, error) {
-	if len(cs.PeerCertificates) == 0 {
-		return "", ErrNoCertificate
-	}
-	leaf := cs.PeerCertificates[0]
-	rest := make([][]byte, 0, len(cs.PeerCertificates)-1)
-	for _, c := range cs.PeerCertificates[1:] {
-		rest = append(rest, c.Raw)
-	}
-	if _, err := verifyChain(s.cur.Load().pool, leaf, rest, time.Now(), usage, ""); err != nil {
+// verifyPeer checks the peer certificate of cs against roots at the current
+// time, for usage; then that its node name equals want (if not empty) and
+// that allow accepts it (if not nil). It returns the name.
+func verifyPeer(roots *x509.CertPool, cs tls.ConnectionState, usage x509.ExtKeyUsage, want string, allow func(string) bool) (string, error) {
+	leaf, err := verifyLeaf(roots, cs, usage)
+	if err != nil {
 		return "", err
 	}
 	name, err := nodeName(leaf)
@@ -122,6 +120,24 @@ func verifyPeer(s *Store, cs tls.ConnectionState, usage x509.ExtKeyUsage, want s
 		return "", fmt.Errorf("%w %q", ErrUnknownNode, name)
 	}
 	return name, nil
+}
+
+// verifyLeaf checks the peer certificate of cs (with the intermediates the
+// peer sent) against roots at the current time, for usage, and returns it.
+// It is the one rule for what a valid certificate is, whoever presents it.
+func verifyLeaf(roots *x509.CertPool, cs tls.ConnectionState, usage x509.ExtKeyUsage) (*x509.Certificate, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return nil, ErrNoCertificate
+	}
+	leaf := cs.PeerCertificates[0]
+	rest := make([][]byte, 0, len(cs.PeerCertificates)-1)
+	for _, c := range cs.PeerCertificates[1:] {
+		rest = append(rest, c.Raw)
+	}
+	if _, err := verifyChain(roots, leaf, rest, time.Now(), usage, ""); err != nil {
+		return nil, err
+	}
+	return leaf, nil
 }
 
 // verifyChain verifies leaf (with the DER intermediates) against roots and

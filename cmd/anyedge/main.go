@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -46,8 +47,11 @@ usage:
   anyedge validate [--node NAME] FILE         check a config; every error with its path; exit 2 on error
   anyedge certs init  --dir DIR               create the backbone CA
   anyedge certs issue --dir DIR --node NAME   issue a node certificate
-  anyedge ctl status|ready|drain|undrain [--admin ADDR]
-                                              talk to a running node's admin API (default 127.0.0.1:9180)
+  anyedge certs issue --dir DIR --operator NAME [--role read|admin]
+                                              issue an operator certificate for remote admin APIs
+  anyedge ctl status|ready|drain|undrain [--admin ADDR] [--cert F --key F --ca F [--node NAME]]
+                                              talk to a running node's admin API (default 127.0.0.1:9180;
+                                              with an operator certificate, its remote_admin address)
   anyedge version
 
 common flags: --log-format text|json, --log-level debug|info|warn|error
@@ -260,8 +264,9 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 }
 
 func runCerts(args []string, stdout, stderr io.Writer) int {
+	const certsUsage = "usage: anyedge certs init --dir DIR | anyedge certs issue --dir DIR (--node NAME | --operator NAME [--role read|admin])"
 	if len(args) == 0 || (args[0] != "init" && args[0] != "issue") {
-		fmt.Fprintln(stderr, "usage: anyedge certs init --dir DIR | anyedge certs issue --dir DIR --node NAME")
+		fmt.Fprintln(stderr, certsUsage)
 		return exitConfig
 	}
 	sub := args[0]
@@ -269,35 +274,45 @@ func runCerts(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "/etc/anyedge/pki", "PKI directory")
 	nodeName := fs.String("node", "", "node name (issue)")
-	validity := fs.Duration("validity", 0, "certificate validity (default: CA 10 years, node 1 year)")
+	operator := fs.String("operator", "", "operator name (issue): a client certificate for the remote admin API")
+	role := fs.String("role", string(pki.RoleRead), "operator role (issue --operator): read, or admin to drain and undrain")
+	validity := fs.Duration("validity", 0, "certificate validity (default: CA 10 years, node 1 year, operator 90 days)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return exitConfig
 	}
 	now := time.Now()
-	var err error
-	switch sub {
-	case "init":
-		v := *validity
-		if v == 0 {
-			v = pki.DefaultCAValidity
+	validFor := func(def time.Duration) time.Duration {
+		if *validity == 0 {
+			return def
 		}
-		err = pki.InitCA(*dir, v, now)
+		return *validity
+	}
+	var err error
+	switch {
+	case sub == "init":
+		err = pki.InitCA(*dir, validFor(pki.DefaultCAValidity), now)
 		if err == nil {
 			fmt.Fprintf(stdout, "CA written to %s\n", *dir)
 		}
-	case "issue":
-		if strings.TrimSpace(*nodeName) == "" {
-			fmt.Fprintln(stderr, "anyedge certs issue: --node is required")
-			return exitConfig
-		}
-		v := *validity
-		if v == 0 {
-			v = pki.DefaultNodeValidity
-		}
-		err = pki.Issue(*dir, *nodeName, v, now)
+	case strings.TrimSpace(*nodeName) != "" && *operator == "":
+		err = pki.Issue(*dir, *nodeName, validFor(pki.DefaultNodeValidity), now)
 		if err == nil {
 			fmt.Fprintf(stdout, "certificate for %s written to %s\n", *nodeName, *dir)
 		}
+	case strings.TrimSpace(*operator) != "" && *nodeName == "":
+		r, perr := pki.ParseRole(*role)
+		if perr != nil {
+			fmt.Fprintln(stderr, "anyedge certs issue: --role:", perr)
+			return exitConfig
+		}
+		err = pki.IssueOperator(*dir, *operator, r, validFor(pki.DefaultOperatorValidity), now)
+		if err == nil {
+			fmt.Fprintf(stdout, "operator certificate for %s (role %s) written to %s and %s\n", *operator, r,
+				pki.OperatorCertFile(*dir, *operator), pki.OperatorKeyFile(*dir, *operator))
+		}
+	default:
+		fmt.Fprintln(stderr, "anyedge certs issue: exactly one of --node and --operator is required")
+		return exitConfig
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "anyedge certs:", err)
@@ -306,25 +321,62 @@ func runCerts(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// operatorFlags are the client credentials for a remote admin API.
+type operatorFlags struct {
+	cert, key, ca string
+}
+
+func (o *operatorFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.cert, "cert", os.Getenv("ANYEDGE_ADMIN_CERT"), "operator certificate for remote admin APIs (anyedge certs issue --operator)")
+	fs.StringVar(&o.key, "key", os.Getenv("ANYEDGE_ADMIN_KEY"), "operator private key")
+	fs.StringVar(&o.ca, "ca", os.Getenv("ANYEDGE_ADMIN_CA"), "the fleet's CA certificates (ca.crt)")
+}
+
+// load returns the operator's credentials, or nil when none are given
+// (plain HTTP to loopback admin addresses).
+func (o *operatorFlags) load() (*pki.OperatorClient, error) {
+	if o.cert == "" && o.key == "" && o.ca == "" {
+		return nil, nil
+	}
+	if o.cert == "" || o.key == "" || o.ca == "" {
+		return nil, errors.New("--cert, --key and --ca go together")
+	}
+	return pki.LoadOperator(o.cert, o.key, o.ca)
+}
+
 func runCtl(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: anyedge ctl status|ready|drain|undrain [--admin ADDR]")
+		fmt.Fprintln(stderr, "usage: anyedge ctl status|ready|drain|undrain [--admin ADDR] [--cert FILE --key FILE --ca FILE [--node NAME]]")
 		return exitConfig
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("ctl "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("admin", envOr("ANYEDGE_ADMIN", "127.0.0.1:9180"), "admin API address of the node")
+	addr := fs.String("admin", envOr("ANYEDGE_ADMIN", "127.0.0.1:9180"), "admin API address of the node (its remote_admin with --cert)")
+	nodeName := fs.String("node", os.Getenv("ANYEDGE_NODE"), "with --cert: the node's name, checked against its certificate (empty: any node of the fleet)")
+	var creds operatorFlags
+	creds.register(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return exitConfig
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := admin.Call(ctx, *addr, sub)
-	fmt.Fprint(stdout, out)
+	op, err := creds.load()
 	if err != nil {
 		fmt.Fprintln(stderr, "anyedge ctl:", err)
+		return exitConfig
+	}
+	var tlsConfig *tls.Config
+	if op != nil {
+		tlsConfig = op.TLSConfig(*nodeName)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := admin.NewClient(*addr, tlsConfig)
+	defer c.Close()
+	out, err := c.Call(ctx, sub)
+	if err != nil {
+		fmt.Fprintln(stderr, "anyedge ctl:", err) // the error carries the answer's body
 		return exitFail
 	}
+	fmt.Fprint(stdout, out)
 	return exitOK
 }

@@ -1,6 +1,12 @@
-// Package admin is a node's local HTTP API, bound to a loopback address:
-// status, liveness, readiness, Prometheus metrics, and the drain and
-// undrain commands used by `anyedge ctl`.
+// Package admin is a node's HTTP API: status, liveness, readiness,
+// Prometheus metrics, the dashboard page, and the drain and undrain
+// commands used by `anyedge ctl`.
+//
+// The API is served in plain HTTP on a loopback address, and optionally on
+// a second, remote address with mutual TLS: there a request must carry an
+// operator certificate of the fleet's CA (backbone/pki), any role for reads
+// and the admin role for state-changing calls; every other request is
+// answered 401 or 403 and logged.
 package admin
 
 import (
@@ -12,11 +18,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/anyedge/anyedge/backbone/pki"
 )
 
 // Node is what the API exposes of a running node.
@@ -33,18 +41,82 @@ type Drainer interface {
 	Undrain() error
 }
 
-// Server serves the admin API.
-type Server struct {
-	ln  net.Listener
-	srv *http.Server
+// PagePath is where the API serves Options.Page; GET / redirects there.
+const PagePath = "/dashboard/"
+
+// Options configure a node's admin API.
+type Options struct {
+	// Addr is the loopback host:port of the plain-HTTP API; port 0 picks
+	// one. Required.
+	Addr string
+	// Remote, when not empty, is a host:port where the same API is served
+	// with mutual TLS to operators holding a certificate of the fleet's CA.
+	Remote string
+	// Store presents the node's certificate on Remote and holds the CA pool
+	// operator certificates must chain to. Required with Remote.
+	Store *pki.Store
+	// Node is what the API shows and commands. Required.
+	Node Node
+	// Registry, when set, is served at /metrics; the API registers its own
+	// counter of refused remote requests in it.
+	Registry *prometheus.Registry
+	// Page, when set, is served under PagePath (with the prefix stripped):
+	// the node's own dashboard.
+	Page http.Handler
+	// Logger receives the API's logs; nil discards them.
+	Logger *slog.Logger
 }
 
-// Listen binds addr (a loopback host:port; port 0 picks one).
-func Listen(addr string, n Node, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+// Server serves the admin API.
+type Server struct {
+	ln, remote  net.Listener // remote is nil without Options.Remote
+	srv, srvTLS *http.Server
+	log         *slog.Logger
+	refused     *refusals
+}
+
+// Listen binds the API's addresses.
+func Listen(opts Options) (*Server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "admin")
+	if opts.Remote != "" && opts.Store == nil {
+		return nil, errors.New("admin: a remote address needs the node's certificates")
+	}
+	s := &Server{log: log, refused: newRefusals(log, opts.Registry)}
+	mux := s.mux(opts)
+	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: local(mux), ReadHeaderTimeout: 5 * time.Second}
+	if opts.Remote != "" {
+		rl, err := net.Listen("tcp", opts.Remote)
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("admin: remote: %w", err)
+		}
+		s.remote = rl
+		s.srvTLS = &http.Server{
+			Handler:           s.operatorsOnly(opts.Store, mux),
+			TLSConfig:         pki.AdminServerConfig(opts.Store),
+			ReadHeaderTimeout: 5 * time.Second,
+			// Refused handshakes (a client that does not trust the node)
+			// are the client's business; refused requests are logged.
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		log.Info("admin API listening", "addr", ln.Addr().String(), "remote", rl.Addr().String(), "remote_auth", "mutual TLS, operator certificates")
+	} else {
+		log.Info("admin API listening", "addr", ln.Addr().String())
+	}
+	return s, nil
+}
+
+func (s *Server) mux(opts Options) *http.ServeMux {
+	n := opts.Node
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
@@ -62,16 +134,21 @@ func Listen(addr string, n Node, reg *prometheus.Registry, log *slog.Logger) (*S
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(n.Status())
 	})
-	if reg != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if opts.Registry != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	}
-	command := func(f func(Drainer) error) http.HandlerFunc {
+	if opts.Page != nil {
+		mux.Handle(PagePath, http.StripPrefix(PagePath[:len(PagePath)-1], opts.Page))
+		mux.Handle("GET /{$}", http.RedirectHandler(PagePath, http.StatusFound))
+	}
+	command := func(name string, f func(Drainer) error) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			d, ok := n.(Drainer)
 			if !ok {
 				http.Error(w, "this node does not drain", http.StatusNotImplemented)
 				return
 			}
+			s.log.Info("admin command", "command", name, "by", caller(r.Context()), "remote", r.RemoteAddr)
 			if err := f(d); err != nil {
 				http.Error(w, err.Error(), http.StatusConflict)
 				return
@@ -79,61 +156,54 @@ func Listen(addr string, n Node, reg *prometheus.Registry, log *slog.Logger) (*S
 			_, _ = io.WriteString(w, "ok\n")
 		}
 	}
-	mux.HandleFunc("POST /drain", command(Drainer.Drain))
-	mux.HandleFunc("POST /undrain", command(Drainer.Undrain))
-	if log != nil {
-		log.Info("admin API listening", "addr", ln.Addr().String())
-	}
-	return &Server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
+	mux.HandleFunc("POST /drain", command("drain", Drainer.Drain))
+	mux.HandleFunc("POST /undrain", command("undrain", Drainer.Undrain))
+	return mux
 }
 
-// Addr is the bound address.
+// Addr is the bound loopback address.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// RemoteAddr is the bound remote (mutual TLS) address, or "" without one.
+func (s *Server) RemoteAddr() string {
+	if s.remote == nil {
+		return ""
+	}
+	return s.remote.Addr().String()
+}
 
 // Serve serves until ctx ends, then shuts down and returns nil.
 func (s *Server) Serve(ctx context.Context) error {
-	errc := make(chan error, 1)
-	go func() { errc <- s.srv.Serve(s.ln) }()
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = s.srv.Shutdown(sctx)
-		<-errc
-		return nil
-	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
+	g, gctx := errgroup.WithContext(ctx)
+	serve := func(srv *http.Server, ln net.Listener, tls bool) {
+		// Requests end with ctx, so that long ones (the dashboard's event
+		// stream) do not hold up the shutdown.
+		srv.BaseContext = func(net.Listener) context.Context { return gctx }
+		g.Go(func() error {
+			var err error
+			if tls {
+				err = srv.ServeTLS(ln, "", "")
+			} else {
+				err = srv.Serve(ln)
+			}
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return fmt.Errorf("admin: %w", err)
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if srv.Shutdown(sctx) != nil {
+				_ = srv.Close()
+			}
 			return nil
-		}
-		return fmt.Errorf("admin: %w", err)
+		})
 	}
-}
-
-// Call sends one command (status, drain, undrain, ready) to the admin API
-// at addr and returns the body of the answer.
-func Call(ctx context.Context, addr, command string) (string, error) {
-	method, path := http.MethodGet, "/status"
-	switch command {
-	case "status":
-	case "ready":
-		path = "/readyz"
-	case "drain", "undrain":
-		method, path = http.MethodPost, "/"+command
-	default:
-		return "", fmt.Errorf("unknown command %q (status, ready, drain, undrain)", command)
+	serve(s.srv, s.ln, false)
+	if s.remote != nil {
+		serve(s.srvTLS, s.remote, true)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("admin API at %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		return string(b), fmt.Errorf("admin API at %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(b)))
-	}
-	return string(b), nil
+	return g.Wait()
 }

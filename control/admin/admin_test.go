@@ -60,16 +60,18 @@ func (regionNode) Ready() bool { return true }
 
 func serve(t *testing.T, n Node, reg *prometheus.Registry) string {
 	t.Helper()
-	s, err := Listen("127.0.0.1:0", n, reg, nil)
+	return start(t, Options{Addr: "127.0.0.1:0", Node: n, Registry: reg}).Addr()
+}
+
+// start runs an API with opts until the end of the test.
+func start(t *testing.T, opts Options) *Server {
+	t.Helper()
+	s, err := Listen(opts)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	return s.Addr()
+	go func() { done <- s.Serve(t.Context()) }()
+	t.Cleanup(func() { require.NoError(t, <-done) })
+	return s
 }
 
 func TestAdminAPI(t *testing.T) {

@@ -146,6 +146,10 @@ type PoP struct {
 	// Admin is the localhost address of the status and admin API
 	// (default 127.0.0.1:9180).
 	Admin string `mapstructure:"admin"`
+	// RemoteAdmin, when set, is a host:port where the admin API is also
+	// served to operators on other machines, with mutual TLS: operator
+	// certificates of the fleet's CA only. Empty (default) means none.
+	RemoteAdmin string `mapstructure:"remote_admin"`
 	// Backbone tunes the QUIC client pool towards regions.
 	Backbone BackboneClient `mapstructure:"backbone"`
 	// UDP limits the UDP flow table.
@@ -234,6 +238,8 @@ type Region struct {
 	Name string `mapstructure:"name"`
 	// Admin is the localhost address of the status API (default 127.0.0.1:9181).
 	Admin string `mapstructure:"admin"`
+	// RemoteAdmin is as for a PoP.
+	RemoteAdmin string `mapstructure:"remote_admin"`
 	// Backbone says where the region accepts edges.
 	Backbone BackboneServer `mapstructure:"backbone"`
 }

@@ -439,6 +439,7 @@ func (v *validator) topology(p string, t *Topology) {
 		r := &t.Regions[i]
 		node(rp+".name", r.Name)
 		v.admin(rp+".admin", r.Admin)
+		v.remoteAdmin(rp+".remote_admin", r.RemoteAdmin, r.Admin)
 		if r.Backbone.Listen == "" {
 			v.add(rp+".backbone.listen", "required (host:port)")
 			continue
@@ -503,8 +504,24 @@ func (v *validator) admin(p, s string) {
 	}
 }
 
+// remoteAdmin checks an optional remote admin address: a listen host:port
+// other than the loopback one.
+func (v *validator) remoteAdmin(p, s, local string) {
+	if s == "" {
+		return
+	}
+	if msg := checkHostPort(s, false); msg != "" {
+		v.add(p, "%s", msg)
+		return
+	}
+	if s == local {
+		v.add(p, "%q is also the loopback admin address; the remote one needs its own port", s)
+	}
+}
+
 func (v *validator) pop(p string, pop *PoP) {
 	v.admin(p+".admin", pop.Admin)
+	v.remoteAdmin(p+".remote_admin", pop.RemoteAdmin, pop.Admin)
 	b := pop.Backbone
 	if b.Connections < 1 || b.Connections > 16 {
 		v.add(p+".backbone.connections", "%d is outside 1–16", b.Connections)

@@ -235,7 +235,8 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 	}
 	reg := prometheus.NewRegistry()
 	en.registerMetrics(reg)
-	adm, err := admin.Listen(n.PoP.Admin, en, reg, log)
+	adm, err := admin.Listen(admin.Options{Addr: n.PoP.Admin, Remote: n.PoP.RemoteAdmin, Store: store,
+		Node: en, Registry: reg, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -100,7 +100,8 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 	rn := &regionNode{name: n.Name, version: opts.Version, checker: checker, gw: gw}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(regionCollector{m: metrics, gw: gw, checker: checker})
-	adm, err := admin.Listen(n.Region.Admin, rn, reg, log)
+	adm, err := admin.Listen(admin.Options{Addr: n.Region.Admin, Remote: n.Region.RemoteAdmin, Store: store,
+		Node: rn, Registry: reg, Logger: log})
 	if err != nil {
 		_ = srv.Close()
 		return err
