@@ -2,6 +2,7 @@ package config
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -37,6 +38,21 @@ const (
 	defaultBGPKeepalive      = 3 * time.Second
 	defaultDrainBGPGrace     = 5 * time.Second
 	defaultDrainTimeout      = 60 * time.Second
+	defaultSteering          = "anycast"
+	defaultDNSListen         = ":53"
+	defaultDNSTTL            = 300 * time.Second
+	defaultDNSNSTTL          = 3600 * time.Second
+	defaultDNSUDPSize        = 1232
+	defaultSOASerial         = 1
+	defaultSOARefresh        = 3600 * time.Second
+	defaultSOARetry          = 900 * time.Second
+	defaultSOAExpire         = 604800 * time.Second
+	defaultSOAMinimum        = 60 * time.Second
+	defaultRRLRate           = 20
+	defaultRRLSlip           = 2
+	defaultRRLIPv4Prefix     = 24
+	defaultRRLIPv6Prefix     = 56
+	defaultSteeringTTL       = 30 * time.Second
 )
 
 // WithDefaults returns a deep copy of d with every unset field given its
@@ -45,6 +61,10 @@ func (d Document) WithDefaults() Document {
 	out := d.clone()
 	for ai := range out.Accelerators {
 		a := &out.Accelerators[ai]
+		setDefault(&a.Steering, defaultSteering)
+		if out.DNS != nil {
+			setDefault(&a.DNSName, DerivedDNSName(a.Name))
+		}
 		for li := range a.Listeners {
 			l := &a.Listeners[li]
 			if l.ClientAffinity == "" {
@@ -107,7 +127,51 @@ func (d Document) WithDefaults() Document {
 		setDefault(&r.Admin, defaultRegionAdmin)
 		setDefault(&r.Backbone.Address, r.Backbone.Listen)
 	}
+	if z := out.DNS; z != nil {
+		if len(z.Listen) == 0 {
+			z.Listen = []string{defaultDNSListen}
+		}
+		setDefault(&z.TTL, defaultDNSTTL)
+		setDefault(&z.NSTTL, defaultDNSNSTTL)
+		setDefault(&z.UDPSize, defaultDNSUDPSize)
+		if len(z.Nameservers) > 0 {
+			setDefault(&z.SOA.MName, z.Nameservers[0].Name)
+		}
+		if z.Zone != "" {
+			setDefault(&z.SOA.RName, "hostmaster."+strings.TrimSuffix(z.Zone, "."))
+		}
+		setDefault(&z.SOA.Serial, defaultSOASerial)
+		setDefault(&z.SOA.Refresh, defaultSOARefresh)
+		setDefault(&z.SOA.Retry, defaultSOARetry)
+		setDefault(&z.SOA.Expire, defaultSOAExpire)
+		setDefault(&z.SOA.Minimum, defaultSOAMinimum)
+		setDefault(&z.RRL.ResponsesPerSecond, defaultRRLRate)
+		if z.RRL.Slip == nil {
+			z.RRL.Slip = ptr(defaultRRLSlip)
+		}
+		setDefault(&z.RRL.IPv4PrefixLen, defaultRRLIPv4Prefix)
+		setDefault(&z.RRL.IPv6PrefixLen, defaultRRLIPv6Prefix)
+		setDefault(&z.Steering.TTL, defaultSteeringTTL)
+	}
 	return out
+}
+
+// DerivedDNSName is the DNS label an accelerator gets when it sets no
+// dns_name: its name in lower case, every character other than a letter,
+// a digit or '-' replaced by '-', leading and trailing '-' removed, at most
+// 63 characters. It may be empty (Validate then asks for dns_name).
+func DerivedDNSName(name string) string {
+	b := []byte(strings.ToLower(name))
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	s := strings.Trim(string(b), "-")
+	if len(s) > 63 {
+		s = strings.TrimRight(s[:63], "-")
+	}
+	return s
 }
 
 // withDefaults fills the unset fields of a health check.
@@ -174,6 +238,29 @@ func (d Document) clone() Document {
 		b.Communities = slices.Clone(b.Communities)
 		b.LargeCommunities = slices.Clone(b.LargeCommunities)
 	}
+	for pi := range out.Topology.PoPs {
+		p := &out.Topology.PoPs[pi]
+		p.DNSListen = slices.Clone(p.DNSListen)
+	}
 	out.Topology.Regions = slices.Clone(d.Topology.Regions)
+	if d.DNS != nil {
+		z := *d.DNS
+		z.Listen = slices.Clone(z.Listen)
+		z.Nameservers = slices.Clone(z.Nameservers)
+		for i := range z.Nameservers {
+			z.Nameservers[i].Addresses = slices.Clone(z.Nameservers[i].Addresses)
+		}
+		z.RRL.Slip = clonePtr(z.RRL.Slip)
+		z.Steering.PoPs = slices.Clone(z.Steering.PoPs)
+		for i := range z.Steering.PoPs {
+			z.Steering.PoPs[i].Addresses = slices.Clone(z.Steering.PoPs[i].Addresses)
+		}
+		z.Steering.Clients = slices.Clone(z.Steering.Clients)
+		for i := range z.Steering.Clients {
+			z.Steering.Clients[i].PoPs = slices.Clone(z.Steering.Clients[i].PoPs)
+		}
+		z.Steering.CatchAll = slices.Clone(z.Steering.CatchAll)
+		out.DNS = &z
+	}
 	return out
 }

@@ -14,6 +14,9 @@ type Document struct {
 	Accelerators []Accelerator `mapstructure:"accelerators"`
 	// Topology names the PoPs (edges) and regions of the fleet.
 	Topology Topology `mapstructure:"topology"`
+	// DNS, when present, makes every edge an authoritative server for a
+	// zone that names each accelerator, and enables DNS steering.
+	DNS *DNS `mapstructure:"dns"`
 }
 
 // Accelerator is one service reachable on a fixed set of anycast addresses.
@@ -28,6 +31,16 @@ type Accelerator struct {
 	Prefixes []string `mapstructure:"prefixes"`
 	// Listeners accept client traffic on port ranges.
 	Listeners []Listener `mapstructure:"listeners"`
+	// Steering is how clients find an edge: "anycast" (the default: the
+	// static addresses, announced over BGP) or "dns" (the accelerator's
+	// name resolves to the unicast address of the nearest ready PoP; see
+	// DNS.Steering). A "dns" accelerator has no ip_addresses or prefixes:
+	// each edge listens on its own dns.steering.pops addresses.
+	Steering string `mapstructure:"steering"`
+	// DNSName is the accelerator's name relative to dns.zone (one or more
+	// labels). Default: derived from Name (lower case, characters other
+	// than letters, digits and '-' replaced by '-').
+	DNSName string `mapstructure:"dns_name"`
 }
 
 // Listener accepts one protocol on one or more port ranges of the
@@ -158,6 +171,9 @@ type PoP struct {
 	BGP BGP `mapstructure:"bgp"`
 	// Drain configures graceful shutdown.
 	Drain Drain `mapstructure:"drain"`
+	// DNSListen, when set, replaces dns.listen on this PoP: the addresses
+	// (host:port, UDP and TCP) its DNS server binds.
+	DNSListen []string `mapstructure:"dns_listen"`
 }
 
 // BackboneClient tunes an edge's QUIC connections to each region.
@@ -250,4 +266,110 @@ type BackboneServer struct {
 	Listen string `mapstructure:"listen"`
 	// Address is what edges dial (default Listen).
 	Address string `mapstructure:"address"`
+}
+
+// DNS is the authoritative zone the edges serve.
+type DNS struct {
+	// Zone is the zone's origin, e.g. "accel.example.net"; the parent zone
+	// delegates it to Nameservers.
+	Zone string `mapstructure:"zone"`
+	// Listen are the addresses (host:port) every edge's DNS server binds,
+	// over UDP and TCP; anycast addresses are allowed. Default [":53"].
+	Listen []string `mapstructure:"listen"`
+	// TTL of the A and AAAA records of anycast accelerators (default 300s).
+	TTL time.Duration `mapstructure:"ttl"`
+	// NSTTL is the TTL of the SOA and NS records and of the nameservers'
+	// addresses (default 3600s).
+	NSTTL time.Duration `mapstructure:"ns_ttl"`
+	// UDPSize is the largest UDP answer the server sends to an EDNS
+	// client, 512–4096 (default 1232). Larger answers are truncated and
+	// the resolver retries over TCP.
+	UDPSize int `mapstructure:"udp_size"`
+	// Nameservers are the zone's NS records; names inside the zone need
+	// addresses (served as A/AAAA, and to be given as glue to the parent).
+	Nameservers []Nameserver `mapstructure:"nameservers"`
+	// SOA is the zone's SOA record.
+	SOA SOA `mapstructure:"soa"`
+	// RRL limits responses per client prefix.
+	RRL RRL `mapstructure:"rrl"`
+	// Steering maps clients to PoPs for accelerators with steering "dns".
+	Steering Steering `mapstructure:"steering"`
+}
+
+// Nameserver is one NS record of the zone.
+type Nameserver struct {
+	// Name is the server's host name, e.g. "ns1.accel.example.net".
+	Name string `mapstructure:"name"`
+	// Addresses of a name inside the zone (required there, refused
+	// elsewhere).
+	Addresses []string `mapstructure:"addresses"`
+}
+
+// SOA is the zone's start of authority.
+type SOA struct {
+	// MName is the primary server (default the first nameserver).
+	MName string `mapstructure:"mname"`
+	// RName is the responsible mailbox written as a name (default
+	// "hostmaster.<zone>").
+	RName string `mapstructure:"rname"`
+	// Serial of the zone (default 1).
+	Serial uint32 `mapstructure:"serial"`
+	// Refresh, Retry and Expire are for secondaries (defaults 3600s, 900s,
+	// 604800s).
+	Refresh time.Duration `mapstructure:"refresh"`
+	Retry   time.Duration `mapstructure:"retry"`
+	Expire  time.Duration `mapstructure:"expire"`
+	// Minimum is the TTL of negative answers (NXDOMAIN, no data), default
+	// 60s.
+	Minimum time.Duration `mapstructure:"minimum"`
+}
+
+// RRL is response-rate limiting (BIND's design): each client prefix may get
+// ResponsesPerSecond answers of one kind per second over UDP; beyond that
+// answers are dropped, except that every Slip-th one is sent truncated so a
+// real resolver retries over TCP, which is never limited.
+type RRL struct {
+	// ResponsesPerSecond per client prefix and kind of answer (default 20).
+	ResponsesPerSecond int `mapstructure:"responses_per_second"`
+	// Slip: every Slip-th limited answer is sent as an empty truncated one;
+	// 0 drops them all (default 2).
+	Slip *int `mapstructure:"slip"`
+	// IPv4PrefixLen and IPv6PrefixLen group clients (defaults 24 and 56).
+	IPv4PrefixLen int `mapstructure:"ipv4_prefix_len"`
+	IPv6PrefixLen int `mapstructure:"ipv6_prefix_len"`
+}
+
+// Steering maps client prefixes to PoPs for DNS-steered accelerators.
+type Steering struct {
+	// TTL of steered answers (default 30s): how long a resolver may keep
+	// sending clients to a PoP that stopped being ready.
+	TTL time.Duration `mapstructure:"ttl"`
+	// PoPs are the PoPs that serve steered accelerators, with the unicast
+	// addresses clients reach them on.
+	PoPs []SteeringPoP `mapstructure:"pops"`
+	// Clients maps client prefixes (from EDNS Client Subnet, else the
+	// resolver's address; longest match wins) to PoPs in order of
+	// preference.
+	Clients []ClientRule `mapstructure:"clients"`
+	// CatchAll is the preference order for clients that match no prefix.
+	// Required when any accelerator has steering "dns".
+	CatchAll []string `mapstructure:"catch_all"`
+}
+
+// SteeringPoP is one PoP's unicast addresses.
+type SteeringPoP struct {
+	// Name is a PoP of topology.pops.
+	Name string `mapstructure:"name"`
+	// Addresses are the PoP's unicast IPv4 and IPv6 addresses: steered
+	// answers carry them, and the PoP listens on them for steered
+	// accelerators.
+	Addresses []string `mapstructure:"addresses"`
+}
+
+// ClientRule sends clients of one prefix to PoPs in order of preference.
+type ClientRule struct {
+	// Prefix is a CIDR prefix without host bits.
+	Prefix string `mapstructure:"prefix"`
+	// PoPs are names of dns.steering.pops, nearest first.
+	PoPs []string `mapstructure:"pops"`
 }

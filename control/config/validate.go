@@ -47,6 +47,7 @@ func (d *Document) Validate() error {
 		v.accelerator(p, a)
 	}
 	v.topology("topology", &d.Topology)
+	v.dns(d)
 	return v.probs.err()
 }
 
@@ -63,9 +64,15 @@ func (v *validator) add(path, format string, args ...any) { v.probs.add(path, fo
 
 func (v *validator) accelerator(p string, a *Accelerator) {
 	var addrs []netip.Addr
-	// Every accelerator needs addresses, so a PoP that announces over BGP
-	// always has something to announce for it (prefixes or host routes).
-	if len(a.IPAddresses) == 0 {
+	// Every anycast accelerator needs addresses, so a PoP that announces
+	// over BGP always has something to announce for it (prefixes or host
+	// routes). A DNS-steered one is reached at the PoPs' own addresses.
+	switch {
+	case a.Steering == "dns" && len(a.IPAddresses) > 0:
+		v.add(p+".ip_addresses", `must be empty with steering "dns": clients reach the PoPs' dns.steering.pops addresses`)
+	case a.Steering == "dns" && len(a.Prefixes) > 0:
+		v.add(p+".prefixes", `must be empty with steering "dns": nothing is announced over BGP`)
+	case a.Steering != "dns" && len(a.IPAddresses) == 0:
 		v.add(p+".ip_addresses", "at least one address is required")
 	}
 	seen := make(map[netip.Addr]bool)
@@ -553,6 +560,11 @@ func (v *validator) pop(p string, pop *PoP) {
 	}
 	if pop.Drain.Timeout < 0 {
 		v.add(p+".drain.timeout", "%s is negative", pop.Drain.Timeout)
+	}
+	for i, l := range pop.DNSListen {
+		if msg := checkHostPort(l, false); msg != "" {
+			v.add(fmt.Sprintf("%s.dns_listen[%d]", p, i), "%s", msg)
+		}
 	}
 }
 
