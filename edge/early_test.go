@@ -26,6 +26,7 @@ import (
 	"github.com/anyedge/anyedge/backbone"
 	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/edge"
+	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/router"
 )
 
@@ -181,7 +182,7 @@ func TestEarlyDataTLS(t *testing.T) {
 	require.EqualValues(t, 22, early[0], "a handshake record")
 	require.EqualValues(t, 1, early[5], "holding a ClientHello")
 	require.Len(t, early, 5+int(binary.BigEndian.Uint16(early[3:5])), "exactly the ClientHello record")
-	require.EqualValues(t, 1, e.Stats().Early.Load())
+	require.EqualValues(t, 1, e.Stats().EarlyData)
 }
 
 // TestEarlyDataTLSModeLeavesPlaintextAlone: a client that does not speak
@@ -190,7 +191,7 @@ func TestEarlyDataTLSModeLeavesPlaintextAlone(t *testing.T) {
 	addr, records, e := startInspected(t, edge.EarlyTLS, echoServer(t), 200*time.Millisecond)
 	require.NoError(t, echoOnce(addr, 4096))
 	require.Empty(t, <-records)
-	require.EqualValues(t, 0, e.Stats().Early.Load())
+	require.EqualValues(t, 0, e.Stats().EarlyData)
 }
 
 // TestEarlyDataOff: nothing travels before the answer.
@@ -201,7 +202,7 @@ func TestEarlyDataOff(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.Close())
 	require.Empty(t, <-records)
-	require.EqualValues(t, 0, e.Stats().Early.Load())
+	require.EqualValues(t, 0, e.Stats().EarlyData)
 }
 
 // TestEarlyDataAlways: whatever the client sends first travels early, and
@@ -220,7 +221,7 @@ func TestEarlyDataAlways(t *testing.T) {
 	_, err = io.ReadFull(c, got)
 	require.NoError(t, err)
 	require.Equal(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", string(got))
-	require.EqualValues(t, 1, e.Stats().Early.Load())
+	require.EqualValues(t, 1, e.Stats().EarlyData)
 }
 
 // TestEarlyDataHedgeCarriesTheBytes: the preferred region never answers;
@@ -229,9 +230,9 @@ func TestEarlyDataAlways(t *testing.T) {
 func TestEarlyDataHedgeCarriesTheBytes(t *testing.T) {
 	e, port := startHedgeLab(t, edge.EarlyAlways)
 	require.NoError(t, echoOnce(net.JoinHostPort("127.0.0.1", itoa(port)), 64<<10))
-	require.EqualValues(t, 1, e.Stats().Hedges.Load())
-	require.EqualValues(t, 1, e.Stats().Early.Load())
-	require.EqualValues(t, 0, e.Stats().Failed.Load())
+	require.EqualValues(t, 1, e.Stats().Hedges)
+	require.EqualValues(t, 1, e.Stats().EarlyData)
+	require.EqualValues(t, 0, failed(e))
 }
 
 // TestEarlyDataClientResetDuringSetup: a client that resets while its flow
@@ -247,7 +248,7 @@ func TestEarlyDataClientResetDuringSetup(t *testing.T) {
 	require.NoError(t, c.(*net.TCPConn).SetLinger(0))
 	require.NoError(t, c.Close())
 	deadline := time.Now().Add(time.Second)
-	for e.Stats().Aborted.Load() == 0 {
+	for e.Stats().Ended(flow.ClientAborted) == 0 {
 		require.True(t, time.Now().Before(deadline), "the edge did not give up on the reset client")
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -259,7 +260,7 @@ func TestEarlyDataClientResetDuringSetup(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("the region's stream was not ended")
 	}
-	require.Zero(t, e.Stats().Failed.Load(), "a client's reset is not a failed flow")
+	require.Zero(t, failed(e), "a client's reset is not a failed flow")
 }
 
 // TestEarlyDataClientEOF: a client that sends its request and half-closes
@@ -306,8 +307,8 @@ func BenchmarkTLSConnect(b *testing.B) {
 				}
 			})
 		}
-		if on.edge.Stats().Early.Load() == 0 || off.edge.Stats().Early.Load() != 0 {
-			b.Fatalf("early-data flows: off %d, tls %d", off.edge.Stats().Early.Load(), on.edge.Stats().Early.Load())
+		if on.edge.Stats().EarlyData == 0 || off.edge.Stats().EarlyData != 0 {
+			b.Fatalf("early-data flows: off %d, tls %d", off.edge.Stats().EarlyData, on.edge.Stats().EarlyData)
 		}
 	}
 }
@@ -349,7 +350,7 @@ func TestEarlyDataRetryAfterRefusal(t *testing.T) {
 	first, second := <-region.records, <-region.records
 	require.NotEmpty(t, first, "the refused attempt carried early bytes")
 	require.Equal(t, first, second, "the retry carried the same early bytes")
-	require.EqualValues(t, 1, e.Stats().Retries.Load())
-	require.EqualValues(t, 0, e.Stats().Hedges.Load())
-	require.EqualValues(t, 0, e.Stats().Failed.Load())
+	require.EqualValues(t, 1, e.Stats().Retries)
+	require.EqualValues(t, 0, e.Stats().Hedges)
+	require.EqualValues(t, 0, failed(e))
 }

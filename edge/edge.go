@@ -19,9 +19,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/anyedge/anyedge/backbone"
 	"github.com/anyedge/anyedge/backbone/splice"
 	"github.com/anyedge/anyedge/backbone/wire"
+	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/router"
 )
 
@@ -45,6 +48,8 @@ type Listener struct {
 	EarlyData EarlyData
 	// Route is the routing policy of the listener.
 	Route router.Listener
+	// Meter counts the listener's flows; nil: the edge makes its own.
+	Meter *flow.Meter
 }
 
 // Config configures an Edge.
@@ -90,21 +95,12 @@ type Edge struct {
 	lns     []*boundListener
 
 	wg sync.WaitGroup
+	// stopping is set when Run's context has ended: flows cut from then
+	// on end with flow.Shutdown.
+	stopping atomic.Bool
 	// mu guards conns.
 	mu    sync.Mutex
 	conns map[*net.TCPConn]struct{}
-
-	stats Counters
-}
-
-// Counters are the edge's running totals.
-type Counters struct {
-	// Accepted client connections; Retries and Hedges are extra attempts
-	// after a failure or a slow answer; Failed flows got a reset because
-	// no endpoint could be reached; Aborted clients failed (reset) while
-	// their flow was set up; Early flows sent client bytes before the
-	// region's answer.
-	Accepted, Retries, Hedges, Failed, Aborted, Early atomic.Int64
 }
 
 type boundListener struct {
@@ -112,6 +108,7 @@ type boundListener struct {
 	table *router.Table
 	ln    *net.TCPListener
 	port  uint16
+	meter *flow.Meter
 }
 
 // New compiles the routing tables and returns an Edge; Listen binds it.
@@ -132,6 +129,7 @@ func New(cfg Config, regions Regions) (*Edge, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Listeners = slices.Clone(cfg.Listeners)
 	e := &Edge{
 		cfg:     cfg,
 		log:     logger.With("component", "edge"),
@@ -143,6 +141,9 @@ func New(cfg Config, regions Regions) (*Edge, error) {
 		l := &cfg.Listeners[i]
 		if l.Protocol != "tcp" {
 			continue
+		}
+		if l.Meter == nil {
+			l.Meter = flow.NewMeter(flow.Listener{Key: l.Route.Key, Accelerator: l.Accelerator, Protocol: "tcp"}, nil)
 		}
 		for _, g := range l.Route.Groups {
 			if regions[g.Region] == nil {
@@ -166,6 +167,7 @@ func (e *Edge) Listen() error {
 			e.closeListeners()
 			return fmt.Errorf("edge: %w", err)
 		}
+		var bound []string
 		for _, a := range l.Addrs {
 			for _, r := range l.Ports {
 				for p := uint32(r.From); p <= uint32(r.To); p++ {
@@ -174,10 +176,12 @@ func (e *Edge) Listen() error {
 						e.closeListeners()
 						return fmt.Errorf("edge: listener %s: %w", l.Route.Key, err)
 					}
-					e.lns = append(e.lns, &boundListener{l: l, table: table, ln: ln, port: uint16(p)})
+					e.lns = append(e.lns, &boundListener{l: l, table: table, ln: ln, port: uint16(p), meter: l.Meter})
+					bound = append(bound, ln.Addr().String())
 				}
 			}
 		}
+		e.log.Info("listening", "listener", l.Route.Key, "protocol", "tcp", "addrs", bound)
 	}
 	return nil
 }
@@ -197,13 +201,31 @@ func (e *Edge) Addrs() []net.Addr {
 	return out
 }
 
-// Stats returns the edge's counters.
-func (e *Edge) Stats() *Counters { return &e.stats }
+// Meters returns the meter of every TCP listener.
+func (e *Edge) Meters() []*flow.Meter {
+	var out []*flow.Meter
+	for i := range e.cfg.Listeners {
+		if m := e.cfg.Listeners[i].Meter; m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Stats returns the edge's counters summed over its listeners.
+func (e *Edge) Stats() flow.Counters {
+	var c flow.Counters
+	for _, m := range e.Meters() {
+		c.Add(m.Snapshot())
+	}
+	return c
+}
 
 // Run serves the bound listeners until ctx ends, then stops accepting,
 // resets the flows still open, and returns when every goroutine has ended.
 func (e *Edge) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() {
+		e.stopping.Store(true)
 		e.closeListeners()
 		e.mu.Lock()
 		for c := range e.conns {
@@ -236,7 +258,7 @@ func (e *Edge) acceptLoop(ctx context.Context, bl *boundListener) {
 			_ = c.Close()
 			return
 		}
-		e.stats.Accepted.Add(1)
+		bl.meter.Open()
 		e.wg.Go(func() { e.serveTCP(ctx, bl, c) })
 	}
 }
@@ -282,27 +304,29 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 	dst := c.LocalAddr().(*net.TCPAddr).AddrPort()
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
-	flow := router.Flow{Proto: 6, Src: src, Dst: dst}
+	rf := router.Flow{Proto: 6, Src: src, Dst: dst}
 	hdr := wire.Header{Kind: wire.KindTCP, ListenerPort: bl.port, Client: src, Accelerator: dst}
+	rec := flow.Record{Client: src, AcceleratorAddr: dst, Start: time.Now()}
 
 	var ed *early
 	if bl.l.EarlyData != EarlyOff {
 		ed = &early{mode: bl.l.EarlyData}
 		defer ed.release()
 		if ed.poll(c); ed.err != nil {
-			e.abort(c, src, ed.err)
+			e.abort(bl, c, &rec, ed.err)
 			return
 		}
 	}
-	won, ok := e.firstAttempt(ctx, bl, flow, &hdr, c, ed)
+	won, ok := e.firstAttempt(ctx, bl, rf, &hdr, c, ed)
 	if !ok && (ed == nil || ed.err == nil) {
-		won = e.hedged(ctx, bl, flow, hdr, won, ed.forwardable())
+		won = e.hedged(ctx, bl, rf, hdr, won, ed.forwardable())
 	}
+	rec.Region, rec.Endpoint = won.choice.Region, won.choice.EndpointID
 	if ed != nil && ed.err != nil {
 		if won.err == nil {
 			backbone.CancelFlow(won.str)
 		}
-		e.abort(c, src, ed.err)
+		e.abort(bl, c, &rec, ed.err)
 		return
 	}
 	if rest := ed.bytes()[won.sent:]; won.err == nil && len(rest) > 0 {
@@ -312,33 +336,83 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 		}
 	}
 	if won.err != nil {
-		e.stats.Failed.Add(1)
-		e.untrack(c)
-		// A reset, not a FIN: the client learns at once that nothing is there.
-		_ = c.SetLinger(0)
-		_ = c.Close()
+		rec.Reason = flow.SetupFailure(won.err)
+		if e.stopping.Load() {
+			rec.Reason = flow.Shutdown
+		}
+		e.endSetup(bl, c, &rec)
 		return
 	}
 	if won.sent > 0 {
-		e.stats.Early.Add(1)
+		bl.meter.Early()
+	}
+	if n := len(ed.bytes()); n > 0 {
+		rec.BytesIn = uint64(n)
+		bl.meter.BytesIn().Add(uint64(n))
 	}
 	e.wg.Add(1)
-	splice.Start(c, won.str, bl.l.IdleTimeout, func(res splice.Result) {
+	opts := splice.Options{Idle: bl.l.IdleTimeout, Up: bl.meter.BytesIn(), Down: bl.meter.BytesOut(), TCPInfo: true}
+	splice.StartWith(c, won.str, opts, func(res splice.Result) {
 		won.str.Release()
 		e.untrack(c)
+		rec.BytesIn += uint64(res.Up)
+		rec.BytesOut = uint64(res.Down)
+		rec.PacketsIn, rec.PacketsOut = res.SegsIn, res.SegsOut
+		rec.Reason = e.closeReason(res)
+		rec.End = time.Now()
+		bl.meter.Packets(res.SegsIn, res.SegsOut)
+		bl.meter.End(rec)
 		e.log.Debug("flow closed", "client", src.String(), "endpoint", won.choice.EndpointID,
-			"up", res.Up, "down", res.Down, "reset", res.Reset, "idle", res.Idle)
+			"up", res.Up, "down", res.Down, "reason", rec.Reason)
 		e.wg.Done()
 	})
 }
 
+// closeReason says why a spliced flow ended.
+func (e *Edge) closeReason(res splice.Result) flow.Reason {
+	switch {
+	case res.Idle:
+		return flow.IdleTimeout
+	case res.Reset && e.stopping.Load():
+		return flow.Shutdown
+	case res.ResetBy == splice.SideTCP:
+		return flow.ClientReset
+	case res.ResetBy == splice.SideStream:
+		return streamEnd(res.ResetErr)
+	case res.FirstFIN == splice.SideStream:
+		return flow.EndpointFIN
+	}
+	return flow.ClientFIN
+}
+
+// streamEnd tells a reset by the region (the endpoint reset the flow, or
+// the region cut it) from the loss of the backbone connection.
+func streamEnd(err error) flow.Reason {
+	var se *quic.StreamError
+	if errors.As(err, &se) {
+		return flow.EndpointReset
+	}
+	return flow.BackboneLost
+}
+
 // abort ends a flow whose client failed while it was set up.
-func (e *Edge) abort(c *net.TCPConn, src netip.AddrPort, err error) {
-	e.stats.Aborted.Add(1)
-	e.log.Debug("client failed during flow setup", "client", src.String(), "err", err)
+func (e *Edge) abort(bl *boundListener, c *net.TCPConn, rec *flow.Record, err error) {
+	e.log.Debug("client failed during flow setup", "client", rec.Client.String(), "err", err)
+	rec.Reason = flow.ClientAborted
+	if e.stopping.Load() {
+		rec.Reason = flow.Shutdown
+	}
+	e.endSetup(bl, c, rec)
+}
+
+// endSetup ends a flow that was never spliced: a reset, not a FIN, so that
+// the client learns at once that nothing is there.
+func (e *Edge) endSetup(bl *boundListener, c *net.TCPConn, rec *flow.Record) {
 	e.untrack(c)
 	_ = c.SetLinger(0)
 	_ = c.Close()
+	rec.End = time.Now()
+	bl.meter.End(*rec)
 }
 
 // firstAttempt tries the router's first choice and waits up to the hedge
@@ -470,7 +544,7 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 		if err != nil {
 			return false
 		}
-		e.stats.Retries.Add(1)
+		bl.meter.Retry()
 		launched++
 		inflight++
 		tried = append(tried, choice)
@@ -486,7 +560,7 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 	// Either the first attempt failed, or its hedge delay has already
 	// passed in firstAttempt: the next attempt starts now.
 	if launch() && first.err == nil {
-		e.stats.Hedges.Add(1)
+		bl.meter.Hedge()
 	}
 	hedge := time.NewTimer(e.hedgeDelay(tried[len(tried)-1].Region))
 	defer hedge.Stop()
@@ -506,7 +580,7 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 			}
 		case <-hedge.C:
 			if launch() {
-				e.stats.Hedges.Add(1)
+				bl.meter.Hedge()
 				hedge.Reset(e.hedgeDelay(tried[len(tried)-1].Region))
 			}
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/anyedge/anyedge/backbone/gateway"
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/edge"
+	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/router"
 )
 
@@ -305,7 +306,7 @@ func TestEndpointDownReset(t *testing.T) {
 	// connect returns; either way it is a reset.
 	require.True(t, errors.Is(err, syscall.ECONNRESET), "want a reset, got %v", err)
 	deadline := time.Now().Add(5 * time.Second)
-	for l.edge.Stats().Failed.Load() != 1 {
+	for failed(l.edge) != 1 {
 		require.True(t, time.Now().Before(deadline), "failed flow not counted")
 		time.Sleep(time.Millisecond)
 	}
@@ -438,4 +439,11 @@ func delayRelay(t testing.TB, target string, oneWay time.Duration) string {
 		sender.Wait()
 	})
 	return ln.LocalAddr().String()
+}
+
+// failed counts the flows whose setup failed: no route, every attempt
+// failed, or every region overloaded.
+func failed(e *edge.Edge) uint64 {
+	st := e.Stats()
+	return st.Ended(flow.NoHealthyEndpoint) + st.Ended(flow.EndpointFailed) + st.Ended(flow.RegionOverloaded)
 }

@@ -52,6 +52,18 @@ const (
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, BufSize); return &b }}
 
+// Side names one side of a splice.
+type Side uint8
+
+const (
+	// SideNone: neither side.
+	SideNone Side = iota
+	// SideTCP is the TCP connection.
+	SideTCP
+	// SideStream is the QUIC stream.
+	SideStream
+)
+
 // Result says how a splice ended.
 type Result struct {
 	// Up counts bytes from the TCP side to the stream, Down the other way.
@@ -61,6 +73,30 @@ type Result struct {
 	Reset bool
 	// Idle is set when the flow was cut for idleness.
 	Idle bool
+	// FirstFIN is the side that ended its direction cleanly first
+	// (SideNone when neither did before the end).
+	FirstFIN Side
+	// ResetBy is the side whose failure reset the flow, and ResetErr that
+	// failure (SideNone and nil without a reset, and for an idle cut).
+	ResetBy  Side
+	ResetErr error
+	// SegsIn and SegsOut are the TCP segments the TCP side received and
+	// sent (TCP_INFO), read just before it was closed; zero unless
+	// Options.TCPInfo asked for them, or where the kernel does not say.
+	SegsIn, SegsOut uint64
+}
+
+// Options tune a splice. The zero value cuts no idle flow and counts
+// nothing beyond the Result.
+type Options struct {
+	// Idle > 0 cuts a flow with no bytes in either direction for that
+	// long (with a reset on both sides).
+	Idle time.Duration
+	// Up and Down, when set, are added the bytes copied each way as they
+	// are copied (running totals shared by many flows).
+	Up, Down *atomic.Uint64
+	// TCPInfo reads the TCP side's segment counts into the Result.
+	TCPInfo bool
 }
 
 type joint struct {
@@ -69,9 +105,17 @@ type joint struct {
 	peek    [1]byte
 	s       Stream
 	idle    time.Duration
+	opts    Options
 	last    atomic.Int64 // unix nanoseconds of the last byte either way
 	aborted atomic.Bool
 	idleCut atomic.Bool
+	// Set by the first abort (resetBy, resetErr) or the first FIN
+	// (firstFIN), read once both directions have ended.
+	resetBy  Side
+	resetErr error
+	firstFIN atomic.Uint32
+	// segsIn and segsOut are read before c is closed (TCPInfo).
+	segsIn, segsOut uint64
 }
 
 // Join copies between c and s until both directions have ended, then
@@ -89,7 +133,12 @@ func Join(c TCP, s Stream, idle time.Duration) Result {
 // not wait with an idle flow. done is called once, when both directions
 // have ended and c is closed.
 func Start(c TCP, s Stream, idle time.Duration, done func(Result)) {
-	j := &joint{c: c, s: s, idle: idle}
+	StartWith(c, s, Options{Idle: idle}, done)
+}
+
+// StartWith is Start with options.
+func StartWith(c TCP, s Stream, opts Options, done func(Result)) {
+	j := &joint{c: c, s: s, idle: opts.Idle, opts: opts}
 	j.touch()
 	if rc, err := c.SyscallConn(); err == nil {
 		j.rc = rc
@@ -102,9 +151,15 @@ func Start(c TCP, s Stream, idle time.Duration, done func(Result)) {
 			return
 		}
 		if !j.aborted.Load() {
+			j.readTCPInfo()
 			_ = c.Close()
 		}
-		done(Result{Up: up, Down: down, Reset: j.aborted.Load() && !j.idleCut.Load(), Idle: j.idleCut.Load()})
+		r := Result{Up: up, Down: down, Reset: j.aborted.Load() && !j.idleCut.Load(), Idle: j.idleCut.Load(),
+			FirstFIN: Side(j.firstFIN.Load()), SegsIn: j.segsIn, SegsOut: j.segsOut}
+		if r.Reset {
+			r.ResetBy, r.ResetErr = j.resetBy, j.resetErr
+		}
+		done(r)
 	}
 	go func() {
 		up = j.upstream()
@@ -119,14 +174,17 @@ func Start(c TCP, s Stream, idle time.Duration, done func(Result)) {
 func (j *joint) touch() { j.last.Store(time.Now().UnixNano()) }
 
 // abort resets both sides once: RST towards the TCP peer, RESET_STREAM and
-// STOP_SENDING towards the stream peer.
-func (j *joint) abort(code quic.StreamErrorCode) {
+// STOP_SENDING towards the stream peer. by is the side that failed with
+// err (SideNone for an idle cut).
+func (j *joint) abort(code quic.StreamErrorCode, by Side, err error) {
 	if !j.aborted.CompareAndSwap(false, true) {
 		return
 	}
 	if code == wire.StreamIdle {
 		j.idleCut.Store(true)
 	}
+	j.resetBy, j.resetErr = by, err
+	j.readTCPInfo()
 	_ = j.c.SetLinger(0)
 	_ = j.c.Close()
 	j.s.CancelRead(code)
@@ -153,12 +211,12 @@ func (j *joint) upstream() int64 {
 	if j.rc != nil {
 		wait = j.waitReadable
 	}
-	return j.pump(j.c.Read, j.s.Write, j.c.SetReadDeadline, wait, func() { _ = j.s.Close() })
+	return j.pump(j.c.Read, j.s.Write, SideTCP, j.c.SetReadDeadline, wait, func() { _ = j.s.Close() })
 }
 
 // downstream copies stream → TCP; the stream's FIN becomes a TCP FIN.
 func (j *joint) downstream() int64 {
-	return j.pump(j.s.Read, j.c.Write, j.s.SetReadDeadline, nil, func() { _ = j.c.CloseWrite() })
+	return j.pump(j.s.Read, j.c.Write, SideStream, j.s.SetReadDeadline, nil, func() { _ = j.c.CloseWrite() })
 }
 
 // waitReadable blocks, holding no buffer, until the TCP socket has data, an
@@ -193,7 +251,15 @@ func (j *joint) waitReadable() error {
 // Without it, an idle direction holds a SmallBufSize buffer and borrows a
 // big one once a read fills the small one. Either way the big buffer goes
 // back to the pool as soon as a read returns no more than SmallBufSize.
-func (j *joint) pump(read, write func([]byte) (int, error), setDeadline func(time.Time) error, wait func() error, fin func()) int64 {
+//
+// from is the side read; bytes from the TCP side count towards
+// Options.Up, the others towards Options.Down.
+func (j *joint) pump(read, write func([]byte) (int, error), from Side, setDeadline func(time.Time) error, wait func() error, fin func()) int64 {
+	to := SideTCP
+	tally := j.opts.Down
+	if from == SideTCP {
+		to, tally = SideStream, j.opts.Up
+	}
 	var small []byte
 	if wait == nil {
 		small = make([]byte, SmallBufSize)
@@ -230,8 +296,11 @@ func (j *joint) pump(read, write func([]byte) (int, error), setDeadline func(tim
 				_ = setDeadline(j.deadline())
 			}
 			if _, werr := write(buf[:n]); werr != nil {
-				j.abort(wire.StreamReset)
+				j.abort(wire.StreamReset, to, werr)
 				return total
+			}
+			if tally != nil {
+				tally.Add(uint64(n))
 			}
 			switch {
 			case big == nil && n == len(small):
@@ -246,6 +315,7 @@ func (j *joint) pump(read, write func([]byte) (int, error), setDeadline func(tim
 		}
 		switch {
 		case err == io.EOF:
+			j.firstFIN.CompareAndSwap(uint32(SideNone), uint32(from))
 			fin()
 			return total
 		case errors.Is(err, os.ErrDeadlineExceeded) && !j.aborted.Load():
@@ -253,9 +323,9 @@ func (j *joint) pump(read, write func([]byte) (int, error), setDeadline func(tim
 				_ = setDeadline(next)
 				continue
 			}
-			j.abort(wire.StreamIdle)
+			j.abort(wire.StreamIdle, SideNone, nil)
 		default:
-			j.abort(wire.StreamReset)
+			j.abort(wire.StreamReset, from, err)
 		}
 		return total
 	}

@@ -118,7 +118,7 @@ func TestHalfCloseBothWays(t *testing.T) {
 	got, err = io.ReadAll(p.user)
 	require.NoError(t, err)
 	require.Equal(t, "response", string(got))
-	require.Equal(t, splice.Result{Up: 7, Down: 8}, p.done(t))
+	require.Equal(t, splice.Result{Up: 7, Down: 8, FirstFIN: splice.SideTCP}, p.done(t))
 }
 
 func TestHalfCloseFromStreamFirst(t *testing.T) {
@@ -135,7 +135,9 @@ func TestHalfCloseFromStreamFirst(t *testing.T) {
 	got, err = io.ReadAll(p.peer)
 	require.NoError(t, err)
 	require.Equal(t, "still talking", string(got))
-	require.False(t, p.done(t).Reset)
+	r := p.done(t)
+	require.False(t, r.Reset)
+	require.Equal(t, splice.SideStream, r.FirstFIN)
 }
 
 func TestResetFromTCP(t *testing.T) {
@@ -150,7 +152,9 @@ func TestResetFromTCP(t *testing.T) {
 	var se *quic.StreamError
 	require.ErrorAs(t, err, &se)
 	require.Equal(t, wire.StreamReset, se.ErrorCode)
-	require.True(t, p.done(t).Reset)
+	r := p.done(t)
+	require.True(t, r.Reset)
+	require.Equal(t, splice.SideTCP, r.ResetBy)
 }
 
 func TestResetFromStream(t *testing.T) {
@@ -158,7 +162,11 @@ func TestResetFromStream(t *testing.T) {
 	p.peer.CancelWrite(wire.StreamReset)
 	_, err := io.ReadAll(p.user)
 	require.ErrorIs(t, err, syscall.ECONNRESET)
-	require.True(t, p.done(t).Reset)
+	r := p.done(t)
+	require.True(t, r.Reset)
+	require.Equal(t, splice.SideStream, r.ResetBy)
+	var se *quic.StreamError
+	require.ErrorAs(t, r.ResetErr, &se, "the stream's error is kept")
 }
 
 func TestIdleCut(t *testing.T) {
@@ -193,6 +201,7 @@ func TestIdleCut(t *testing.T) {
 	r := p.done(t)
 	require.True(t, r.Idle)
 	require.False(t, r.Reset)
+	require.Equal(t, splice.SideNone, r.ResetBy)
 	require.GreaterOrEqual(t, time.Since(silent), idle*9/10)
 	require.Less(t, time.Since(silent), idle+2*time.Second, "idle flow was not cut")
 }

@@ -180,7 +180,7 @@ func TestAnycastLab(t *testing.T) {
 			require.NoError(t, err, dst)
 			require.Equal(t, "echo hello", reply, dst)
 		}
-		require.Positive(t, l.status(t, l.e1).Flows.Accepted, "the client reached edge1")
+		require.Positive(t, l.status(t, l.e1).Flows.NewFlows, "the client reached edge1")
 	}) {
 		return
 	}
@@ -528,13 +528,15 @@ func (l *anycastLab) eventually(t *testing.T, within time.Duration, what string,
 type edgeStatus struct {
 	Draining bool `json:"draining"`
 	Flows    struct {
-		Accepted int64 `json:"accepted"`
+		NewFlows int64 `json:"new_flows"`
 	} `json:"flows"`
 	BGP []peerStatus `json:"bgp_peers"`
 }
 
 type peerStatus struct {
-	Address, State, LastError string
+	Address   string `json:"address"`
+	State     string `json:"state"`
+	LastError string `json:"last_error"`
 }
 
 // ctl runs `anyedge ctl CMD` against the edge in ns.

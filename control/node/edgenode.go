@@ -22,6 +22,7 @@ import (
 	"github.com/anyedge/anyedge/edge"
 	"github.com/anyedge/anyedge/edge/anycast"
 	"github.com/anyedge/anyedge/edge/bgp"
+	"github.com/anyedge/anyedge/edge/flow"
 )
 
 // errDrained ends an edge's errgroup once a drain has run its course.
@@ -31,8 +32,6 @@ var errDrained = errors.New("drain complete")
 type accelView struct {
 	name     string
 	prefixes []netip.Prefix
-	// groups lists, per region, the endpoint IDs that serve it.
-	groups map[string][]string
 }
 
 // edgeNode runs an edge: listeners, backbone clients, BGP speaker, and the
@@ -43,10 +42,13 @@ type edgeNode struct {
 	log     *slog.Logger
 	e       *edge.Edge
 	clients []*backbone.Client
+	regions edge.Regions
 	speaker *bgp.Speaker // nil without BGP neighbours
 	accels  []accelView
-	cmds    chan command
-	status  atomic.Pointer[EdgeStatus]
+	// listeners are every listener, TCP and UDP, with its meter.
+	listeners []edge.Listener
+	cmds      chan command
+	status    atomic.Pointer[EdgeStatus]
 }
 
 type command struct {
@@ -54,7 +56,8 @@ type command struct {
 	done  chan error
 }
 
-// EdgeStatus is the edge's status snapshot, served at /status.
+// EdgeStatus is the edge's status snapshot, served at /status. The shape
+// is documented in docs/status.md.
 type EdgeStatus struct {
 	Node         string             `json:"node"`
 	Role         string             `json:"role"`
@@ -63,19 +66,97 @@ type EdgeStatus struct {
 	Draining     bool               `json:"draining"`
 	DrainPhase   string             `json:"drain_phase,omitempty"`
 	Accelerators []AcceleratorState `json:"accelerators"`
+	Listeners    []ListenerStatus   `json:"listeners"`
 	Regions      []RegionState      `json:"regions"`
-	Flows        FlowCounters       `json:"flows"`
-	BGP          []bgp.PeerStatus   `json:"bgp_peers,omitempty"`
-	Announced    []netip.Prefix     `json:"announced,omitempty"`
+	// Flows sums the listeners' counters.
+	Flows     FlowCounters   `json:"flows"`
+	BGP       []BGPPeerState `json:"bgp_peers,omitempty"`
+	Announced []netip.Prefix `json:"announced,omitempty"`
 }
 
 // AcceleratorState says whether the edge can serve an accelerator.
 type AcceleratorState struct {
-	Name  string `json:"name"`
-	Ready bool   `json:"ready"`
-	// FailOpen is set when no endpoint of the accelerator is healthy in any
-	// reachable region: flows are then spread over all of them.
+	Name string `json:"name"`
+	// Ready is set when every listener of the accelerator is ready.
+	Ready bool `json:"ready"`
+	// FailOpen is set when some listener of the accelerator fails open.
 	FailOpen bool `json:"fail_open"`
+}
+
+// ListenerStatus is one listener: readiness and cumulative counters.
+type ListenerStatus struct {
+	Key         string      `json:"key"`
+	Accelerator string      `json:"accelerator"`
+	Protocol    string      `json:"protocol"`
+	Ports       []PortRange `json:"ports"`
+	// Ready is set when the listener is bound and a reachable region has
+	// a healthy endpoint of weight above zero for it.
+	Ready bool `json:"ready"`
+	// FailOpen is set when a region is reachable but none of the
+	// listener's endpoints there is healthy: flows are then spread over
+	// all of them.
+	FailOpen bool `json:"fail_open"`
+	FlowCounters
+}
+
+// PortRange is an inclusive range of ports.
+type PortRange struct {
+	From uint16 `json:"from"`
+	To   uint16 `json:"to"`
+}
+
+// FlowCounters are a listener's cumulative counters (or their sum):
+// a dashboard computes rates from two snapshots.
+type FlowCounters struct {
+	ActiveFlows int64  `json:"active_flows"`
+	NewFlows    int64  `json:"new_flows"`
+	BytesIn     uint64 `json:"bytes_in"`
+	BytesOut    uint64 `json:"bytes_out"`
+	PacketsIn   uint64 `json:"packets_in"`
+	PacketsOut  uint64 `json:"packets_out"`
+	Retries     uint64 `json:"retries"`
+	Hedges      uint64 `json:"hedges"`
+	EarlyData   uint64 `json:"early_data"`
+	// Closed counts served flows that ended, by reason; Refused flows
+	// refused or failed before they were served, by reason. Every reason
+	// of the list is present.
+	Closed  map[string]uint64 `json:"closed"`
+	Refused map[string]uint64 `json:"refused"`
+	// UDP is set for UDP listeners.
+	UDP *UDPCounters `json:"udp,omitempty"`
+}
+
+// UDPCounters count a UDP listener's packets by how the backbone carried
+// them, and those dropped at the edge by place.
+type UDPCounters struct {
+	DatagramsIn  uint64            `json:"datagrams_in"`
+	DatagramsOut uint64            `json:"datagrams_out"`
+	FallbackIn   uint64            `json:"fallback_in"`
+	FallbackOut  uint64            `json:"fallback_out"`
+	Dropped      map[string]uint64 `json:"dropped"`
+}
+
+func flowCounters(c flow.Counters, udp bool) FlowCounters {
+	fc := FlowCounters{
+		ActiveFlows: c.Active, NewFlows: c.Flows, BytesIn: c.BytesIn, BytesOut: c.BytesOut,
+		PacketsIn: c.PacketsIn, PacketsOut: c.PacketsOut, Retries: c.Retries, Hedges: c.Hedges, EarlyData: c.EarlyData,
+		Closed: map[string]uint64{}, Refused: map[string]uint64{},
+	}
+	for _, r := range flow.Reasons {
+		if r.Refused() {
+			fc.Refused[r.String()] = c.Ended(r)
+		} else {
+			fc.Closed[r.String()] = c.Ended(r)
+		}
+	}
+	if udp {
+		fc.UDP = &UDPCounters{DatagramsIn: c.DatagramsIn, DatagramsOut: c.DatagramsOut,
+			FallbackIn: c.FallbackIn, FallbackOut: c.FallbackOut, Dropped: map[string]uint64{}}
+		for _, p := range flow.Places {
+			fc.UDP.Dropped[p.String()] = c.Dropped[p]
+		}
+	}
+	return fc
 }
 
 // RegionState is the edge's view of one region.
@@ -88,20 +169,34 @@ type RegionState struct {
 	OpenStreams int64   `json:"open_streams"`
 }
 
-// FlowCounters are the edge's totals.
-type FlowCounters struct {
-	Accepted int64 `json:"accepted"`
-	Retries  int64 `json:"retries"`
-	Hedges   int64 `json:"hedges"`
-	Failed   int64 `json:"failed"`
-	Aborted  int64 `json:"aborted"`
-	Early    int64 `json:"early_data"`
+// BGPPeerState is one BGP neighbour.
+type BGPPeerState struct {
+	Address            netip.Addr `json:"address"`
+	State              string     `json:"state"`
+	UptimeSeconds      float64    `json:"uptime_seconds"`
+	PrefixesAdvertised int        `json:"prefixes_advertised"`
+	LastError          string     `json:"last_error,omitempty"`
+	LastErrorAt        *time.Time `json:"last_error_at,omitempty"`
+}
+
+func bgpPeerStates(ps []bgp.PeerStatus) []BGPPeerState {
+	out := make([]BGPPeerState, 0, len(ps))
+	for _, p := range ps {
+		st := BGPPeerState{Address: p.Address, State: p.State, UptimeSeconds: p.Uptime.Seconds(),
+			PrefixesAdvertised: p.PrefixesAdvertised, LastError: p.LastError}
+		if !p.LastErrorAt.IsZero() {
+			at := p.LastErrorAt
+			st.LastErrorAt = &at
+		}
+		out = append(out, st)
+	}
+	return out
 }
 
 func accelViews(doc *config.Document) []accelView {
 	var out []accelView
 	for _, a := range doc.Accelerators {
-		v := accelView{name: a.Name, groups: map[string][]string{}}
+		v := accelView{name: a.Name}
 		for _, p := range a.Prefixes {
 			if pf, err := netip.ParsePrefix(p); err == nil {
 				v.prefixes = append(v.prefixes, pf)
@@ -111,13 +206,6 @@ func accelViews(doc *config.Document) []accelView {
 			for _, s := range a.IPAddresses {
 				if ad, err := netip.ParseAddr(s); err == nil {
 					v.prefixes = append(v.prefixes, netip.PrefixFrom(ad, ad.BitLen()))
-				}
-			}
-		}
-		for _, l := range a.Listeners {
-			for _, g := range l.EndpointGroups {
-				for _, e := range g.Endpoints {
-					v.groups[g.Region] = append(v.groups[g.Region], e.ID)
 				}
 			}
 		}
@@ -175,8 +263,13 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 	if err != nil {
 		return err
 	}
-	en := &edgeNode{opts: opts, n: n, log: log, accels: accelViews(opts.Doc), cmds: make(chan command)}
+	for i := range listeners {
+		l := &listeners[i]
+		l.Meter = flow.NewMeter(flow.Listener{Key: l.Route.Key, Accelerator: l.Accelerator, Protocol: l.Protocol}, nil)
+	}
+	en := &edgeNode{opts: opts, n: n, log: log, accels: accelViews(opts.Doc), listeners: listeners, cmds: make(chan command)}
 	regions := edge.Regions{}
+	en.regions = regions
 	for _, r := range usedRegions(opts.Doc) {
 		c, err := backbone.NewClient(backbone.ClientConfig{
 			Region:          r.Name,
@@ -357,57 +450,48 @@ func (en *edgeNode) supervise(ctx context.Context) error {
 // draining) and publishes a new status snapshot. It reports whether every
 // accelerator is ready.
 func (en *edgeNode) refresh(draining bool, phase string) bool {
-	byName := map[string]*backbone.Client{}
 	st := &EdgeStatus{Node: en.n.Name, Role: string(en.n.Role), Version: en.opts.Version, Draining: draining, DrainPhase: phase}
 	for _, c := range en.clients {
-		byName[c.Region()] = c
 		s := c.Stats()
 		st.Regions = append(st.Regions, RegionState{
 			Name: c.Region(), Reachable: s.Live > 0, Connections: s.Live,
 			RTTMillis: float64(s.SmoothedRTT.Microseconds()) / 1000, LossRatio: s.LossRatio, OpenStreams: s.OpenStreams,
 		})
 	}
-	var announce []netip.Prefix
-	all := true
-	for _, a := range en.accels {
-		reachable, healthy := false, false
-		for region, ids := range a.groups {
-			c := byName[region]
-			if c == nil || !c.Reachable() {
-				continue
-			}
-			reachable = true
-			for _, id := range ids {
-				if h, known := c.EndpointHealthy(id); h || !known {
-					healthy = true
-				}
-			}
+	// Listen succeeded before the first refresh: every listener is bound.
+	r := decide(en.accels, en.listeners, true, en.regions)
+	st.Accelerators = r.accelerators
+	for i, l := range en.listeners {
+		ls := ListenerStatus{Key: l.Route.Key, Accelerator: l.Accelerator, Protocol: l.Protocol,
+			Ready: r.listeners[i].ready, FailOpen: r.listeners[i].failOpen}
+		for _, p := range l.Ports {
+			ls.Ports = append(ls.Ports, PortRange{From: p.From, To: p.To})
 		}
-		ready := reachable && healthy
-		st.Accelerators = append(st.Accelerators, AcceleratorState{Name: a.name, Ready: ready, FailOpen: reachable && !healthy})
-		if ready {
-			announce = append(announce, a.prefixes...)
-		} else {
-			all = false
-		}
+		st.Listeners = append(st.Listeners, ls)
 	}
-	st.Ready = all && !draining
+	st.Ready = r.all && !draining
 	if en.speaker != nil {
 		if !draining {
-			en.speaker.SetAnnounce(announce)
+			en.speaker.SetAnnounce(r.announce)
 		}
-		st.BGP = en.speaker.Peers()
+		st.BGP = bgpPeerStates(en.speaker.Peers())
 		st.Announced = en.speaker.Announced()
 	}
 	en.status.Store(st)
-	return all
+	return r.all
 }
 
 // Status implements admin.Node: the last snapshot with live counters.
 func (en *edgeNode) Status() any {
 	st := *en.status.Load()
-	cs := en.e.Stats()
-	st.Flows = FlowCounters{Accepted: cs.Accepted.Load(), Retries: cs.Retries.Load(), Hedges: cs.Hedges.Load(), Failed: cs.Failed.Load(), Aborted: cs.Aborted.Load(), Early: cs.Early.Load()}
+	st.Listeners = slices.Clone(st.Listeners)
+	var sum flow.Counters
+	for i, l := range en.listeners {
+		c := l.Meter.Snapshot()
+		sum.Add(c)
+		st.Listeners[i].FlowCounters = flowCounters(c, l.Protocol == "udp")
+	}
+	st.Flows = flowCounters(sum, false)
 	return &st
 }
 
@@ -436,18 +520,13 @@ func (en *edgeNode) command(drain bool) error {
 var _ admin.Drainer = (*edgeNode)(nil)
 
 func (en *edgeNode) registerMetrics(reg *prometheus.Registry) {
-	cs := en.e.Stats()
-	counter := func(name, help string, v *atomic.Int64) {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Namespace: "anyedge", Subsystem: "edge", Name: name, Help: help,
-		}, func() float64 { return float64(v.Load()) }))
-	}
-	counter("flows_accepted_total", "Client TCP connections accepted.", &cs.Accepted)
-	counter("flow_retries_total", "Extra attempts after a failed or slow region answer.", &cs.Retries)
-	counter("flow_hedges_total", "Hedged attempts started because an answer was slow.", &cs.Hedges)
-	counter("flows_failed_total", "Client connections reset because no endpoint could be reached.", &cs.Failed)
-	counter("flows_aborted_total", "Client connections that failed while their flow was set up.", &cs.Aborted)
-	counter("flows_early_data_total", "Flows that sent client bytes with their setup, before the region's answer.", &cs.Early)
+	reg.MustRegister(flow.NewCollector(func() []*flow.Meter {
+		out := make([]*flow.Meter, 0, len(en.listeners))
+		for _, l := range en.listeners {
+			out = append(out, l.Meter)
+		}
+		return out
+	}))
 	for _, c := range en.clients {
 		labels := prometheus.Labels{"region": c.Region()}
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

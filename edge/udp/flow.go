@@ -12,28 +12,46 @@ import (
 
 	"github.com/anyedge/anyedge/backbone"
 	"github.com/anyedge/anyedge/backbone/wire"
+	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/router"
 )
 
-// flow is one UDP flow: (listener socket, client address, client port).
-type flow struct {
+// udpFlow is one UDP flow: (listener socket, client address, client port).
+type udpFlow struct {
 	id     uint64
 	sock   *socket
 	client netip.AddrPort
+	start  time.Time
 	last   atomic.Int64 // unix nanoseconds of the last packet either way
+	// What the flow carried, for its record.
+	bytesIn, bytesOut, packetsIn, packetsOut atomic.Uint64
 	// link is the open stream and its connection; nil while the flow is
 	// opening or after its stream died.
 	link atomic.Pointer[link]
 
-	// mu guards choice, opening, pending and closed.
+	// mu guards choice, opening, pending, closed and served.
 	mu      sync.Mutex
 	choice  router.Choice // the endpoint, picked once per flow
 	opening bool
 	pending [][]byte
 	closed  bool
+	served  bool // a stream was open once
 }
 
-func (fl *flow) touch() { fl.last.Store(time.Now().UnixNano()) }
+func (fl *udpFlow) touch() { fl.last.Store(time.Now().UnixNano()) }
+
+// in counts a packet of n bytes from the client, out one to it.
+func (fl *udpFlow) in(n int) {
+	fl.packetsIn.Add(1)
+	fl.bytesIn.Add(uint64(n))
+	fl.sock.meter.In(n)
+}
+
+func (fl *udpFlow) out(n int) {
+	fl.packetsOut.Add(1)
+	fl.bytesOut.Add(uint64(n))
+	fl.sock.meter.Out(n)
+}
 
 // link is a flow's open stream; the flow's datagrams ride its connection.
 type link struct {
@@ -59,7 +77,7 @@ func (l *link) writePacket(p []byte) error {
 // open opens fl's stream (retrying other endpoints or regions as the TCP
 // path does), flushes the queued packets, and then serves the stream's
 // packets from the region until the stream ends.
-func (f *Forwarder) open(ctx context.Context, fl *flow) {
+func (f *Forwarder) open(ctx context.Context, fl *udpFlow) {
 	l, err := f.connect(ctx, fl)
 	fl.mu.Lock()
 	if err != nil || fl.closed {
@@ -67,14 +85,26 @@ func (f *Forwarder) open(ctx context.Context, fl *flow) {
 			l.str.CancelRead(wire.StreamShutdown)
 			l.str.CancelWrite(wire.StreamShutdown)
 			l.str.Release()
-		} else if !fl.closed {
-			f.stats.failed.Add(1)
-			f.log.Info("udp flow open failed", "listener", fl.sock.l.Route.Key, "client", fl.client.String(), "err", err)
 		}
-		f.stats.dropped.Add(int64(len(fl.pending)))
+		// A failed flow leaves the table: its next packet makes a new
+		// flow with a new attempt. Until then packets are dropped.
+		wasClosed, served := fl.closed, fl.served
+		fl.closed = true
+		fl.sock.meter.Drop(flow.EdgeQueue, len(fl.pending))
 		fl.pending = nil
 		fl.opening = false
 		fl.mu.Unlock()
+		if !wasClosed {
+			reason := flow.SetupFailure(err)
+			switch {
+			case ctx.Err() != nil:
+				reason = flow.Shutdown
+			case served:
+				reason = flow.BackboneLost
+			}
+			f.log.Info("udp flow open failed", "listener", fl.sock.l.Route.Key, "client", fl.client.String(), "reason", reason, "err", err)
+			f.remove(fl, wire.StreamReset, reason)
+		}
 		return
 	}
 	// Flush under mu so that no new packet overtakes the queued ones.
@@ -82,11 +112,12 @@ func (f *Forwarder) open(ctx context.Context, fl *flow) {
 	for _, p := range fl.pending {
 		n := copy(buf[8:], p)
 		if !f.send(fl, l, buf, 8, n) {
-			f.stats.dropped.Add(1)
+			fl.sock.meter.Drop(flow.Backbone, 1)
 		}
 	}
 	fl.pending = nil
 	fl.opening = false
+	fl.served = true
 	fl.link.Store(l)
 	fl.mu.Unlock()
 
@@ -98,8 +129,8 @@ func (f *Forwarder) open(ctx context.Context, fl *flow) {
 		}
 		fl.touch()
 		if _, err := fl.sock.conn.WriteToUDPAddrPort(buf[:n], fl.client); err == nil {
-			f.stats.toClient.Add(1)
-			f.stats.fallbackDown.Add(1)
+			fl.out(n)
+			fl.sock.meter.FallbackOut()
 		}
 	}
 	// The stream ended: the flow reopens on its next packet.
@@ -113,7 +144,7 @@ func (f *Forwarder) open(ctx context.Context, fl *flow) {
 
 // connect picks (once) the flow's endpoint and opens its stream, retrying
 // elsewhere on a refusal or an unreachable region.
-func (f *Forwarder) connect(ctx context.Context, fl *flow) (*link, error) {
+func (f *Forwarder) connect(ctx context.Context, fl *udpFlow) (*link, error) {
 	rf := router.Flow{Proto: 17, Src: fl.client, Dst: fl.sock.local}
 	hdr := wire.Header{Kind: wire.KindUDP, ListenerPort: fl.sock.local.Port(), FlowID: fl.id,
 		Client: fl.client, Accelerator: fl.sock.local}

@@ -31,6 +31,7 @@ import (
 
 	"github.com/anyedge/anyedge/backbone"
 	"github.com/anyedge/anyedge/backbone/wire"
+	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/router"
 )
 
@@ -65,6 +66,8 @@ type Listener struct {
 	IdleTimeout time.Duration
 	// Route is the routing policy of the listener.
 	Route router.Listener
+	// Meter counts the listener's flows; nil: the forwarder makes its own.
+	Meter *flow.Meter
 }
 
 // Config configures a Forwarder.
@@ -86,7 +89,8 @@ type Config struct {
 // router's view of the world.
 type Regions = backbone.Regions
 
-// Stats are the forwarder's running totals.
+// Stats are the forwarder's running totals, summed over its listeners'
+// meters.
 type Stats struct {
 	// Flows is the number of flows in the table.
 	Flows int64
@@ -94,8 +98,9 @@ type Stats struct {
 	// because the table or the client's share of it was full; Failed
 	// counts flow openings no region accepted.
 	Opened, Refused, Failed int64
-	// FromClient and ToClient count packets received from and sent to
-	// clients; Datagrams counts packets handed to QUIC as datagrams.
+	// FromClient and ToClient count packets of flows received from and
+	// sent to clients; Datagrams counts packets handed to QUIC as
+	// datagrams.
 	FromClient, ToClient, Datagrams int64
 	// FallbackUp and FallbackDown count packets too large for a datagram
 	// that took the flow's stream, towards the region and back.
@@ -107,11 +112,6 @@ type Stats struct {
 	UnknownFlow int64
 }
 
-type counters struct {
-	opened, refused, failed, fromClient, toClient, datagrams atomic.Int64
-	fallbackUp, fallbackDown, dropped, unknown               atomic.Int64
-}
-
 // Forwarder serves the UDP listeners of one PoP.
 type Forwarder struct {
 	cfg     Config
@@ -119,13 +119,13 @@ type Forwarder struct {
 	regions Regions
 	socks   []*socket
 	nextID  atomic.Uint64
-	stats   counters
+	unknown atomic.Int64 // datagrams from regions naming no open flow
 	wg      sync.WaitGroup
 
 	// mu guards flows, ids and perSource.
 	mu        sync.RWMutex
-	flows     map[flowKey]*flow
-	ids       map[uint64]*flow
+	flows     map[flowKey]*udpFlow
+	ids       map[uint64]*udpFlow
 	perSource map[netip.Addr]int
 }
 
@@ -135,6 +135,7 @@ type socket struct {
 	table *router.Table
 	conn  *net.UDPConn
 	local netip.AddrPort
+	meter *flow.Meter
 }
 
 type flowKey struct {
@@ -163,6 +164,9 @@ func New(cfg Config, regions Regions) (*Forwarder, error) {
 		if l.IdleTimeout <= 0 {
 			l.IdleTimeout = DefaultIdleTimeout
 		}
+		if l.Meter == nil {
+			l.Meter = flow.NewMeter(flow.Listener{Key: l.Route.Key, Accelerator: l.Accelerator, Protocol: "udp"}, nil)
+		}
 		for _, g := range l.Route.Groups {
 			if regions[g.Region] == nil {
 				return nil, fmt.Errorf("udp: listener %s: no backbone client for region %q", l.Route.Key, g.Region)
@@ -173,8 +177,8 @@ func New(cfg Config, regions Regions) (*Forwarder, error) {
 		cfg:       cfg,
 		log:       logger.With("component", "edge-udp"),
 		regions:   regions,
-		flows:     map[flowKey]*flow{},
-		ids:       map[uint64]*flow{},
+		flows:     map[flowKey]*udpFlow{},
+		ids:       map[uint64]*udpFlow{},
 		perSource: map[netip.Addr]int{},
 	}, nil
 }
@@ -189,6 +193,7 @@ func (f *Forwarder) Listen() error {
 			f.closeSockets()
 			return fmt.Errorf("udp: %w", err)
 		}
+		var bound []string
 		for _, a := range l.Addrs {
 			for _, r := range l.Ports {
 				for p := uint32(r.From); p <= uint32(r.To); p++ {
@@ -201,10 +206,12 @@ func (f *Forwarder) Listen() error {
 					backbone.SetSocketBuffers(c, f.log)
 					local := c.LocalAddr().(*net.UDPAddr).AddrPort()
 					local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
-					f.socks = append(f.socks, &socket{l: l, table: table, conn: c, local: local})
+					f.socks = append(f.socks, &socket{l: l, table: table, conn: c, local: local, meter: l.Meter})
+					bound = append(bound, local.String())
 				}
 			}
 		}
+		f.log.Info("listening", "listener", l.Route.Key, "protocol", "udp", "addrs", bound)
 	}
 	return nil
 }
@@ -224,19 +231,37 @@ func (f *Forwarder) Addrs() []net.Addr {
 	return out
 }
 
+// Meters returns the meter of every listener.
+func (f *Forwarder) Meters() []*flow.Meter {
+	out := make([]*flow.Meter, 0, len(f.cfg.Listeners))
+	for i := range f.cfg.Listeners {
+		out = append(out, f.cfg.Listeners[i].Meter)
+	}
+	return out
+}
+
 // Stats returns the forwarder's counters.
 func (f *Forwarder) Stats() Stats {
 	f.mu.RLock()
 	n := len(f.flows)
 	f.mu.RUnlock()
-	c := &f.stats
+	var c flow.Counters
+	for _, m := range f.Meters() {
+		c.Add(m.Snapshot())
+	}
 	return Stats{
-		Flows: int64(n), Opened: c.opened.Load(), Refused: c.refused.Load(), Failed: c.failed.Load(),
-		FromClient: c.fromClient.Load(), ToClient: c.toClient.Load(), Datagrams: c.datagrams.Load(),
-		FallbackUp: c.fallbackUp.Load(), FallbackDown: c.fallbackDown.Load(),
-		Dropped: c.dropped.Load(), UnknownFlow: c.unknown.Load(),
+		Flows: int64(n), Opened: c.Flows, Refused: int64(c.Ended(flow.TableFull) + c.Ended(flow.SourceLimit)),
+		Failed:     int64(c.Ended(flow.NoHealthyEndpoint) + c.Ended(flow.EndpointFailed) + c.Ended(flow.RegionOverloaded)),
+		FromClient: int64(c.PacketsIn), ToClient: int64(c.PacketsOut), Datagrams: int64(c.DatagramsIn),
+		FallbackUp: int64(c.FallbackIn), FallbackDown: int64(c.FallbackOut),
+		Dropped:     int64(c.Dropped[flow.EdgeQueue] + c.Dropped[flow.Backbone]),
+		UnknownFlow: f.unknown.Load(),
 	}
 }
+
+// UnknownFlowDatagrams counts datagrams from regions that named no open
+// flow (a flow that just ended, or a region's stale state).
+func (f *Forwarder) UnknownFlowDatagrams() int64 { return f.unknown.Load() }
 
 // Run serves the bound sockets until ctx ends, then closes them, ends
 // every flow and returns once every goroutine has ended. It takes over the
@@ -259,13 +284,13 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	readers.Go(func() { f.sweep(ctx) })
 	readers.Wait()
 	f.mu.Lock()
-	all := make([]*flow, 0, len(f.flows))
+	all := make([]*udpFlow, 0, len(f.flows))
 	for _, fl := range f.flows {
 		all = append(all, fl)
 	}
 	f.mu.Unlock()
 	for _, fl := range all {
-		f.remove(fl, wire.StreamShutdown)
+		f.remove(fl, wire.StreamShutdown, flow.Shutdown)
 	}
 	f.wg.Wait()
 	return nil
@@ -283,13 +308,13 @@ func (f *Forwarder) readLoop(ctx context.Context, s *socket) {
 			}
 			continue
 		}
-		f.stats.fromClient.Add(1)
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 		fl := f.lookup(s, src)
 		if fl == nil {
 			continue
 		}
 		fl.touch()
+		fl.in(n)
 		if l := fl.link.Load(); l != nil {
 			if f.send(fl, l, buf, room, n) {
 				continue
@@ -301,7 +326,7 @@ func (f *Forwarder) readLoop(ctx context.Context, s *socket) {
 
 // lookup finds the flow of a client on s, creating it within the table's
 // limits; nil when refused.
-func (f *Forwarder) lookup(s *socket, src netip.AddrPort) *flow {
+func (f *Forwarder) lookup(s *socket, src netip.AddrPort) *udpFlow {
 	key := flowKey{sock: s, client: src}
 	f.mu.RLock()
 	fl := f.flows[key]
@@ -314,32 +339,40 @@ func (f *Forwarder) lookup(s *socket, src netip.AddrPort) *flow {
 	if fl := f.flows[key]; fl != nil {
 		return fl
 	}
-	if len(f.flows) >= f.cfg.MaxFlows || f.perSource[src.Addr()] >= f.cfg.MaxFlowsPerSource {
-		f.stats.refused.Add(1)
+	var refused flow.Reason
+	switch {
+	case len(f.flows) >= f.cfg.MaxFlows:
+		refused = flow.TableFull
+	case f.perSource[src.Addr()] >= f.cfg.MaxFlowsPerSource:
+		refused = flow.SourceLimit
+	}
+	if refused != 0 {
+		now := time.Now()
+		s.meter.Refuse(flow.Record{Client: src, AcceleratorAddr: s.local, Start: now, End: now, Reason: refused})
 		return nil
 	}
-	fl = &flow{id: f.nextID.Add(1), sock: s, client: src}
+	fl = &udpFlow{id: f.nextID.Add(1), sock: s, client: src, start: time.Now()}
 	f.flows[key] = fl
 	f.ids[fl.id] = fl
 	f.perSource[src.Addr()]++
-	f.stats.opened.Add(1)
+	s.meter.Open()
 	return fl
 }
 
 // send forwards one packet, held in buf[room:room+n], on l. It reports
 // false when l is dead, and the packet must take the slow path.
-func (f *Forwarder) send(fl *flow, l *link, buf []byte, room, n int) bool {
+func (f *Forwarder) send(fl *udpFlow, l *link, buf []byte, room, n int) bool {
 	k := wire.DatagramOverhead(fl.id)
 	wire.AppendDatagram(buf[room-k:room-k], fl.id, nil)
 	err := l.conn.SendDatagram(buf[room-k : room+n])
 	if err == nil {
-		f.stats.datagrams.Add(1)
+		fl.sock.meter.DatagramIn()
 		return true
 	}
 	var tooLarge *quic.DatagramTooLargeError
 	if errors.As(err, &tooLarge) {
 		if err := l.writePacket(buf[room : room+n]); err == nil {
-			f.stats.fallbackUp.Add(1)
+			fl.sock.meter.FallbackIn()
 			return true
 		}
 	}
@@ -349,15 +382,11 @@ func (f *Forwarder) send(fl *flow, l *link, buf []byte, room, n int) bool {
 
 // queue holds a copy of p for fl until its stream is open, and starts
 // opening it if nobody is.
-func (f *Forwarder) queue(ctx context.Context, fl *flow, p []byte) {
+func (f *Forwarder) queue(ctx context.Context, fl *udpFlow, p []byte) {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
-	if fl.closed {
-		f.stats.dropped.Add(1)
-		return
-	}
-	if len(fl.pending) >= MaxPending {
-		f.stats.dropped.Add(1)
+	if fl.closed || len(fl.pending) >= MaxPending {
+		fl.sock.meter.Drop(flow.EdgeQueue, 1)
 		return
 	}
 	fl.pending = append(fl.pending, append([]byte(nil), p...))
@@ -371,19 +400,20 @@ func (f *Forwarder) queue(ctx context.Context, fl *flow, p []byte) {
 func (f *Forwarder) receive(_ *quic.Conn, b []byte) {
 	id, p, err := wire.ParseDatagram(b)
 	if err != nil {
-		f.stats.unknown.Add(1)
+		f.unknown.Add(1)
 		return
 	}
 	f.mu.RLock()
 	fl := f.ids[id]
 	f.mu.RUnlock()
 	if fl == nil {
-		f.stats.unknown.Add(1)
+		f.unknown.Add(1)
 		return
 	}
 	fl.touch()
 	if _, err := fl.sock.conn.WriteToUDPAddrPort(p, fl.client); err == nil {
-		f.stats.toClient.Add(1)
+		fl.out(len(p))
+		fl.sock.meter.DatagramOut()
 	}
 }
 
@@ -401,7 +431,7 @@ func (f *Forwarder) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			var idle []*flow
+			var idle []*udpFlow
 			f.mu.RLock()
 			for _, fl := range f.flows {
 				if now.Sub(time.Unix(0, fl.last.Load())) >= fl.sock.l.IdleTimeout {
@@ -410,17 +440,19 @@ func (f *Forwarder) sweep(ctx context.Context) {
 			}
 			f.mu.RUnlock()
 			for _, fl := range idle {
-				f.remove(fl, wire.StreamIdle)
+				f.remove(fl, wire.StreamIdle, flow.IdleTimeout)
 			}
 		}
 	}
 }
 
-// remove takes fl out of the table and ends its stream.
-func (f *Forwarder) remove(fl *flow, code quic.StreamErrorCode) {
+// remove takes fl out of the table, ends its stream and, the first time,
+// reports it to its listener's meter with reason.
+func (f *Forwarder) remove(fl *udpFlow, code quic.StreamErrorCode, reason flow.Reason) {
 	f.mu.Lock()
 	key := flowKey{sock: fl.sock, client: fl.client}
-	if f.flows[key] == fl {
+	removed := f.flows[key] == fl
+	if removed {
 		delete(f.flows, key)
 		delete(f.ids, fl.id)
 		if f.perSource[fl.client.Addr()]--; f.perSource[fl.client.Addr()] <= 0 {
@@ -430,9 +462,20 @@ func (f *Forwarder) remove(fl *flow, code quic.StreamErrorCode) {
 	f.mu.Unlock()
 	fl.mu.Lock()
 	fl.closed = true
+	if n := len(fl.pending); n > 0 {
+		fl.sock.meter.Drop(flow.EdgeQueue, n)
+	}
 	fl.pending = nil
 	l := fl.link.Swap(nil)
+	choice := fl.choice
 	fl.mu.Unlock()
+	if removed {
+		fl.sock.meter.End(flow.Record{
+			Client: fl.client, AcceleratorAddr: fl.sock.local, Region: choice.Region, Endpoint: choice.EndpointID,
+			BytesIn: fl.bytesIn.Load(), BytesOut: fl.bytesOut.Load(), PacketsIn: fl.packetsIn.Load(), PacketsOut: fl.packetsOut.Load(),
+			Start: fl.start, End: time.Now(), Reason: reason,
+		})
+	}
 	if l != nil {
 		// The stream's reader (in open) releases it.
 		l.str.CancelRead(code)
