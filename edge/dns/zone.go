@@ -126,9 +126,9 @@ func NewZone(c ZoneConfig) (*Zone, error) {
 	z := &Zone{origin: origin, names: map[string]*node{}, negTTL: seconds(c.SOA.Minimum)}
 	nsTTL := seconds(c.NSTTL)
 	z.soa = &dns.SOA{
-		Hdr:   dns.RR_Header{Name: origin, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: nsTTL},
-		Ns:    dns.CanonicalName(c.SOA.MName),
-		Mbox:  dns.CanonicalName(c.SOA.RName),
+		Hdr:    dns.RR_Header{Name: origin, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: nsTTL},
+		Ns:     dns.CanonicalName(c.SOA.MName),
+		Mbox:   dns.CanonicalName(c.SOA.RName),
 		Serial: c.SOA.Serial, Refresh: seconds(c.SOA.Refresh), Retry: seconds(c.SOA.Retry),
 		Expire: seconds(c.SOA.Expire), Minttl: z.negTTL,
 	}
