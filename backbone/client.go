@@ -60,10 +60,17 @@ type Client struct {
 	qconf   *quic.Config
 	log     *slog.Logger
 	slots   []*slot
-	health  atomic.Pointer[map[string]bool] // endpoint ID → healthy; nil until the region spoke
-	load    atomic.Pointer[wire.Load]       // the region's last load report; nil when none or unreachable
-	changed chan struct{}                   // coalescing signal of reachability or health changes
-	dgram   datagrams                       // see datagram.go
+	health  atomic.Pointer[map[string]bool]  // endpoint ID → healthy; nil until the region spoke
+	load    atomic.Pointer[wire.Load]        // the region's last load report; nil when none or unreachable
+	fleet   atomic.Pointer[[]wire.EdgeState] // the region's last relay of edge states; nil when none or unreachable
+	changed chan struct{}                    // coalescing signal of reachability, health or fleet changes
+	dgram   datagrams                        // see datagram.go
+
+	// stateMu guards state and stateSubs: what this edge says of itself,
+	// and the control streams waiting to send it.
+	stateMu   sync.Mutex
+	state     *wire.EdgeState
+	stateSubs map[chan struct{}]struct{}
 }
 
 type slot struct {
@@ -99,11 +106,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{
-		cfg:     cfg,
-		raddr:   raddr,
-		qconf:   quicConfig(cfg.KeepAlivePeriod, cfg.IdleTimeout),
-		log:     logger.With("component", "backbone-client", "region", cfg.Region),
-		changed: make(chan struct{}, 1),
+		cfg:       cfg,
+		raddr:     raddr,
+		qconf:     quicConfig(cfg.KeepAlivePeriod, cfg.IdleTimeout),
+		log:       logger.With("component", "backbone-client", "region", cfg.Region),
+		changed:   make(chan struct{}, 1),
+		stateSubs: map[chan struct{}]struct{}{},
 	}
 	for i := range cfg.Connections {
 		c.slots = append(c.slots, &slot{idx: i})
@@ -219,12 +227,14 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 	if !c.Reachable() {
 		c.health.Store(nil)
 		c.load.Store(nil)
+		c.fleet.Store(nil)
 	}
 	c.signal()
 	return up
 }
 
-// control runs the edge side of one control stream: hello out, health in.
+// control runs the edge side of one control stream: hello and the edge's
+// state out, health, load and the fleet's states in.
 func (c *Client) control(conn *quic.Conn, established chan<- struct{}) error {
 	str, err := conn.OpenStream()
 	if err != nil {
@@ -236,10 +246,26 @@ func (c *Client) control(conn *quic.Conn, established chan<- struct{}) error {
 		return err
 	}
 	hello := c.cfg.Hello
-	hello.Proto = 1
+	hello.Proto = wire.ControlProto
 	if err := wire.WriteMsg(str, wire.MsgHello, hello); err != nil {
 		return err
 	}
+	// One goroutine writes the edge's state from now on; this one reads.
+	notify := make(chan struct{}, 1)
+	c.stateMu.Lock()
+	c.stateSubs[notify] = struct{}{}
+	c.stateMu.Unlock()
+	stop := make(chan struct{})
+	var writer sync.WaitGroup
+	writer.Go(func() { c.sendStates(str, notify, stop) })
+	defer func() {
+		c.stateMu.Lock()
+		delete(c.stateSubs, notify)
+		c.stateMu.Unlock()
+		close(stop)
+		str.CancelWrite(wire.StreamShutdown)
+		writer.Wait()
+	}()
 	r := bufio.NewReader(str)
 	for {
 		t, body, err := wire.ReadMsg(r)
@@ -266,10 +292,64 @@ func (c *Client) control(conn *quic.Conn, established chan<- struct{}) error {
 				return fmt.Errorf("load message: %w", err)
 			}
 			c.load.Store(&l)
+		case wire.MsgFleet:
+			var f wire.Fleet
+			if err := json.Unmarshal(body, &f); err != nil {
+				return fmt.Errorf("fleet message: %w", err)
+			}
+			c.fleet.Store(&f.Edges)
+			c.signal()
 		default:
 			// A newer region may send messages this edge does not know.
 		}
 	}
+}
+
+// sendStates writes the edge's state on a control stream whenever it
+// changes, until stop closes or a write fails.
+func (c *Client) sendStates(str *quic.Stream, notify, stop <-chan struct{}) {
+	var sent *wire.EdgeState
+	for {
+		c.stateMu.Lock()
+		cur := c.state
+		c.stateMu.Unlock()
+		if cur != nil && cur != sent {
+			if err := wire.WriteMsg(str, wire.MsgEdgeState, cur); err != nil {
+				return
+			}
+			sent = cur
+		}
+		select {
+		case <-notify:
+		case <-stop:
+			return
+		}
+	}
+}
+
+// SetEdgeState sets what this edge says of itself on every control stream
+// to the region, now and on every connection to come. Regions of control
+// protocol 2 relay it to the other edges.
+func (c *Client) SetEdgeState(st wire.EdgeState) {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	c.state = &st
+	for ch := range c.stateSubs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Fleet returns the edge states the region relayed last; ok is false when
+// it relayed none (a region of control protocol 1) or is unreachable.
+func (c *Client) Fleet() (edges []wire.EdgeState, ok bool) {
+	p := c.fleet.Load()
+	if p == nil {
+		return nil, false
+	}
+	return *p, true
 }
 
 func (c *Client) applyHealth(h wire.Health) {
@@ -303,7 +383,8 @@ func (c *Client) signal() {
 	}
 }
 
-// Changes signals (coalesced) whenever reachability or health changed.
+// Changes signals (coalesced) whenever reachability, health or the
+// relayed fleet changed.
 func (c *Client) Changes() <-chan struct{} { return c.changed }
 
 // Reachable reports whether at least one connection is up.
@@ -447,5 +528,5 @@ func jitter(d time.Duration) time.Duration {
 
 // Hello builds the hello an edge sends: its node name and build version.
 func Hello(node, version string) wire.Hello {
-	return wire.Hello{Node: node, Version: version, Proto: 1}
+	return wire.Hello{Node: node, Version: version, Proto: wire.ControlProto}
 }

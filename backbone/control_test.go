@@ -75,7 +75,7 @@ func TestEdgeSkipsUnknownControlMessages(t *testing.T) {
 	case h := <-nr.hello:
 		require.Equal(t, edgeName, h.Node)
 		require.Equal(t, "test", h.Version)
-		require.Equal(t, 1, h.Proto)
+		require.Equal(t, wire.ControlProto, h.Proto)
 	case <-time.After(5 * time.Second):
 		t.Fatal("no hello")
 	}
@@ -87,4 +87,13 @@ func TestEdgeSkipsUnknownControlMessages(t *testing.T) {
 	eventually(t, 5*time.Second, func() bool { l, ok := c.Load(); return ok && l.ActiveFlows == 7 },
 		"the load after unknown messages was not kept")
 	require.True(t, c.Reachable(), "unknown messages must not cost the connection")
+
+	// This region speaks control protocol 1: it relays no fleet, and the
+	// edge's state, which it never reads, costs nothing.
+	c.SetEdgeState(wire.EdgeState{Epoch: 1, Seq: 1, Ready: []string{"web"}})
+	_, relayed := c.Fleet()
+	require.False(t, relayed)
+	_, relayed = backbone.Regions{regionName: c}.Fleet()
+	require.False(t, relayed)
+	require.True(t, c.Reachable())
 }

@@ -36,6 +36,22 @@ func (r Regions) EndpointHealthy(region, id string) bool {
 	return healthy || !known
 }
 
+// Fleet merges the edge states every reachable region relayed, keeping the
+// newest state of each edge; ok is false when no region relayed any.
+func (r Regions) Fleet() (edges map[string]wire.EdgeState, ok bool) {
+	edges = map[string]wire.EdgeState{}
+	for _, c := range r {
+		states, relayed := c.Fleet()
+		ok = ok || relayed
+		for _, st := range states {
+			if old, seen := edges[st.Node]; !seen || st.Newer(old) {
+				edges[st.Node] = st
+			}
+		}
+	}
+	return edges, ok
+}
+
 // OpenFlow opens a stream to region, sends hdr and early (the client's
 // first bytes, sent before the answer; may be empty) and waits up to
 // timeout for the region's answer. On CodeOK it returns the stream, ready

@@ -16,7 +16,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -108,10 +110,19 @@ type Gateway struct {
 	tcp   sync.WaitGroup // TCP splices running
 	udp   udpState       // see udp.go
 
-	// mu guards health and subs.
+	// mu guards health, subs, edges and fleetSubs.
 	mu     sync.Mutex
 	health map[string]wire.EndpointHealth
 	subs   map[chan struct{}]struct{}
+	// edges holds, per connected edge, its open control streams and the
+	// last state it sent; fleetSubs are the control streams to tell.
+	edges     map[string]*edgeEntry
+	fleetSubs map[chan struct{}]struct{}
+}
+
+type edgeEntry struct {
+	streams int
+	state   *wire.EdgeState
 }
 
 var _ backbone.Handler = (*Gateway)(nil)
@@ -132,10 +143,12 @@ func New(cfg Config) *Gateway {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{
-		cfg:    cfg,
-		log:    logger.With("component", "gateway"),
-		health: map[string]wire.EndpointHealth{},
-		subs:   map[chan struct{}]struct{}{},
+		cfg:       cfg,
+		log:       logger.With("component", "gateway"),
+		health:    map[string]wire.EndpointHealth{},
+		subs:      map[chan struct{}]struct{}{},
+		edges:     map[string]*edgeEntry{},
+		fleetSubs: map[chan struct{}]struct{}{},
 	}
 	g.SetEndpoints(cfg.Endpoints)
 	return g
@@ -164,6 +177,66 @@ func (g *Gateway) SetHealth(hs []wire.EndpointHealth) {
 		g.health[h.ID] = h
 	}
 	for ch := range g.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Edges returns the last state of every edge with a control stream open,
+// by node name: what the region relays to the edges.
+func (g *Gateway) Edges() []wire.EdgeState {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []wire.EdgeState
+	for _, e := range g.edges {
+		if e.state != nil {
+			out = append(out, *e.state)
+		}
+	}
+	slices.SortFunc(out, func(a, b wire.EdgeState) int { return strings.Compare(a.Node, b.Node) })
+	return out
+}
+
+// edgeStream counts a control stream of the edge called node opening
+// (+1) or closing (−1); an edge whose last stream closed leaves the fleet.
+func (g *Gateway) edgeStream(node string, delta int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.edges[node]
+	if e == nil {
+		e = &edgeEntry{}
+		g.edges[node] = e
+	}
+	e.streams += delta
+	if e.streams > 0 {
+		return
+	}
+	delete(g.edges, node)
+	if e.state != nil {
+		g.notifyFleet()
+	}
+}
+
+// setEdgeState records what an edge said of itself, if it is newer than
+// what the region holds (an edge sends it on each of its connections).
+func (g *Gateway) setEdgeState(node string, st wire.EdgeState) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.edges[node]
+	if e == nil || e.state != nil && !st.Newer(*e.state) {
+		return
+	}
+	st.Node = node
+	e.state = &st
+	g.notifyFleet()
+}
+
+// notifyFleet pokes every control stream that relays the fleet; g.mu is
+// held.
+func (g *Gateway) notifyFleet() {
+	for ch := range g.fleetSubs {
 		select {
 		case ch <- struct{}{}:
 		default:
@@ -334,22 +407,43 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 	g.log.Debug("edge hello", "peer", peer.Name, "version", hello.Version, "proto", hello.Proto)
 
 	notify := make(chan struct{}, 1)
+	var fleetNotify chan struct{} // nil for edges of protocol 1: they get no relay
+	if hello.Proto >= 2 {
+		fleetNotify = make(chan struct{}, 1)
+	}
 	g.mu.Lock()
 	g.subs[notify] = struct{}{}
+	if fleetNotify != nil {
+		g.fleetSubs[fleetNotify] = struct{}{}
+	}
 	g.mu.Unlock()
+	g.edgeStream(peer.Name, +1)
 	defer func() {
 		g.mu.Lock()
 		delete(g.subs, notify)
+		delete(g.fleetSubs, fleetNotify)
 		g.mu.Unlock()
+		g.edgeStream(peer.Name, -1)
 	}()
-	// Drain whatever else the edge sends (newer edges may send more).
+	// Read what the edge sends: its state; skip what this region does not
+	// know (newer edges may send more).
 	drained := make(chan struct{})
 	go func() {
 		defer close(drained)
 		for {
-			if _, _, err := wire.ReadMsg(r); err != nil {
+			t, body, err := wire.ReadMsg(r)
+			if err != nil {
 				return
 			}
+			if t != wire.MsgEdgeState {
+				continue
+			}
+			var st wire.EdgeState
+			if err := json.Unmarshal(body, &st); err != nil {
+				g.log.Warn("bad edge state", "peer", peer.Name, "err", err)
+				return
+			}
+			g.setEdgeState(peer.Name, st)
 		}
 	}()
 	defer func() {
@@ -360,6 +454,9 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 	defer tick.Stop()
 	sendLoad := func() error {
 		return wire.WriteMsg(s, wire.MsgLoad, wire.Load{ActiveFlows: g.ActiveFlows()})
+	}
+	sendFleet := func() error {
+		return wire.WriteMsg(s, wire.MsgFleet, wire.Fleet{Edges: g.Edges()})
 	}
 
 	sent := map[string]wire.EndpointHealth{}
@@ -381,6 +478,11 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 			if err := sendLoad(); err != nil {
 				return
 			}
+			if fleetNotify != nil {
+				if err := sendFleet(); err != nil {
+					return
+				}
+			}
 		}
 		sent, full = view, false
 		// Push load on every tick until health changes.
@@ -396,6 +498,10 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 				}
 			case <-notify:
 				changed = true
+			case <-fleetNotify:
+				if err := sendFleet(); err != nil {
+					return
+				}
 			}
 		}
 	}

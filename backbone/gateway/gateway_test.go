@@ -390,3 +390,50 @@ func eventuallyZero(t *testing.T, gw *gateway.Gateway) {
 		<-time.After(5 * time.Millisecond)
 	}
 }
+
+// TestControlFleetOldAndNewEdges: an edge of control protocol 2 gets the
+// fleet relay and may send its state; an edge of protocol 1 on the same
+// region never sees a message type it does not know.
+func TestControlFleetOldAndNewEdges(t *testing.T) {
+	f := newFixture(t, 0)
+	f.gw.SetHealth([]wire.EndpointHealth{{ID: "web", Healthy: true}})
+	control := func(proto int) (*quic.Stream, *msgReader) {
+		s := f.open(t)
+		b, err := wire.AppendHeader(nil, &wire.Header{Kind: wire.KindControl})
+		require.NoError(t, err)
+		_, err = s.Write(b)
+		require.NoError(t, err)
+		require.NoError(t, wire.WriteMsg(s, wire.MsgHello, wire.Hello{Node: edgeName, Proto: proto}))
+		return s, newMsgReader(s)
+	}
+	_, oldR := control(1)
+	newS, newR := control(wire.ControlProto)
+	for _, r := range []*msgReader{oldR, newR} {
+		typ, _ := r.next(t)
+		require.Equal(t, wire.MsgHealth, typ)
+		typ, _ = r.next(t)
+		require.Equal(t, wire.MsgLoad, typ)
+	}
+	typ, body := newR.next(t)
+	require.Equal(t, wire.MsgFleet, typ)
+	require.JSONEq(t, `{"edges":null}`, string(body))
+
+	require.NoError(t, wire.WriteMsg(newS, wire.MsgEdgeState, wire.EdgeState{Node: "forged", Epoch: 5, Seq: 1, Ready: []string{"web"}}))
+	for {
+		typ, body = newR.next(t)
+		if typ == wire.MsgFleet {
+			break
+		}
+	}
+	require.JSONEq(t, `{"edges":[{"node":"edge-1","epoch":5,"seq":1,"ready":["web"]}]}`, string(body),
+		"the region names the edge by its certificate, not by what it says")
+
+	f.gw.SetHealth([]wire.EndpointHealth{{ID: "web", Healthy: false}})
+	for {
+		typ, _ := oldR.next(t)
+		require.NotEqual(t, wire.MsgFleet, typ, "a protocol 1 edge got a fleet relay")
+		if typ == wire.MsgHealth {
+			break
+		}
+	}
+}

@@ -22,7 +22,17 @@ const (
 	MsgHealth MsgType = 2
 	// MsgLoad is a region's load report.
 	MsgLoad MsgType = 3
+	// MsgEdgeState is an edge's readiness (EdgeState), sent after hello
+	// and on every change by edges of control protocol 2 and later.
+	MsgEdgeState MsgType = 4
+	// MsgFleet is a region's relay of the states of every edge connected
+	// to it (Fleet), sent to edges whose hello says protocol 2 or later.
+	MsgFleet MsgType = 5
 )
+
+// ControlProto is the highest control protocol version this build speaks:
+// 1 is hello, health and load; 2 adds edge states and their relay.
+const ControlProto = 2
 
 // MaxControlMsgLen bounds one control message body.
 const MaxControlMsgLen = 1 << 20
@@ -50,6 +60,31 @@ type EndpointHealth struct {
 type Health struct {
 	Full      bool             `json:"full,omitempty"`
 	Endpoints []EndpointHealth `json:"endpoints"`
+}
+
+// EdgeState is what an edge says of itself: the accelerators it is ready
+// to serve and whether it is draining. Epoch and Seq order the states of
+// one edge: a larger Epoch (the process's start, in Unix nanoseconds) is a
+// restarted edge, and within an epoch a larger Seq is newer.
+type EdgeState struct {
+	// Node names the edge in a relayed state; a region ignores it from an
+	// edge and uses the name in the edge's certificate.
+	Node     string   `json:"node,omitempty"`
+	Epoch    int64    `json:"epoch"`
+	Seq      uint64   `json:"seq"`
+	Draining bool     `json:"draining,omitempty"`
+	Ready    []string `json:"ready"`
+}
+
+// Newer reports whether s supersedes o (a state of the same edge).
+func (s EdgeState) Newer(o EdgeState) bool {
+	return s.Epoch > o.Epoch || s.Epoch == o.Epoch && s.Seq > o.Seq
+}
+
+// Fleet is a region's relay: the last state of every edge that has a
+// control stream open to it. It always lists them all.
+type Fleet struct {
+	Edges []EdgeState `json:"edges"`
 }
 
 // Load is a region's load report.
