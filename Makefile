@@ -1,0 +1,21 @@
+# Conveniences around the Go toolchain. The README's commands work without
+# make; these targets need root (network namespaces, TUN devices).
+
+BIN ?= $(CURDIR)/.bin
+# Flags for `wanlab up`, e.g. make lab-up LAB="-internet-rtt 400ms -backbone-loss 0.1"
+LAB ?=
+
+.PHONY: lab-up lab-down wanlab
+
+wanlab:
+	go build -o $(BIN)/wanlab ./bench/cmd/wanlab
+
+# The WAN lab: client, PoP, region and endpoint namespaces (aelab-lab-*),
+# an emulated internet path client ↔ endpoint, an access link client ↔ PoP
+# and an emulated backbone PoP ↔ region. See internal/wanlab.
+lab-up: wanlab
+	$(BIN)/wanlab up $(LAB)
+
+# Stops the lab and removes every aelab-lab-* namespace, also after a crash.
+lab-down: wanlab
+	$(BIN)/wanlab down
