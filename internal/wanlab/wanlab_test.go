@@ -162,28 +162,29 @@ func TestTCPThroughRateLimit(t *testing.T) {
 		_ = srv.Wait()
 	})
 	retryLate(t, l, func() error {
-		var out []byte
-		var err error
-		// The server may take a moment to listen.
-		for deadline := time.Now().Add(5 * time.Second); ; {
-			out, err = l.Command(Client, "iperf3", "-c", EndpointInternet.String(), "-p", "5201", "-t", "3", "-O", "1", "-J").Output()
-			if err == nil || time.Now().After(deadline) {
-				break
-			}
-			runtime.Gosched()
-		}
-		if err != nil {
-			return fmt.Errorf("iperf3: %w: %s", err, out)
-		}
 		var res struct {
-			End struct {
+			Error string `json:"error"`
+			End   struct {
 				SumReceived struct {
 					BitsPerSecond float64 `json:"bits_per_second"`
 				} `json:"sum_received"`
 			} `json:"end"`
 		}
-		if err := json.Unmarshal(out, &res); err != nil {
-			return fmt.Errorf("iperf3 output: %w", err)
+		// The server may take a moment to listen: iperf3 then reports an
+		// error in its JSON.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			out, err := l.Command(Client, "iperf3", "-c", EndpointInternet.String(), "-p", "5201", "-t", "3", "-O", "1", "-J").Output()
+			res.Error = ""
+			if jerr := json.Unmarshal(out, &res); jerr != nil && err == nil {
+				return fmt.Errorf("iperf3 output: %w: %s", jerr, out)
+			}
+			if err == nil && res.Error == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("iperf3: %v %s: %s", err, res.Error, out)
+			}
+			runtime.Gosched()
 		}
 		bps := res.End.SumReceived.BitsPerSecond
 		t.Logf("MEASURE TCP through a %d Mbit/s limit: %.1f Mbit/s", rate/1_000_000, bps/1e6)

@@ -1,0 +1,266 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/anyedge/anyedge/internal/wanem"
+	"github.com/anyedge/anyedge/internal/wanlab"
+)
+
+// job is one thing measured: a path under one emulation. For the direct
+// path Loss is the internet's and Variant is empty; for the accelerated
+// paths Loss is the backbone's.
+type job struct {
+	Path    string        `json:"path"`
+	RTT     time.Duration `json:"rtt"`
+	Loss    float64       `json:"loss_pct"`
+	Variant string        `json:"variant,omitempty"`
+}
+
+func (j job) String() string {
+	if j.Variant == "" {
+		return fmt.Sprintf("%s rtt=%v loss=%g%%", j.Path, j.RTT, j.Loss)
+	}
+	return fmt.Sprintf("%s rtt=%v backbone=%s loss=%g%%", j.Path, j.RTT, j.Variant, j.Loss)
+}
+
+// sample is one run of a job.
+type sample struct {
+	Download  float64 `json:"download_s"`
+	TimedOut  bool    `json:"timed_out,omitempty"`
+	HTTPTTFB  float64 `json:"http_ttfb_s,omitempty"`
+	HTTPSTTFB float64 `json:"https_ttfb_s,omitempty"`
+}
+
+type results struct {
+	Jobs    []job               `json:"jobs"`
+	Samples map[string][]sample `json:"samples"` // by job.String()
+	Late    map[string]int      `json:"discarded_late"`
+	index   map[string]job
+}
+
+func (b *bench) jobs() []job {
+	var js []job
+	for _, rtt := range b.o.rtts {
+		for _, p := range b.o.paths {
+			if p == "direct" {
+				for _, l := range b.o.inetLoss {
+					js = append(js, job{Path: p, RTT: rtt, Loss: l})
+				}
+				continue
+			}
+			for _, v := range b.o.variants {
+				for _, l := range b.o.bbLoss {
+					js = append(js, job{Path: p, RTT: rtt, Loss: l, Variant: v})
+				}
+			}
+		}
+	}
+	return js
+}
+
+// apply sets the emulation for j.
+func (b *bench) apply(j job) error {
+	rate := b.o.rateMbit * 1_000_000
+	if j.Path == "direct" {
+		return b.lab.Set(wanlab.Internet, wanlab.Symmetric(wanem.Params{Delay: j.RTT / 2, Loss: j.Loss / 100, RateBits: rate}))
+	}
+	d := j.RTT / 2
+	if j.Variant == "B" {
+		d = time.Duration(float64(d) * variantBRatio)
+	}
+	return b.lab.Set(wanlab.Backbone, wanlab.Symmetric(wanem.Params{Delay: d, Loss: j.Loss / 100, RateBits: rate}))
+}
+
+// measure runs every job o.runs times, interleaved: one run of each job,
+// then the next round.
+func (b *bench) measure(ctx context.Context) (*results, error) {
+	js := b.jobs()
+	res := &results{Jobs: js, Samples: map[string][]sample{}, Late: map[string]int{}, index: map[string]job{}}
+	for _, j := range js {
+		res.index[j.String()] = j
+	}
+	// One unrecorded download per path first: a PoP in service has a warm
+	// pool, and the first flow after start-up would measure start-up.
+	warmed := map[string]bool{}
+	for _, j := range js {
+		if warmed[j.Path] {
+			continue
+		}
+		warmed[j.Path] = true
+		if err := b.apply(j); err != nil {
+			return nil, err
+		}
+		if _, err := b.fetch(ctx, url(j.Path, false, b.o.size), b.o.timeout); err != nil {
+			return nil, fmt.Errorf("warm-up %v: %w", j, err)
+		}
+	}
+	for r := range b.o.runs {
+		for i, j := range js {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			s, err := b.one(ctx, j, res)
+			if err != nil {
+				return nil, fmt.Errorf("%v: %w", j, err)
+			}
+			res.Samples[j.String()] = append(res.Samples[j.String()], s)
+			fmt.Fprintf(b.log, "run %d/%d job %d/%d %v: %.2f s%s ttfb %.0f/%.0f ms\n", r+1, b.o.runs, i+1, len(js), j,
+				s.Download, map[bool]string{true: " (timed out)"}[s.TimedOut], s.HTTPTTFB*1e3, s.HTTPSTTFB*1e3)
+		}
+	}
+	return res, nil
+}
+
+// one measures j once, repeating the run while the emulator was late.
+func (b *bench) one(ctx context.Context, j job, res *results) (sample, error) {
+	if err := b.apply(j); err != nil {
+		return sample{}, err
+	}
+	for try := 1; ; try++ {
+		b.env.total++
+		late := b.lab.Late()
+		var s sample
+		f, err := b.fetch(ctx, url(j.Path, false, b.o.size), b.o.timeout)
+		if err != nil {
+			return s, err
+		}
+		if f.size != b.o.size && !f.timedOut {
+			return s, fmt.Errorf("downloaded %d bytes of %d", f.size, b.o.size)
+		}
+		s.Download, s.TimedOut = f.total.Seconds(), f.timedOut
+		if b.o.ttfb {
+			for _, tls := range []bool{false, true} {
+				f, err := b.fetch(ctx, url(j.Path, tls, 1), b.o.timeout)
+				if err != nil {
+					return s, err
+				}
+				if tls {
+					s.HTTPSTTFB = f.ttfb.Seconds()
+				} else {
+					s.HTTPTTFB = f.ttfb.Seconds()
+				}
+			}
+		}
+		if n := b.lab.Late() - late; n <= uint64(b.o.maxLate) {
+			b.env.acceptedLate += n
+			return s, nil
+		}
+		b.env.discarded++
+		res.Late[j.String()]++
+		fmt.Fprintf(b.log, "  %v: the emulator was late (%d packets); run discarded\n", j, b.lab.Late()-late)
+		if try >= b.o.tries {
+			return s, fmt.Errorf("the emulator was late in %d tries in a row: the machine is too busy", try)
+		}
+	}
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func (r *results) med(j job, f func(sample) float64) (float64, bool, bool) {
+	ss := r.Samples[j.String()]
+	if len(ss) == 0 {
+		return 0, false, false
+	}
+	xs := make([]float64, len(ss))
+	timedOut := false
+	for i, s := range ss {
+		xs[i] = f(s)
+		timedOut = timedOut || s.TimedOut
+	}
+	return median(xs), timedOut, true
+}
+
+func (r *results) writeJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", " ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+func dl(s sample) float64 { return s.Download }
+
+// markdown renders the report: one row per matrix cell, then TTFB.
+func (r *results) markdown(o options, e env) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "# WAN benchmark %s\n\n", e.start.Format("2006-01-02 15:04 UTC"))
+	if o.note != "" {
+		fmt.Fprintf(&sb, "%s\n\n", o.note)
+	}
+	fmt.Fprintf(&sb, "Kernel %s, load average before %s, %s. %d MB downloads, medians of %d interleaved runs; "+
+		"every link %d Mbit/s, client %v (RTT) from its PoP; stand-in backbone congestion control: %s; "+
+		"anyedge backbone connections per region: %s. Runs discarded because the emulator sent more than %d packets late (> 1 ms): %d of %d; "+
+		"late packets in the runs kept: %d.\n\n",
+		e.kernel, e.load, e.anyedgeVersion, o.size/1_000_000, o.runs, o.rateMbit, accessRTT,
+		map[bool]string{true: "BBR", false: "kernel default (no BBR)"}[e.bbr],
+		map[bool]string{true: "default", false: fmt.Sprint(e.connections)}[e.connections == 0], o.maxLate, e.discarded, e.total, e.acceptedLate)
+	fmt.Fprintf(&sb, "Ratios are accelerated time / direct time (lower is better); `>` marks a median that includes a run cut at the %v timeout.\n\n", o.timeout)
+	sb.WriteString("| internet RTT | internet loss | backbone | backbone loss | direct s | stand-in s | anyedge s | stand-in / direct | anyedge / direct | anyedge / stand-in |\n")
+	sb.WriteString("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	cell := func(j job) (string, float64, bool) {
+		v, to, ok := r.med(j, dl)
+		if !ok {
+			return "—", 0, false
+		}
+		p := ""
+		if to {
+			p = ">"
+		}
+		return fmt.Sprintf("%s%.2f", p, v), v, true
+	}
+	ratio := func(a, b float64, oka, okb bool) string {
+		if !oka || !okb || b == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.2f", a/b)
+	}
+	for _, rtt := range o.rtts {
+		for _, il := range o.inetLoss {
+			for _, v := range o.variants {
+				for _, bl := range o.bbLoss {
+					ds, dv, dok := cell(job{Path: "direct", RTT: rtt, Loss: il})
+					ss, sv, sok := cell(job{Path: "standin", RTT: rtt, Loss: bl, Variant: v})
+					as, av, aok := cell(job{Path: "anyedge", RTT: rtt, Loss: bl, Variant: v})
+					bbLen := rtt
+					if v == "B" {
+						bbLen = time.Duration(float64(rtt) * variantBRatio)
+					}
+					fmt.Fprintf(&sb, "| %v | %g %% | %s (%v) | %g %% | %s | %s | %s | %s | %s | %s |\n",
+						rtt, il, v, bbLen, bl, ds, ss, as, ratio(sv, dv, sok, dok), ratio(av, dv, aok, dok), ratio(av, sv, aok, sok))
+				}
+			}
+		}
+	}
+	if o.ttfb {
+		sb.WriteString("\nTime to first byte of a 1-byte object over a fresh connection (curl `time_starttransfer`), medians, ms:\n\n")
+		sb.WriteString("| internet RTT | path | backbone | loss | HTTP | HTTPS |\n|---|---|---|--:|--:|--:|\n")
+		for _, j := range r.Jobs {
+			h, _, ok := r.med(j, func(s sample) float64 { return s.HTTPTTFB })
+			hs, _, _ := r.med(j, func(s sample) float64 { return s.HTTPSTTFB })
+			if ok {
+				fmt.Fprintf(&sb, "| %v | %s | %s | %g %% | %.0f | %.0f |\n", j.RTT, j.Path, j.Variant, j.Loss, h*1e3, hs*1e3)
+			}
+		}
+	}
+	return sb.String()
+}
