@@ -290,7 +290,7 @@ type fetch struct {
 func (b *bench) fetch(ctx context.Context, u string, timeout time.Duration) (fetch, error) {
 	args := []string{b.o.curl, "-s", "-k", "-o", "/dev/null", "--max-time", strconv.FormatFloat(timeout.Seconds(), 'f', 1, 64),
 		"-w", "%{time_total} %{time_starttransfer} %{size_download} %{http_code}", u}
-	cmd := b.lab.Command(wanlab.Client, args...)
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", b.lab.NS(wanlab.Client)}, args...)...)
 	out, err := cmd.Output()
 	var f fetch
 	fields := strings.Fields(string(out))

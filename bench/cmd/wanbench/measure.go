@@ -47,24 +47,36 @@ type results struct {
 	index   map[string]job
 }
 
-func (b *bench) jobs() []job {
-	var js []job
+// groups lists the jobs by emulated condition: each direct job alone
+// (internet RTT and loss), and the stand-in and anyedge together for each
+// backbone (RTT, variant, loss). A group is measured as a block — warm-up,
+// then its runs interleaved path by path — so that every cell is measured
+// in the steady state of its own condition: anyedge's pooled connections
+// carry their congestion state from one flow to the next, so jumping
+// between loss levels run by run would measure the previous cell's losses.
+func (b *bench) groups() [][]job {
+	var gs [][]job
 	for _, rtt := range b.o.rtts {
-		for _, p := range b.o.paths {
-			if p == "direct" {
-				for _, l := range b.o.inetLoss {
-					js = append(js, job{Path: p, RTT: rtt, Loss: l})
-				}
-				continue
+		if slices.Contains(b.o.paths, "direct") {
+			for _, l := range b.o.inetLoss {
+				gs = append(gs, []job{{Path: "direct", RTT: rtt, Loss: l}})
 			}
-			for _, v := range b.o.variants {
-				for _, l := range b.o.bbLoss {
-					js = append(js, job{Path: p, RTT: rtt, Loss: l, Variant: v})
+		}
+		for _, v := range b.o.variants {
+			for _, l := range b.o.bbLoss {
+				var g []job
+				for _, p := range b.o.paths {
+					if p != "direct" {
+						g = append(g, job{Path: p, RTT: rtt, Loss: l, Variant: v})
+					}
+				}
+				if len(g) > 0 {
+					gs = append(gs, g)
 				}
 			}
 		}
 	}
-	return js
+	return gs
 }
 
 // apply sets the emulation for j.
@@ -80,41 +92,32 @@ func (b *bench) apply(j job) error {
 	return b.lab.Set(wanlab.Backbone, wanlab.Symmetric(wanem.Params{Delay: d, Loss: j.Loss / 100, RateBits: rate}))
 }
 
-// measure runs every job o.runs times, interleaved: one run of each job,
-// then the next round.
+// measure runs every group: the condition is set, each path of the group
+// downloads once unrecorded (warm-up), then o.runs rounds of one run per
+// path.
 func (b *bench) measure(ctx context.Context) (*results, error) {
-	js := b.jobs()
-	res := &results{Jobs: js, Samples: map[string][]sample{}, Late: map[string]int{}, index: map[string]job{}}
-	for _, j := range js {
-		res.index[j.String()] = j
-	}
-	// One unrecorded download per path first: a PoP in service has a warm
-	// pool, and the first flow after start-up would measure start-up.
-	warmed := map[string]bool{}
-	for _, j := range js {
-		if warmed[j.Path] {
-			continue
-		}
-		warmed[j.Path] = true
-		if err := b.apply(j); err != nil {
+	gs := b.groups()
+	res := &results{Samples: map[string][]sample{}, Late: map[string]int{}}
+	for gi, g := range gs {
+		if err := b.apply(g[0]); err != nil {
 			return nil, err
 		}
-		if _, err := b.fetch(ctx, url(j.Path, false, b.o.size), b.o.timeout); err != nil {
-			return nil, fmt.Errorf("warm-up %v: %w", j, err)
+		for _, j := range g {
+			res.Jobs = append(res.Jobs, j)
+			if _, err := b.fetch(ctx, url(j.Path, false, b.o.size), b.o.timeout); err != nil {
+				return nil, fmt.Errorf("warm-up %v: %w", j, err)
+			}
 		}
-	}
-	for r := range b.o.runs {
-		for i, j := range js {
-			if err := ctx.Err(); err != nil {
-				return nil, err
+		for r := range b.o.runs {
+			for _, j := range g {
+				s, err := b.one(ctx, j, res)
+				if err != nil {
+					return nil, fmt.Errorf("%v: %w", j, err)
+				}
+				res.Samples[j.String()] = append(res.Samples[j.String()], s)
+				fmt.Fprintf(b.log, "group %d/%d run %d/%d %v: %.2f s%s ttfb %.0f/%.0f ms\n", gi+1, len(gs), r+1, b.o.runs, j,
+					s.Download, map[bool]string{true: " (timed out)"}[s.TimedOut], s.HTTPTTFB*1e3, s.HTTPSTTFB*1e3)
 			}
-			s, err := b.one(ctx, j, res)
-			if err != nil {
-				return nil, fmt.Errorf("%v: %w", j, err)
-			}
-			res.Samples[j.String()] = append(res.Samples[j.String()], s)
-			fmt.Fprintf(b.log, "run %d/%d job %d/%d %v: %.2f s%s ttfb %.0f/%.0f ms\n", r+1, b.o.runs, i+1, len(js), j,
-				s.Download, map[bool]string{true: " (timed out)"}[s.TimedOut], s.HTTPTTFB*1e3, s.HTTPSTTFB*1e3)
 		}
 	}
 	return res, nil
@@ -122,9 +125,6 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 
 // one measures j once, repeating the run while the emulator was late.
 func (b *bench) one(ctx context.Context, j job, res *results) (sample, error) {
-	if err := b.apply(j); err != nil {
-		return sample{}, err
-	}
 	for try := 1; ; try++ {
 		b.env.total++
 		late := b.lab.Late()
