@@ -12,6 +12,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -71,12 +72,105 @@ type Client struct {
 	stateMu   sync.Mutex
 	state     *wire.EdgeState
 	stateSubs map[chan struct{}]struct{}
+
+	// dials counts connection attempts, dialFailures the failed ones by
+	// DialFailure, lost the established connections that died.
+	dials        atomic.Int64
+	dialFailures [numDialFailures]atomic.Int64
+	lost         atomic.Int64
 }
 
 type slot struct {
 	idx    int
 	conn   atomic.Pointer[quic.Conn]
-	active atomic.Int64 // open streams
+	active atomic.Int64  // open streams
+	state  atomic.Uint32 // a SlotState
+}
+
+// SlotState is the state of one connection of the pool.
+type SlotState uint32
+
+// Slot states.
+const (
+	// SlotDialing: a dial (or the wait for the region's first answer on
+	// the control stream) is in progress.
+	SlotDialing SlotState = iota
+	// SlotUp: the connection is established.
+	SlotUp
+	// SlotBackoff: the last dial failed; the next waits for the backoff.
+	SlotBackoff
+)
+
+// SlotStates lists every slot state.
+var SlotStates = []SlotState{SlotDialing, SlotUp, SlotBackoff}
+
+// String names the state for status and metric labels.
+func (s SlotState) String() string {
+	switch s {
+	case SlotUp:
+		return "up"
+	case SlotBackoff:
+		return "backoff"
+	}
+	return "dialing"
+}
+
+// DialFailure classifies a failed backbone dial.
+type DialFailure uint8
+
+// Dial failure reasons.
+const (
+	// DialTimeout: no answer within the handshake timeout.
+	DialTimeout DialFailure = iota
+	// DialRefused: the region (or its host) refused: a QUIC or ICMP
+	// refusal, or the region closed the connection before its first
+	// answer (it refused our certificate).
+	DialRefused
+	// DialTLS: the TLS handshake failed (our side refused the region's
+	// certificate, or the region sent a TLS alert).
+	DialTLS
+	// DialOther is any other failure.
+	DialOther
+	numDialFailures
+)
+
+// DialFailures lists every dial failure reason.
+var DialFailures = []DialFailure{DialTimeout, DialRefused, DialTLS, DialOther}
+
+// String names the reason for status and metric labels.
+func (d DialFailure) String() string {
+	switch d {
+	case DialTimeout:
+		return "timeout"
+	case DialRefused:
+		return "refused"
+	case DialTLS:
+		return "tls"
+	}
+	return "other"
+}
+
+// classifyDial says why a dial failed.
+func classifyDial(err error) DialFailure {
+	var (
+		idle   *quic.IdleTimeoutError
+		hs     *quic.HandshakeTimeoutError
+		te     *quic.TransportError
+		app    *quic.ApplicationError
+		reset  *quic.StatelessResetError
+		netErr net.Error
+	)
+	switch {
+	case errors.As(err, &idle), errors.As(err, &hs):
+		return DialTimeout
+	case errors.As(err, &te) && te.ErrorCode.IsCryptoError():
+		return DialTLS
+	case errors.As(err, &app), errors.As(err, &reset), errors.As(err, &te), errors.Is(err, syscall.ECONNREFUSED):
+		return DialRefused
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return DialTimeout
+	}
+	return DialOther
 }
 
 // NewClient checks cfg and returns a Client; Run starts it.
@@ -158,11 +252,15 @@ func (c *Client) maintain(ctx context.Context, s *slot) {
 			case <-t.C:
 			}
 		}
+		s.state.Store(uint32(SlotDialing))
+		c.dials.Add(1)
 		conn, err := tr.Dial(ctx, c.raddr, c.tlsConfig(), c.qconf)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
+			c.dialFailures[classifyDial(err)].Add(1)
+			s.state.Store(uint32(SlotBackoff))
 			backoff = nextBackoff(backoff)
 			log.Warn("backbone dial failed", "addr", c.cfg.Addr, "err", err, "retry_in", backoff)
 			continue
@@ -171,6 +269,8 @@ func (c *Client) maintain(ctx context.Context, s *slot) {
 			// The replacement dial starts at once; failures back off from there.
 			backoff = 0
 		} else {
+			c.dialFailures[DialRefused].Add(1)
+			s.state.Store(uint32(SlotBackoff))
 			backoff = nextBackoff(backoff)
 		}
 	}
@@ -208,6 +308,7 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 	select {
 	case <-established:
 		up = true
+		s.state.Store(uint32(SlotUp))
 		s.conn.Store(conn)
 		c.signal()
 		log.Info("backbone connected", "addr", c.cfg.Addr, "local", conn.LocalAddr().String(),
@@ -219,6 +320,9 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 	case <-ctx.Done():
 		_ = conn.CloseWithError(wire.ConnShutdown, "edge shutting down")
 	case <-conn.Context().Done():
+		if up {
+			c.lost.Add(1)
+		}
 		log.Warn("backbone connection lost", "established", up, "err", context.Cause(conn.Context()))
 	}
 	s.conn.Store(nil)
@@ -425,20 +529,54 @@ type Stats struct {
 	// LossRatio is packets lost over packets sent, across live connections.
 	LossRatio   float64
 	OpenStreams int64
+	// Slots is each connection of the pool.
+	Slots []SlotStats
+	// Dials counts connection attempts since the client started;
+	// DialFailures the failed ones, indexed by DialFailure; Lost the
+	// established connections that died (each is redialled).
+	Dials        int64
+	DialFailures [numDialFailures]int64
+	Lost         int64
+	// DroppedDatagrams: see Client.DroppedDatagrams.
+	DroppedDatagrams int64
 }
 
-// Stats reports the pool's live connections, best smoothed RTT and loss.
+// SlotStats is one connection of the pool.
+type SlotStats struct {
+	State       SlotState
+	SmoothedRTT time.Duration // zero unless up
+	LossRatio   float64
+	OpenStreams int64
+}
+
+// Stats reports the pool's live connections, best smoothed RTT and loss,
+// each connection's state and the dial counters.
 func (c *Client) Stats() Stats {
-	var st Stats
+	st := Stats{Dials: c.dials.Load(), Lost: c.lost.Load(), DroppedDatagrams: c.DroppedDatagrams()}
+	for i := range c.dialFailures {
+		st.DialFailures[i] = c.dialFailures[i].Load()
+	}
 	var sent, lost uint64
 	for _, s := range c.slots {
+		ss := SlotStats{State: SlotState(s.state.Load())}
 		conn := s.conn.Load()
 		if conn == nil {
+			if ss.State == SlotUp {
+				ss.State = SlotDialing // between the loss and the next dial
+			}
+			st.Slots = append(st.Slots, ss)
 			continue
 		}
 		st.Live++
-		st.OpenStreams += s.active.Load()
+		ss.State = SlotUp
+		ss.OpenStreams = s.active.Load()
+		st.OpenStreams += ss.OpenStreams
 		cs := conn.ConnectionStats()
+		ss.SmoothedRTT = cs.SmoothedRTT
+		if cs.PacketsSent > 0 {
+			ss.LossRatio = float64(cs.PacketsLost) / float64(cs.PacketsSent)
+		}
+		st.Slots = append(st.Slots, ss)
 		if st.SmoothedRTT == 0 || cs.SmoothedRTT < st.SmoothedRTT {
 			st.SmoothedRTT = cs.SmoothedRTT
 		}

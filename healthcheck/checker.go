@@ -267,6 +267,7 @@ func (c *Checker) Eject(id, reason string) bool {
 	prev := t.status.State
 	t.status.State = Unhealthy
 	t.status.Ejected = true
+	t.status.Ejections++
 	t.status.Changed = time.Now()
 	c.publishLocked(t.status)
 	c.log.Info("endpoint ejected", "endpoint", id, "from", prev, "reason", reason)

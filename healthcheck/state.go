@@ -60,6 +60,9 @@ type Status struct {
 	// Ejected is true while the endpoint is Unhealthy because of a passive
 	// ejection (Checker.Eject) rather than failed probes.
 	Ejected bool
+	// Ejections counts the passive ejections that turned the endpoint
+	// Unhealthy since it was added.
+	Ejections int64
 	// Removed is true only in the Status a Subscription reports when the
 	// endpoint was removed by Checker.Update; State is then Unknown.
 	Removed bool

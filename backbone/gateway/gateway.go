@@ -106,9 +106,10 @@ type Gateway struct {
 	cfg   Config
 	log   *slog.Logger
 	table atomic.Pointer[map[string]*Endpoint]
-	flows atomic.Int64
-	tcp   sync.WaitGroup // TCP splices running
-	udp   udpState       // see udp.go
+	stats atomic.Pointer[map[string]*epStats] // see stats.go
+	flows atomic.Int64                        // TCP flows
+	tcp   sync.WaitGroup                      // TCP splices running
+	udp   udpState                            // see udp.go
 
 	// mu guards health, subs, edges and fleetSubs.
 	mu     sync.Mutex
@@ -162,11 +163,12 @@ func (g *Gateway) SetEndpoints(eps []Endpoint) {
 		e := eps[i]
 		m[e.ID] = &e
 	}
+	g.keepStats(eps)
 	g.table.Store(&m)
 }
 
-// ActiveFlows is the number of flows being served.
-func (g *Gateway) ActiveFlows() int64 { return g.flows.Load() }
+// ActiveFlows is the number of flows being served, TCP and UDP.
+func (g *Gateway) ActiveFlows() int64 { return g.flows.Load() + g.udp.open.Load() }
 
 // SetHealth records the health of endpoints and pushes the changes to
 // every connected edge.
@@ -311,12 +313,16 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 	if !ok {
 		return
 	}
+	st := g.statsOf(ep.ID)
+	st.dialsTCP.Add(1)
+	start := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, g.cfg.DialTimeout)
 	d := net.Dialer{}
 	c, err := d.DialContext(dctx, "tcp", addr)
 	cancel()
 	if err != nil {
 		code := dialCode(err)
+		st.fail(code)
 		g.log.Warn("endpoint dial failed", "endpoint", ep.ID, "addr", addr, "code", code.String(), "err", err)
 		if g.cfg.Ejector != nil && ctx.Err() == nil {
 			g.cfg.Ejector.Eject(ep.ID, code.String())
@@ -324,6 +330,7 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 		g.refuse(s, code)
 		return
 	}
+	st.observe(time.Since(start))
 	tc := c.(*net.TCPConn)
 	if ep.ProxyProtocol {
 		if err := writeProxyHeader(tc, h); err != nil {
@@ -338,6 +345,7 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 		return
 	}
 	g.flows.Add(1)
+	st.activeTCP.Add(1)
 	g.tcp.Add(1)
 	// ctx ends with the backbone connection. Then the flow is over: reset
 	// the endpoint side too, or a flow the edge has half-closed would wait
@@ -351,6 +359,7 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 	splice.Start(tc, s, ep.IdleTimeout, func(splice.Result) {
 		stop()
 		g.flows.Add(-1)
+		st.activeTCP.Add(-1)
 		g.tcp.Done()
 	})
 }

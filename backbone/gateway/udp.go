@@ -40,8 +40,9 @@ type UDPStats struct {
 	// opened (or has closed).
 	UnknownFlow int64
 	// Dropped counts packets that could not be forwarded: no live route
-	// back to an edge, a send error, or an endpoint socket error.
-	Dropped int64
+	// back to an edge, a full backlog, a send error, or an endpoint socket
+	// error; DroppedSocket counts the last kind alone.
+	Dropped, DroppedSocket int64
 }
 
 // udpKey identifies a UDP flow at the region. It does not name the edge or
@@ -66,6 +67,7 @@ type udpState struct {
 	wg sync.WaitGroup // one reader per flow
 
 	toEndpoint, fromEndpoint, fallback, unknown, dropped, open, datagrams atomic.Int64
+	droppedSocket                                                         atomic.Int64
 }
 
 // udpConn maps one connection's flow IDs to their bindings.
@@ -78,6 +80,7 @@ type udpConn struct {
 // udpFlow is one region UDP flow: a socket connected to the endpoint.
 type udpFlow struct {
 	key   udpKey
+	st    *epStats
 	sock  *net.UDPConn
 	proxy []byte // PROXY v2 header prepended to every packet, or nil
 	idle  time.Duration
@@ -107,7 +110,8 @@ func (g *Gateway) UDPStats() UDPStats {
 	u := &g.udp
 	return UDPStats{
 		Flows: u.open.Load(), Datagrams: u.datagrams.Load(), ToEndpoint: u.toEndpoint.Load(), FromEndpoint: u.fromEndpoint.Load(),
-		FallbackToEdge: u.fallback.Load(), UnknownFlow: u.unknown.Load(), Dropped: u.dropped.Load(),
+		FallbackToEdge: u.fallback.Load(), UnknownFlow: u.unknown.Load(), Dropped: u.dropped.Load() + u.droppedSocket.Load(),
+		DroppedSocket: u.droppedSocket.Load(),
 	}
 }
 
@@ -199,7 +203,7 @@ func (g *Gateway) toEndpoint(bd *udpBinding, p, scratch []byte) []byte {
 		out = scratch
 	}
 	if _, err := f.sock.Write(out); err != nil {
-		g.udp.dropped.Add(1)
+		g.udp.droppedSocket.Add(1)
 	} else {
 		g.udp.toEndpoint.Add(1)
 	}
@@ -316,18 +320,23 @@ func (g *Gateway) udpFlowFor(ctx context.Context, ep *Endpoint, addr string, h *
 	if f != nil {
 		return f, wire.CodeOK
 	}
+	st := g.statsOf(ep.ID)
+	st.dialsUDP.Add(1)
+	start := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, g.cfg.DialTimeout)
 	var d net.Dialer
 	c, err := d.DialContext(dctx, "udp", addr)
 	cancel()
 	if err != nil {
 		code := dialCode(err)
+		st.fail(code)
 		g.log.Warn("endpoint udp socket failed", "endpoint", ep.ID, "addr", addr, "err", err)
 		return nil, code
 	}
 	sock := c.(*net.UDPConn)
 	backbone.SetSocketBuffers(sock, g.log)
-	f = &udpFlow{key: key, sock: sock, idle: ep.IdleTimeout, bindings: map[*udpBinding]struct{}{}}
+	st.observe(time.Since(start))
+	f = &udpFlow{key: key, st: st, sock: sock, idle: ep.IdleTimeout, bindings: map[*udpBinding]struct{}{}}
 	if f.idle <= 0 {
 		f.idle = DefaultUDPIdleTimeout
 	}
@@ -357,6 +366,7 @@ func (g *Gateway) udpFlowFor(ctx context.Context, ep *Endpoint, addr string, h *
 	}
 	u.flows[key] = f
 	u.open.Add(1)
+	st.activeUDP.Add(1)
 	u.wg.Go(func() { g.fromEndpoint(f) })
 	u.mu.Unlock()
 	g.log.Debug("udp flow opened", "endpoint", ep.ID, "client", h.Client.String(), "local", sock.LocalAddr().String())
@@ -372,6 +382,7 @@ func (g *Gateway) closeFlow(f *udpFlow) {
 	if u.flows[f.key] == f {
 		delete(u.flows, f.key)
 		u.open.Add(-1)
+		f.st.activeUDP.Add(-1)
 	}
 	u.mu.Unlock()
 	f.mu.Lock()
@@ -419,7 +430,7 @@ func (g *Gateway) fromEndpoint(f *udpFlow) {
 				return
 			default:
 				// ICMP errors (port unreachable) surface here: keep reading.
-				g.udp.dropped.Add(1)
+				g.udp.droppedSocket.Add(1)
 				continue
 			}
 		}

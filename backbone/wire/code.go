@@ -52,6 +52,26 @@ func (c Code) String() string {
 	return fmt.Sprintf("code(%d)", uint8(c))
 }
 
+var codeLabels = [...]string{
+	CodeOK:              "ok",
+	CodeBadHeader:       "bad_header",
+	CodeUnknownEndpoint: "unknown_endpoint",
+	CodeNotAllowed:      "not_allowed",
+	CodeDialRefused:     "dial_refused",
+	CodeDialTimeout:     "dial_timeout",
+	CodeDialFailed:      "dial_failed",
+	CodeOverloaded:      "overloaded",
+	CodeDraining:        "draining",
+}
+
+// Label names the code in snake_case for metric labels and status keys.
+func (c Code) Label() string {
+	if int(c) < len(codeLabels) {
+		return codeLabels[c]
+	}
+	return fmt.Sprintf("code_%d", uint8(c))
+}
+
 // RefusedError is the edge's error for a flow the region refused.
 type RefusedError struct{ Code Code }
 

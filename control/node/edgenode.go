@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/anyedge/anyedge/backbone"
@@ -159,7 +158,7 @@ func flowCounters(c flow.Counters, udp bool) FlowCounters {
 	return fc
 }
 
-// RegionState is the edge's view of one region.
+// RegionState is the edge's view of one region: its backbone pool.
 type RegionState struct {
 	Name        string  `json:"name"`
 	Reachable   bool    `json:"reachable"`
@@ -167,7 +166,42 @@ type RegionState struct {
 	RTTMillis   float64 `json:"rtt_ms"`
 	LossRatio   float64 `json:"loss_ratio"`
 	OpenStreams int64   `json:"open_streams"`
+	// Pool is each connection of the pool.
+	Pool []PoolConn `json:"pool"`
+	// Dials counts connection attempts, DialFailures the failed ones by
+	// reason, Reconnects the established connections that died.
+	Dials            int64            `json:"dials"`
+	DialFailures     map[string]int64 `json:"dial_failures"`
+	Reconnects       int64            `json:"reconnects"`
+	DroppedDatagrams int64            `json:"dropped_datagrams"`
 }
+
+// PoolConn is one connection of a backbone pool.
+type PoolConn struct {
+	// State is "up", "dialing" or "backoff".
+	State       string  `json:"state"`
+	RTTMillis   float64 `json:"rtt_ms"`
+	LossRatio   float64 `json:"loss_ratio"`
+	OpenStreams int64   `json:"open_streams"`
+}
+
+func regionState(name string, s backbone.Stats) RegionState {
+	rs := RegionState{
+		Name: name, Reachable: s.Live > 0, Connections: s.Live,
+		RTTMillis: millis(s.SmoothedRTT), LossRatio: s.LossRatio, OpenStreams: s.OpenStreams,
+		Dials: s.Dials, DialFailures: map[string]int64{}, Reconnects: s.Lost, DroppedDatagrams: s.DroppedDatagrams,
+	}
+	for _, f := range backbone.DialFailures {
+		rs.DialFailures[f.String()] = s.DialFailures[f]
+	}
+	for _, sl := range s.Slots {
+		rs.Pool = append(rs.Pool, PoolConn{State: sl.State.String(), RTTMillis: millis(sl.SmoothedRTT),
+			LossRatio: sl.LossRatio, OpenStreams: sl.OpenStreams})
+	}
+	return rs
+}
+
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // BGPPeerState is one BGP neighbour.
 type BGPPeerState struct {
@@ -326,8 +360,14 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	en.registerMetrics(reg)
+	reg := newRegistry(opts.Version)
+	reg.MustRegister(edgeCollector{en: en, fwd: fwd, fc: flow.NewCollector(func() []*flow.Meter {
+		out := make([]*flow.Meter, 0, len(en.listeners))
+		for _, l := range en.listeners {
+			out = append(out, l.Meter)
+		}
+		return out
+	})})
 	adm, err := admin.Listen(admin.Options{Addr: n.PoP.Admin, Remote: n.PoP.RemoteAdmin, Store: store,
 		Node: en, Registry: reg, Logger: log})
 	if err != nil {
@@ -452,11 +492,7 @@ func (en *edgeNode) supervise(ctx context.Context) error {
 func (en *edgeNode) refresh(draining bool, phase string) bool {
 	st := &EdgeStatus{Node: en.n.Name, Role: string(en.n.Role), Version: en.opts.Version, Draining: draining, DrainPhase: phase}
 	for _, c := range en.clients {
-		s := c.Stats()
-		st.Regions = append(st.Regions, RegionState{
-			Name: c.Region(), Reachable: s.Live > 0, Connections: s.Live,
-			RTTMillis: float64(s.SmoothedRTT.Microseconds()) / 1000, LossRatio: s.LossRatio, OpenStreams: s.OpenStreams,
-		})
+		st.Regions = append(st.Regions, regionState(c.Region(), c.Stats()))
 	}
 	// Listen succeeded before the first refresh: every listener is bound.
 	r := decide(en.accels, en.listeners, true, en.regions)
@@ -518,52 +554,3 @@ func (en *edgeNode) command(drain bool) error {
 }
 
 var _ admin.Drainer = (*edgeNode)(nil)
-
-func (en *edgeNode) registerMetrics(reg *prometheus.Registry) {
-	reg.MustRegister(flow.NewCollector(func() []*flow.Meter {
-		out := make([]*flow.Meter, 0, len(en.listeners))
-		for _, l := range en.listeners {
-			out = append(out, l.Meter)
-		}
-		return out
-	}))
-	for _, c := range en.clients {
-		labels := prometheus.Labels{"region": c.Region()}
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "anyedge", Subsystem: "backbone", Name: "live_connections", Help: "Live QUIC connections to the region.", ConstLabels: labels,
-		}, func() float64 { return float64(c.Stats().Live) }))
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "anyedge", Subsystem: "backbone", Name: "rtt_seconds", Help: "Smoothed RTT of the best live connection to the region.", ConstLabels: labels,
-		}, func() float64 { return c.Stats().SmoothedRTT.Seconds() }))
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "anyedge", Subsystem: "backbone", Name: "loss_ratio", Help: "Packets lost over packets sent on live connections to the region.", ConstLabels: labels,
-		}, func() float64 { return c.Stats().LossRatio }))
-	}
-	if en.speaker != nil {
-		reg.MustRegister(bgpCollector{en.speaker})
-	}
-}
-
-// bgpCollector exports the BGP sessions' state.
-type bgpCollector struct{ s *bgp.Speaker }
-
-var (
-	bgpUpDesc       = prometheus.NewDesc("anyedge_bgp_session_established", "1 when the BGP session is established.", []string{"peer"}, nil)
-	bgpPrefixesDesc = prometheus.NewDesc("anyedge_bgp_prefixes_advertised", "Prefixes advertised to the peer.", []string{"peer"}, nil)
-)
-
-func (b bgpCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- bgpUpDesc
-	ch <- bgpPrefixesDesc
-}
-
-func (b bgpCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, p := range b.s.Peers() {
-		up := 0.0
-		if p.State == "established" {
-			up = 1
-		}
-		ch <- prometheus.MustNewConstMetric(bgpUpDesc, prometheus.GaugeValue, up, p.Address.String())
-		ch <- prometheus.MustNewConstMetric(bgpPrefixesDesc, prometheus.GaugeValue, float64(p.PrefixesAdvertised), p.Address.String())
-	}
-}

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/anyedge/anyedge/backbone"
@@ -98,8 +97,8 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 		return fmt.Errorf("region %s: %w", n.Name, err)
 	}
 	rn := &regionNode{name: n.Name, version: opts.Version, checker: checker, gw: gw}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(regionCollector{m: metrics, gw: gw, checker: checker})
+	reg := newRegistry(opts.Version)
+	reg.MustRegister(regionCollector{region: n.Name, m: metrics, gw: gw, checker: checker})
 	adm, err := admin.Listen(admin.Options{Addr: n.Region.Admin, Remote: n.Region.RemoteAdmin, Store: store,
 		Node: rn, Registry: reg, Logger: log})
 	if err != nil {
@@ -155,16 +154,20 @@ type regionNode struct {
 	gw            *gateway.Gateway
 }
 
-// RegionStatus is a region's status snapshot, served at /status.
+// RegionStatus is a region's status snapshot, served at /status. The
+// shape is documented in docs/status.md.
 type RegionStatus struct {
-	Node        string          `json:"node"`
-	Role        string          `json:"role"`
-	Version     string          `json:"version"`
+	Node    string `json:"node"`
+	Role    string `json:"role"`
+	Version string `json:"version"`
+	// ActiveFlows counts TCP and UDP flows.
 	ActiveFlows int64           `json:"active_flows"`
 	Endpoints   []EndpointState `json:"endpoints"`
+	UDP         RegionUDP       `json:"udp"`
 }
 
-// EndpointState is one endpoint's health as its region sees it.
+// EndpointState is one endpoint's health and traffic as its region sees
+// it.
 type EndpointState struct {
 	ID            string    `json:"id"`
 	State         string    `json:"state"`
@@ -173,15 +176,53 @@ type EndpointState struct {
 	LastProbe     time.Time `json:"last_probe"`
 	Changed       time.Time `json:"changed"`
 	Ejected       bool      `json:"ejected,omitempty"`
+	Ejections     int64     `json:"ejections"`
+	// ActiveTCPFlows and ActiveUDPFlows are the flows open now; DialsTCP
+	// and DialsUDP count dials (UDP: endpoint sockets opened);
+	// DialFailures counts failed dials by answer code.
+	ActiveTCPFlows int64             `json:"active_tcp_flows"`
+	ActiveUDPFlows int64             `json:"active_udp_flows"`
+	DialsTCP       uint64            `json:"dials_tcp"`
+	DialsUDP       uint64            `json:"dials_udp"`
+	DialFailures   map[string]uint64 `json:"dial_failures"`
+}
+
+// RegionUDP are a region's UDP counters.
+type RegionUDP struct {
+	DatagramsReceived   int64 `json:"datagrams_received"`
+	PacketsToEndpoint   int64 `json:"packets_to_endpoint"`
+	PacketsFromEndpoint int64 `json:"packets_from_endpoint"`
+	FallbackToEdge      int64 `json:"fallback_to_edge"`
+	UnknownFlow         int64 `json:"unknown_flow"`
+	// Dropped counts packets dropped by place: "backbone" (backlog full,
+	// no route back to an edge, a failed send) and "region_socket" (an
+	// endpoint socket error).
+	Dropped map[string]int64 `json:"dropped"`
 }
 
 // Status implements admin.Node.
 func (r *regionNode) Status() any {
 	st := &RegionStatus{Node: r.name, Role: string(config.RoleRegion), Version: r.version, ActiveFlows: r.gw.ActiveFlows()}
-	for _, e := range r.checker.Snapshot() {
-		st.Endpoints = append(st.Endpoints, EndpointState{ID: e.ID, State: e.State.String(), Reason: e.LastErr,
-			LatencyMillis: float64(e.Latency.Microseconds()) / 1000, LastProbe: e.LastProbe, Changed: e.Changed, Ejected: e.Ejected})
+	traffic := map[string]gateway.EndpointStats{}
+	for _, e := range r.gw.EndpointStats() {
+		traffic[e.ID] = e
 	}
+	for _, e := range r.checker.Snapshot() {
+		es := EndpointState{ID: e.ID, State: e.State.String(), Reason: e.LastErr,
+			LatencyMillis: float64(e.Latency.Microseconds()) / 1000, LastProbe: e.LastProbe, Changed: e.Changed,
+			Ejected: e.Ejected, Ejections: e.Ejections, DialFailures: map[string]uint64{}}
+		if t, ok := traffic[e.ID]; ok {
+			es.ActiveTCPFlows, es.ActiveUDPFlows, es.DialsTCP, es.DialsUDP = t.ActiveTCP, t.ActiveUDP, t.DialsTCP, t.DialsUDP
+			for code, n := range t.Failures {
+				es.DialFailures[code.Label()] = n
+			}
+		}
+		st.Endpoints = append(st.Endpoints, es)
+	}
+	u := r.gw.UDPStats()
+	st.UDP = RegionUDP{DatagramsReceived: u.Datagrams, PacketsToEndpoint: u.ToEndpoint, PacketsFromEndpoint: u.FromEndpoint,
+		FallbackToEdge: u.FallbackToEdge, UnknownFlow: u.UnknownFlow,
+		Dropped: map[string]int64{"backbone": u.Dropped - u.DroppedSocket, "region_socket": u.DroppedSocket}}
 	return st
 }
 
