@@ -15,18 +15,26 @@ import (
 	"github.com/anyedge/anyedge/healthcheck/probe"
 )
 
-// edgeListeners maps the document's listeners onto the edge's own types.
-func edgeListeners(doc *config.Document) ([]edge.Listener, error) {
+// edgeListeners maps the document's listeners onto the edge's own types,
+// for the PoP called pop: anycast accelerators listen on their static
+// addresses, DNS-steered ones on the PoP's own steering addresses (and not
+// at all on a PoP without any).
+func edgeListeners(doc *config.Document, pop string) ([]edge.Listener, error) {
+	steerAddrs, err := steeringAddrs(doc, pop)
+	if err != nil {
+		return nil, err
+	}
 	var out []edge.Listener
 	for ai := range doc.Accelerators {
 		acc := &doc.Accelerators[ai]
-		var addrs []netip.Addr
-		for _, s := range acc.IPAddresses {
-			a, err := netip.ParseAddr(s)
-			if err != nil {
-				return nil, fmt.Errorf("accelerators[%d].ip_addresses: %w", ai, err)
+		addrs, err := parseAddrs(fmt.Sprintf("accelerators[%d].ip_addresses", ai), acc.IPAddresses)
+		if err != nil {
+			return nil, err
+		}
+		if acc.Steering == "dns" {
+			if addrs = steerAddrs; len(addrs) == 0 {
+				continue
 			}
-			addrs = append(addrs, a)
 		}
 		for li := range acc.Listeners {
 			l := &acc.Listeners[li]

@@ -66,7 +66,7 @@ func TestMapping(t *testing.T) {
 	doc, err := config.Load([]byte(mapDoc), config.LoadOptions{Env: []string{}})
 	require.NoError(t, err)
 
-	ls, err := edgeListeners(doc)
+	ls, err := edgeListeners(doc, "p1")
 	require.NoError(t, err)
 	require.Len(t, ls, 1)
 	l := ls[0]

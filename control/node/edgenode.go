@@ -16,6 +16,7 @@ import (
 
 	"github.com/anyedge/anyedge/backbone"
 	"github.com/anyedge/anyedge/backbone/pki"
+	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/edge"
@@ -48,6 +49,12 @@ type edgeNode struct {
 	listeners []edge.Listener
 	cmds      chan command
 	status    atomic.Pointer[EdgeStatus]
+	dns       *edgeDNS // nil without a dns section
+	// epoch, seq and said are what this edge last told the regions of
+	// itself (wire.EdgeState); owned by the supervisor.
+	epoch int64
+	seq   uint64
+	said  *wire.EdgeState
 }
 
 type command struct {
@@ -71,6 +78,8 @@ type EdgeStatus struct {
 	Flows     FlowCounters   `json:"flows"`
 	BGP       []BGPPeerState `json:"bgp_peers,omitempty"`
 	Announced []netip.Prefix `json:"announced,omitempty"`
+	// DNS is the authoritative DNS server, with a dns section.
+	DNS *DNSStatus `json:"dns,omitempty"`
 }
 
 // AcceleratorState says whether the edge can serve an accelerator.
@@ -227,9 +236,15 @@ func bgpPeerStates(ps []bgp.PeerStatus) []BGPPeerState {
 	return out
 }
 
-func accelViews(doc *config.Document) []accelView {
+// accelViews lists the accelerators the PoP called pop serves: every
+// anycast one, and the DNS-steered ones when it has steering addresses.
+func accelViews(doc *config.Document, pop string) []accelView {
+	steers, _ := steeringAddrs(doc, pop)
 	var out []accelView
 	for _, a := range doc.Accelerators {
+		if a.Steering == "dns" && len(steers) == 0 {
+			continue
+		}
 		v := accelView{name: a.Name}
 		for _, p := range a.Prefixes {
 			if pf, err := netip.ParsePrefix(p); err == nil {
@@ -293,7 +308,7 @@ func bgpConfig(b config.BGP) (bgp.Config, error) {
 
 func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store) error {
 	log := opts.Logger
-	listeners, err := edgeListeners(opts.Doc)
+	listeners, err := edgeListeners(opts.Doc, n.Name)
 	if err != nil {
 		return err
 	}
@@ -301,7 +316,8 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 		l := &listeners[i]
 		l.Meter = flow.NewMeter(flow.Listener{Key: l.Route.Key, Accelerator: l.Accelerator, Protocol: l.Protocol}, nil)
 	}
-	en := &edgeNode{opts: opts, n: n, log: log, accels: accelViews(opts.Doc), listeners: listeners, cmds: make(chan command)}
+	en := &edgeNode{opts: opts, n: n, log: log, accels: accelViews(opts.Doc, n.Name), listeners: listeners,
+		cmds: make(chan command), epoch: time.Now().UnixNano()}
 	regions := edge.Regions{}
 	en.regions = regions
 	for _, r := range usedRegions(opts.Doc) {
@@ -368,6 +384,15 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 		}
 		return out
 	})})
+	if en.dns, err = newEdgeDNS(opts.Doc, n, reg, log); err != nil {
+		return err
+	}
+	if en.dns != nil {
+		if err := en.dns.srv.Listen(); err != nil {
+			return err
+		}
+		defer func() { _ = en.dns.srv.Close() }()
+	}
 	adm, err := admin.Listen(admin.Options{Addr: n.PoP.Admin, Remote: n.PoP.RemoteAdmin, Store: store,
 		Node: en, Registry: reg, Logger: log})
 	if err != nil {
@@ -387,6 +412,9 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 	}
 	if en.speaker != nil {
 		g.Go(func() error { return en.speaker.Run(gctx) })
+	}
+	if en.dns != nil {
+		g.Go(func() error { return en.dns.srv.Run(gctx) })
 	}
 	g.Go(func() error { return en.supervise(gctx) })
 	err = g.Wait()
@@ -506,6 +534,7 @@ func (en *edgeNode) refresh(draining bool, phase string) bool {
 		st.Listeners = append(st.Listeners, ls)
 	}
 	st.Ready = r.all && !draining
+	en.tellFleet(r, draining)
 	if en.speaker != nil {
 		if !draining {
 			en.speaker.SetAnnounce(r.announce)
@@ -528,7 +557,34 @@ func (en *edgeNode) Status() any {
 		st.Listeners[i].FlowCounters = flowCounters(c, l.Protocol == "udp")
 	}
 	st.Flows = flowCounters(sum, false)
+	if en.dns != nil {
+		st.DNS = en.dns.status()
+	}
 	return &st
+}
+
+// tellFleet sends this edge's state to the regions when it changed (the
+// accelerators it is ready for, and draining), and refreshes the DNS
+// server's view of which PoPs are available.
+func (en *edgeNode) tellFleet(r readiness, draining bool) {
+	st := wire.EdgeState{Epoch: en.epoch, Draining: draining, Ready: []string{}}
+	for _, a := range r.accelerators {
+		if a.Ready {
+			st.Ready = append(st.Ready, a.Name)
+		}
+	}
+	if en.said == nil || en.said.Draining != st.Draining || !slices.Equal(en.said.Ready, st.Ready) {
+		en.seq++
+		st.Seq = en.seq
+		en.said = &st
+		for _, c := range en.clients {
+			c.SetEdgeState(st)
+		}
+	}
+	if en.dns != nil {
+		fleet, view := en.regions.Fleet()
+		en.dns.update(en.n.Name, *en.said, fleet, view)
+	}
 }
 
 // Ready implements admin.Node.
