@@ -69,7 +69,8 @@ type Stats struct {
 	Queries    map[string]int64 `json:"queries"`
 	QueriesUDP int64            `json:"queries_udp"`
 	QueriesTCP int64            `json:"queries_tcp"`
-	// Responses sent, by response code (NOERROR, NXDOMAIN, REFUSED, …).
+	// Responses sent, by response code (NOERROR, NXDOMAIN, REFUSED, …);
+	// every code of the list is present.
 	Responses map[string]int64 `json:"responses"`
 	// Malformed packets: not a DNS query, dropped (UDP) or answered
 	// FORMERR (TCP).
@@ -98,9 +99,7 @@ func (s *Server) Stats() Stats {
 				st.QueriesTCP += n
 			}
 			for r, rn := range rcodeNames {
-				if v := c.responses[p][q][r].Load(); v > 0 {
-					st.Responses[rn] += v
-				}
+				st.Responses[rn] += c.responses[p][q][r].Load()
 			}
 		}
 	}
