@@ -236,12 +236,15 @@ func (c *Client) maintain(ctx context.Context, s *slot) {
 		return
 	}
 	SetSocketBuffers(udp, c.log)
-	tr := &quic.Transport{Conn: udp}
+	pc := newICMPConn(udp)
+	icmp, _ := pc.(*icmpConn)
+	tr := &quic.Transport{Conn: pc}
 	defer func() {
 		_ = tr.Close()
 		_ = udp.Close()
 	}()
 	backoff := time.Duration(0)
+	failures := 0 // dials failed in a row: only the first is logged above debug
 	for ctx.Err() == nil {
 		if backoff > 0 {
 			t := time.NewTimer(jitter(backoff))
@@ -254,7 +257,7 @@ func (c *Client) maintain(ctx context.Context, s *slot) {
 		}
 		s.state.Store(uint32(SlotDialing))
 		c.dials.Add(1)
-		conn, err := tr.Dial(ctx, c.raddr, c.tlsConfig(), c.qconf)
+		conn, err := c.dial(ctx, tr, icmp)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -262,8 +265,18 @@ func (c *Client) maintain(ctx context.Context, s *slot) {
 			c.dialFailures[classifyDial(err)].Add(1)
 			s.state.Store(uint32(SlotBackoff))
 			backoff = nextBackoff(backoff)
-			log.Warn("backbone dial failed", "addr", c.cfg.Addr, "err", err, "retry_in", backoff)
+			failures++
+			level := slog.LevelDebug
+			if failures == 1 {
+				level = slog.LevelWarn
+			}
+			log.Log(ctx, level, "backbone dial failed", "addr", c.cfg.Addr, "err", err, "retry_in", backoff,
+				"failures", failures)
 			continue
+		}
+		if failures > 0 {
+			log.Info("backbone dial succeeded", "addr", c.cfg.Addr, "after_failures", failures)
+			failures = 0
 		}
 		if c.serveConn(ctx, s, conn, log) {
 			// The replacement dial starts at once; failures back off from there.
@@ -274,6 +287,29 @@ func (c *Client) maintain(ctx context.Context, s *slot) {
 			backoff = nextBackoff(backoff)
 		}
 	}
+}
+
+// errPortUnreachable is the cause of a dial cancelled by an ICMP
+// port-unreachable: nothing listens on the region's port.
+var errPortUnreachable = errors.New("port unreachable: nothing listens on the region's backbone port")
+
+// dial runs one QUIC handshake with the region. With icmp set, a
+// port-unreachable in answer to the handshake fails it at once.
+func (c *Client) dial(ctx context.Context, tr *quic.Transport, icmp *icmpConn) (*quic.Conn, error) {
+	if icmp == nil {
+		return tr.Dial(ctx, c.raddr, c.tlsConfig(), c.qconf)
+	}
+	dctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	icmp.setOnRefused(func(err error) { cancel(fmt.Errorf("%w (%w)", errPortUnreachable, err)) })
+	defer icmp.setOnRefused(nil)
+	conn, err := tr.Dial(dctx, c.raddr, c.tlsConfig(), c.qconf)
+	if err != nil && ctx.Err() == nil {
+		if cause := context.Cause(dctx); errors.Is(cause, errPortUnreachable) {
+			err = cause
+		}
+	}
+	return conn, err
 }
 
 // tlsConfig returns the TLS configuration for the next dial.
@@ -299,7 +335,7 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 	waitDatagrams := c.startDatagrams(conn)
 	go func() {
 		defer close(done)
-		if err := c.control(conn, established); err != nil && conn.Context().Err() == nil {
+		if err := c.control(conn, established); err != nil && ctx.Err() == nil && !connClosed(err) {
 			log.Warn("control stream failed; closing connection", "err", err)
 			_ = conn.CloseWithError(wire.ConnProtocol, "control stream failed")
 		}
@@ -323,7 +359,12 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 		if up {
 			c.lost.Add(1)
 		}
-		log.Warn("backbone connection lost", "established", up, "err", context.Cause(conn.Context()))
+		cause := context.Cause(conn.Context())
+		if regionShutdown(cause) {
+			log.Info("backbone connection closed by the region", "established", up, "err", cause)
+		} else {
+			log.Warn("backbone connection lost", "established", up, "err", cause)
+		}
 	}
 	s.conn.Store(nil)
 	<-done
@@ -454,6 +495,31 @@ func (c *Client) Fleet() (edges []wire.EdgeState, ok bool) {
 		return nil, false
 	}
 	return *p, true
+}
+
+// connClosed reports whether err ended a stream because its whole
+// connection closed (by either end, or by the idle timeout) or because the
+// peer is shutting down, as opposed to a failure of the stream itself; the
+// connection's end is logged once, by serveConn.
+func connClosed(err error) bool {
+	var (
+		app   *quic.ApplicationError
+		idle  *quic.IdleTimeoutError
+		trans *quic.TransportError
+		reset *quic.StatelessResetError
+		str   *quic.StreamError
+	)
+	if errors.As(err, &str) {
+		return str.ErrorCode == wire.StreamShutdown
+	}
+	return errors.As(err, &app) || errors.As(err, &idle) || errors.As(err, &trans) || errors.As(err, &reset)
+}
+
+// regionShutdown reports whether err is the region closing the connection
+// because it is stopping.
+func regionShutdown(err error) bool {
+	var app *quic.ApplicationError
+	return errors.As(err, &app) && app.Remote && app.ErrorCode == wire.ConnShutdown
 }
 
 func (c *Client) applyHealth(h wire.Health) {

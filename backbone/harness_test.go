@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -65,6 +66,7 @@ type region struct {
 }
 
 type regionOpts struct {
+	listen     string // default 127.0.0.1:0
 	maxStreams int64
 	gw         gateway.Config
 }
@@ -85,7 +87,10 @@ func (l *lab) startRegion(t *testing.T, o regionOpts) *region {
 	gw := gateway.New(o.gw)
 	rec := &recorder{h: gw, conns: map[*quic.Conn]int{}, newConn: make(chan *quic.Conn, 64)}
 	tlsConf := pki.ServerConfig(l.store(t, regionName), func(n string) bool { return n == edgeName }, m.OnReject(nil))
-	srv, err := backbone.Listen(backbone.ServerConfig{Listen: "127.0.0.1:0", TLS: tlsConf, MaxStreams: o.maxStreams}, rec)
+	if o.listen == "" {
+		o.listen = "127.0.0.1:0"
+	}
+	srv, err := backbone.Listen(backbone.ServerConfig{Listen: o.listen, TLS: tlsConf, MaxStreams: o.maxStreams}, rec)
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(context.Background()) }()
@@ -152,19 +157,31 @@ func (r *recorder) nextConn(t *testing.T) *quic.Conn {
 // startClient runs a pool of k connections to addr as node.
 func (l *lab) startClient(t *testing.T, node, addr string, k int) *backbone.Client {
 	t.Helper()
+	c, _ := l.startClientLog(t, node, addr, k, nil)
+	return c
+}
+
+// startClientLog is startClient with a logger; stop ends the client and
+// waits for it (it is also called in the test's cleanup).
+func (l *lab) startClientLog(t *testing.T, node, addr string, k int, log *slog.Logger) (c *backbone.Client, stop func()) {
+	t.Helper()
 	c, err := backbone.NewClient(backbone.ClientConfig{
 		Region: regionName, Addr: addr, Connections: k,
-		TLS: l.clientTLS(t, node), Hello: backbone.Hello(node, "test"),
+		TLS: l.clientTLS(t, node), Hello: backbone.Hello(node, "test"), Logger: log,
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	return c
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			require.NoError(t, <-done)
+		})
+	}
+	t.Cleanup(stop)
+	return c, stop
 }
 
 // eventually polls cond every few milliseconds until it holds or the

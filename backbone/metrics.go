@@ -9,6 +9,7 @@ import (
 
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/backbone/wire"
+	"github.com/anyedge/anyedge/internal/ratelog"
 )
 
 // Metrics counts what a region's backbone refuses: handshakes by reason
@@ -21,14 +22,11 @@ type Metrics struct {
 	handshakeRefused map[string]int64
 
 	streamsRefused [256]atomic.Int64 // indexed by wire.Code
-
-	lastLog    atomic.Int64 // unix nanoseconds of the last refusal logged
-	suppressed atomic.Int64 // refusals not logged since then
 }
 
 // refusalLogEvery rate-limits refusal logs: a peer retrying with a bad
 // certificate must not flood the log.
-const refusalLogEvery = 100 * time.Millisecond
+const refusalLogEvery = time.Second
 
 // CountHandshakeRefused counts one refused handshake with a reason label.
 func (m *Metrics) CountHandshakeRefused(reason string) {
@@ -64,22 +62,16 @@ func (m *Metrics) StreamsRefused() map[wire.Code]int64 {
 
 // OnReject returns an onReject callback for pki.ServerConfig that counts a
 // refused handshake and logs it with the peer's address and reason (at
-// most one line per 100 ms; the next line says how many were not logged).
+// most one line per second and reason; the next line says how many were
+// not logged).
 func (m *Metrics) OnReject(log *slog.Logger) func(remote string, reason error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("component", "backbone-server")
+	rl := ratelog.New(log.With("component", "backbone-server"), refusalLogEvery)
 	return func(remote string, reason error) {
 		label := pki.RejectReason(reason)
 		m.CountHandshakeRefused(label)
-		now := time.Now().UnixNano()
-		last := m.lastLog.Load()
-		if now-last < int64(refusalLogEvery) || !m.lastLog.CompareAndSwap(last, now) {
-			m.suppressed.Add(1)
-			return
-		}
-		log.Warn("backbone handshake refused", "remote", remote, "reason", label, "err", reason,
-			"suppressed", m.suppressed.Swap(0))
+		rl.Log(slog.LevelWarn, "handshake refused "+label, "backbone handshake refused", "remote", remote, "reason", label, "err", reason)
 	}
 }

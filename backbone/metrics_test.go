@@ -19,12 +19,13 @@ func TestMetricsOnRejectCountsAndLogs(t *testing.T) {
 	m := &backbone.Metrics{}
 	onReject := m.OnReject(slog.New(slog.NewTextHandler(&buf, nil)))
 	onReject("198.18.0.9:4433", fmt.Errorf("refused: %w", pki.ErrUnknownNode))
-	for range 10 { // a burst: counted, logged at most once more
+	for range 10 { // a burst: counted, logged once per reason
 		onReject("198.18.0.9:4433", pki.ErrNoCertificate)
 	}
 	require.Equal(t, map[string]int64{"unknown_node": 1, "no_certificate": 10}, m.HandshakeRefused())
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	require.Len(t, lines, 1, "refusal logs are not rate-limited")
+	require.Len(t, lines, 2, "refusal logs are not rate-limited")
+	require.Contains(t, lines[1], "reason=no_certificate")
 	require.Contains(t, lines[0], "remote=198.18.0.9:4433")
 	require.Contains(t, lines[0], "reason=unknown_node")
 	require.Contains(t, lines[0], "component=backbone-server")

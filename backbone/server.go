@@ -146,7 +146,9 @@ func (s *Server) serveConn(conn *quic.Conn) {
 		str, err := conn.AcceptStream(s.ctx)
 		if err != nil {
 			log.Info("edge disconnected", "reason", context.Cause(conn.Context()))
-			_ = conn.CloseWithError(wire.ConnShutdown, "")
+			// Either the region is stopping (the reason the edge sees) or
+			// the connection is already gone and this does nothing.
+			_ = conn.CloseWithError(wire.ConnShutdown, "region shutting down")
 			break
 		}
 		wg.Go(func() { s.h.ServeStream(conn.Context(), peer, str) })

@@ -26,6 +26,7 @@ import (
 	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/router"
+	"github.com/anyedge/anyedge/internal/ratelog"
 )
 
 // PortRange is an inclusive range of ports.
@@ -90,6 +91,7 @@ var _ router.View = Regions(nil)
 type Edge struct {
 	cfg     Config
 	log     *slog.Logger
+	rl      *ratelog.Logger // per-flow events
 	regions Regions
 	view    *suspects // the router's view: regions, less suspected endpoints
 	lns     []*boundListener
@@ -133,6 +135,7 @@ func New(cfg Config, regions Regions) (*Edge, error) {
 	e := &Edge{
 		cfg:     cfg,
 		log:     logger.With("component", "edge"),
+		rl:      ratelog.New(logger.With("component", "edge"), ratelog.Every),
 		regions: regions,
 		view:    newSuspects(regions, cfg.SuspectFor),
 		conns:   map[*net.TCPConn]struct{}{},
@@ -251,7 +254,7 @@ func (e *Edge) acceptLoop(ctx context.Context, bl *boundListener) {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			e.log.Warn("accept", "listener", bl.l.Route.Key, "err", err)
+			e.rl.Warn("accept", "listener", bl.l.Route.Key, "err", err)
 			continue
 		}
 		if !e.track(c) {
@@ -424,7 +427,7 @@ func (e *Edge) endSetup(bl *boundListener, c *net.TCPConn, rec *flow.Record) {
 func (e *Edge) firstAttempt(ctx context.Context, bl *boundListener, flow router.Flow, hdr *wire.Header, c *net.TCPConn, ed *early) (attempt, bool) {
 	choice, err := bl.table.Pick(flow, e.view, nil)
 	if err != nil {
-		e.log.Warn("no route for flow", "listener", bl.l.Route.Key, "client", flow.Src.String(), "err", err)
+		e.rl.Warn("no route for flow", "listener", bl.l.Route.Key, "client", flow.Src.String(), "err", err)
 		return attempt{err: err}, true
 	}
 	hdr.EndpointID = choice.EndpointID
@@ -518,7 +521,7 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 		if !errors.As(a.err, &refused) && actx.Err() == nil {
 			unreachable = append(unreachable, a.choice.Region)
 		}
-		e.log.Info("flow attempt failed", "client", flow.Src.String(), "region", a.choice.Region,
+		e.rl.Info("flow attempt failed", "client", flow.Src.String(), "region", a.choice.Region,
 			"endpoint", a.choice.EndpointID, "err", a.err)
 	}
 	inflight := 0
@@ -589,7 +592,7 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 		// The first attempt was still pending when another won: new flows
 		// avoid its endpoint for a while instead of each waiting for it.
 		e.view.suspect(first.choice.Region, first.choice.EndpointID)
-		e.log.Info("endpoint suspected: answer slower than a hedge", "region", first.choice.Region,
+		e.rl.Info("endpoint suspected: answer slower than a hedge", "region", first.choice.Region,
 			"endpoint", first.choice.EndpointID, "for", e.cfg.SuspectFor)
 	}
 	if inflight > 0 {

@@ -30,6 +30,7 @@ import (
 	"github.com/anyedge/anyedge/backbone"
 	"github.com/anyedge/anyedge/backbone/splice"
 	"github.com/anyedge/anyedge/backbone/wire"
+	"github.com/anyedge/anyedge/internal/ratelog"
 )
 
 // Endpoint is one endpoint the region may dial.
@@ -105,6 +106,7 @@ type Config struct {
 type Gateway struct {
 	cfg   Config
 	log   *slog.Logger
+	rl    *ratelog.Logger // per-stream and per-dial events
 	table atomic.Pointer[map[string]*Endpoint]
 	stats atomic.Pointer[map[string]*epStats] // see stats.go
 	flows atomic.Int64                        // TCP flows
@@ -146,6 +148,7 @@ func New(cfg Config) *Gateway {
 	g := &Gateway{
 		cfg:       cfg,
 		log:       logger.With("component", "gateway"),
+		rl:        ratelog.New(logger.With("component", "gateway"), ratelog.Every),
 		health:    map[string]wire.EndpointHealth{},
 		subs:      map[chan struct{}]struct{}{},
 		edges:     map[string]*edgeEntry{},
@@ -262,7 +265,7 @@ func (g *Gateway) ServeStream(ctx context.Context, peer backbone.Peer, s *quic.S
 	h, err := wire.ReadHeader(s)
 	_ = s.SetReadDeadline(time.Time{})
 	if err != nil {
-		g.log.Warn("bad stream header", "peer", peer.Name, "err", err)
+		g.rl.Log(slog.LevelWarn, "bad stream header "+peer.Name, "bad stream header", "peer", peer.Name, "err", err)
 		g.refuse(s, wire.CodeBadHeader)
 		return
 	}
@@ -294,13 +297,13 @@ func (g *Gateway) refuse(s *quic.Stream, c wire.Code) {
 func (g *Gateway) resolve(peer backbone.Peer, s *quic.Stream, h *wire.Header) (*Endpoint, string, bool) {
 	ep := (*g.table.Load())[h.EndpointID]
 	if ep == nil {
-		g.log.Warn("stream names unknown endpoint", "peer", peer.Name, "kind", h.Kind, "endpoint", h.EndpointID)
+		g.rl.Log(slog.LevelWarn, "unknown endpoint "+peer.Name, "stream names unknown endpoint", "peer", peer.Name, "kind", h.Kind, "endpoint", h.EndpointID)
 		g.refuse(s, wire.CodeUnknownEndpoint)
 		return nil, "", false
 	}
 	addr, ok := ep.Target(h.ListenerPort)
 	if !ok {
-		g.log.Warn("stream names a port outside the endpoint's listener", "peer", peer.Name,
+		g.rl.Log(slog.LevelWarn, "port outside listener "+peer.Name, "stream names a port outside the endpoint's listener", "peer", peer.Name,
 			"kind", h.Kind, "endpoint", h.EndpointID, "listener_port", h.ListenerPort)
 		g.refuse(s, wire.CodeNotAllowed)
 		return nil, "", false
@@ -323,7 +326,7 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 	if err != nil {
 		code := dialCode(err)
 		st.fail(code)
-		g.log.Warn("endpoint dial failed", "endpoint", ep.ID, "addr", addr, "code", code.String(), "err", err)
+		g.rl.Log(slog.LevelWarn, "dial "+ep.ID, "endpoint dial failed", "endpoint", ep.ID, "addr", addr, "code", code.String(), "err", err)
 		if g.cfg.Ejector != nil && ctx.Err() == nil {
 			g.cfg.Ejector.Eject(ep.ID, code.String())
 		}

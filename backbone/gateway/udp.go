@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -330,7 +331,7 @@ func (g *Gateway) udpFlowFor(ctx context.Context, ep *Endpoint, addr string, h *
 	if err != nil {
 		code := dialCode(err)
 		st.fail(code)
-		g.log.Warn("endpoint udp socket failed", "endpoint", ep.ID, "addr", addr, "err", err)
+		g.rl.Log(slog.LevelWarn, "udp socket "+ep.ID, "endpoint udp socket failed", "endpoint", ep.ID, "addr", addr, "err", err)
 		return nil, code
 	}
 	sock := c.(*net.UDPConn)

@@ -105,6 +105,7 @@ func TestQuickstart(t *testing.T) {
 	select {
 	case err := <-done:
 		require.NoError(t, err, "exit status after SIGINT: %s", stderr.String())
+		require.NotRegexp(t, `level=(WARN|ERROR)`, stderr.String(), "a normal run and stop logs nothing above info")
 	case <-time.After(2 * time.Second):
 		t.Fatalf("anyedge dev did not stop within 2 s of SIGINT")
 	}

@@ -102,7 +102,7 @@ func (f *Forwarder) open(ctx context.Context, fl *udpFlow) {
 			case served:
 				reason = flow.BackboneLost
 			}
-			f.log.Info("udp flow open failed", "listener", fl.sock.l.Route.Key, "client", fl.client.String(), "reason", reason, "err", err)
+			f.rl.Info("udp flow open failed", "listener", fl.sock.l.Route.Key, "client", fl.client.String(), "reason", reason, "err", err)
 			f.remove(fl, wire.StreamReset, reason)
 		}
 		return

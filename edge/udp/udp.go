@@ -33,6 +33,7 @@ import (
 	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/router"
+	"github.com/anyedge/anyedge/internal/ratelog"
 )
 
 // Defaults of Config and Listener.
@@ -116,6 +117,7 @@ type Stats struct {
 type Forwarder struct {
 	cfg     Config
 	log     *slog.Logger
+	rl      *ratelog.Logger // per-flow events
 	regions Regions
 	socks   []*socket
 	nextID  atomic.Uint64
@@ -176,6 +178,7 @@ func New(cfg Config, regions Regions) (*Forwarder, error) {
 	return &Forwarder{
 		cfg:       cfg,
 		log:       logger.With("component", "edge-udp"),
+		rl:        ratelog.New(logger.With("component", "edge-udp"), ratelog.Every),
 		regions:   regions,
 		flows:     map[flowKey]*udpFlow{},
 		ids:       map[uint64]*udpFlow{},
