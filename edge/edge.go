@@ -25,6 +25,7 @@ import (
 	"github.com/anyedge/anyedge/backbone/splice"
 	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/edge/flow"
+	"github.com/anyedge/anyedge/edge/internal/liveness"
 	"github.com/anyedge/anyedge/edge/router"
 	"github.com/anyedge/anyedge/internal/ratelog"
 )
@@ -75,6 +76,10 @@ type Config struct {
 	SuspectFor time.Duration
 	// Logger receives events.
 	Logger *slog.Logger
+	// Heartbeat, when positive, wakes each accept loop at least this often
+	// so that Liveness can tell a turning loop from a stuck one (the
+	// watchdog); zero leaves the loops blocked until a client comes.
+	Heartbeat time.Duration
 }
 
 // MaxRetries is how many other endpoints or regions a new flow may try
@@ -92,6 +97,7 @@ type Edge struct {
 	cfg     Config
 	log     *slog.Logger
 	rl      *ratelog.Logger // per-flow events
+	live    *liveness.Set   // the accept loops' wake-ups; nil without Heartbeat
 	regions Regions
 	view    *suspects // the router's view: regions, less suspected endpoints
 	lns     []*boundListener
@@ -136,6 +142,7 @@ func New(cfg Config, regions Regions) (*Edge, error) {
 		cfg:     cfg,
 		log:     logger.With("component", "edge"),
 		rl:      ratelog.New(logger.With("component", "edge"), ratelog.Every),
+		live:    liveness.NewSet(cfg.Heartbeat),
 		regions: regions,
 		view:    newSuspects(regions, cfg.SuspectFor),
 		conns:   map[*net.TCPConn]struct{}{},
@@ -215,6 +222,11 @@ func (e *Edge) Meters() []*flow.Meter {
 	return out
 }
 
+// Liveness returns when the accept loop that has gone longest without
+// turning last turned (see Config.Heartbeat); the zero time without
+// Heartbeat or listeners.
+func (e *Edge) Liveness() time.Time { return e.live.Oldest() }
+
 // Stats returns the edge's counters summed over its listeners.
 func (e *Edge) Stats() flow.Counters {
 	var c flow.Counters
@@ -248,9 +260,13 @@ func (e *Edge) Run(ctx context.Context) error {
 }
 
 func (e *Edge) acceptLoop(ctx context.Context, bl *boundListener) {
+	live := e.live.Loop(bl.ln.SetDeadline)
 	for {
 		c, err := bl.ln.AcceptTCP()
 		if err != nil {
+			if live.Woke(err) {
+				continue
+			}
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}

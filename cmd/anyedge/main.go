@@ -26,6 +26,7 @@ import (
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/dev"
 	"github.com/anyedge/anyedge/control/node"
+	"github.com/anyedge/anyedge/internal/sdnotify"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -225,7 +226,14 @@ func runNode(role string, args []string, stderr io.Writer) int {
 		case <-ctx.Done():
 		}
 	}()
-	if err := node.Run(ctx, node.Options{Doc: doc, Node: c.node, Version: version, Logger: log, Drain: drain}); err != nil {
+	// Under systemd (Type=notify), READY=1, STOPPING=1 and the watchdog.
+	notifier, err := sdnotify.FromEnv(os.Getenv, os.Getpid())
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
+	defer notifier.Close()
+	if err := node.Run(ctx, node.Options{Doc: doc, Node: c.node, Version: version, Logger: log, Drain: drain, Notify: notifier}); err != nil {
 		log.Error("anyedge stopped on error", "err", err)
 		return exitFail
 	}

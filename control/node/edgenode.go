@@ -365,14 +365,15 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 			}
 		}()
 	}
-	en.e, err = edge.New(edge.Config{Node: n.Name, Listeners: listeners, Logger: log}, regions)
+	hb := heartbeat(opts.Notify.Watchdog())
+	en.e, err = edge.New(edge.Config{Node: n.Name, Listeners: listeners, Logger: log, Heartbeat: hb}, regions)
 	if err != nil {
 		return err
 	}
 	if err := en.e.Listen(); err != nil {
 		return err
 	}
-	fwd, err := udpForwarder(listeners, n.PoP, regions, log) // see udp.go
+	fwd, err := udpForwarder(listeners, n.PoP, regions, hb, log) // see udp.go
 	if err != nil {
 		return err
 	}
@@ -417,7 +418,16 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 		g.Go(func() error { return en.dns.srv.Run(gctx) })
 	}
 	g.Go(func() error { return en.supervise(gctx) })
+	if opts.Notify.Watchdog() > 0 {
+		sources := []func() time.Time{en.e.Liveness}
+		if fwd != nil {
+			sources = append(sources, fwd.Liveness)
+		}
+		g.Go(func() error { return watchdog(gctx, opts.Notify, log, sources...) })
+	}
+	notify(log, opts.Notify.Ready)
 	err = g.Wait()
+	notify(log, opts.Notify.Stopping)
 	if errors.Is(err, errDrained) {
 		return nil
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/healthcheck"
+	"github.com/anyedge/anyedge/internal/sdnotify"
 )
 
 // Options says which node to run from which document.
@@ -43,6 +44,10 @@ type Options struct {
 	// Drain, when it fires, starts an edge's drain: GRACEFUL_SHUTDOWN,
 	// withdrawal after drain.bgp_grace, exit after drain.timeout (SIGTERM).
 	Drain <-chan struct{}
+	// Notify, when set, tells the service manager (systemd) that the node
+	// has started and is stopping and, when it asks for a watchdog, that
+	// the edge's data path is alive (see watchdog.go).
+	Notify *sdnotify.Notifier
 }
 
 // Run runs the node named by opts.Node until ctx ends. It returns nil on a
@@ -115,7 +120,9 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 	g.Go(func() error { return checker.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx) })
 	g.Go(func() error { publishHealth(gctx, checker, gw); return nil })
+	notify(log, opts.Notify.Ready)
 	err = g.Wait()
+	notify(log, opts.Notify.Stopping)
 	_ = gw.Close() // UDP flows (backbone/gateway/udp.go)
 	if errors.Is(err, context.Canceled) {
 		err = nil

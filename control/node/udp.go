@@ -2,6 +2,7 @@ package node
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/edge"
@@ -12,7 +13,7 @@ import (
 // document's "udp" listeners (edge.New skips them); nil when there are
 // none. The forwarder runs next to the TCP edge on the same backbone
 // clients.
-func udpForwarder(listeners []edge.Listener, pop *config.PoP, regions edge.Regions, log *slog.Logger) (*udp.Forwarder, error) {
+func udpForwarder(listeners []edge.Listener, pop *config.PoP, regions edge.Regions, heartbeat time.Duration, log *slog.Logger) (*udp.Forwarder, error) {
 	var uls []udp.Listener
 	for _, l := range listeners {
 		if l.Protocol != "udp" {
@@ -32,6 +33,7 @@ func udpForwarder(listeners []edge.Listener, pop *config.PoP, regions edge.Regio
 		MaxFlows:          pop.UDP.MaxFlows,
 		MaxFlowsPerSource: pop.UDP.MaxFlowsPerSource,
 		Logger:            log,
+		Heartbeat:         heartbeat,
 	}, udp.Regions(regions))
 	if err != nil {
 		return nil, err

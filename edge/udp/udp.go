@@ -32,6 +32,7 @@ import (
 	"github.com/anyedge/anyedge/backbone"
 	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/edge/flow"
+	"github.com/anyedge/anyedge/edge/internal/liveness"
 	"github.com/anyedge/anyedge/edge/router"
 	"github.com/anyedge/anyedge/internal/ratelog"
 )
@@ -84,6 +85,10 @@ type Config struct {
 	OpenTimeout time.Duration
 	// Logger receives events.
 	Logger *slog.Logger
+	// Heartbeat, when positive, wakes each read loop at least this often
+	// so that Liveness can tell a turning loop from a stuck one (the
+	// watchdog); zero leaves the loops blocked until a packet comes.
+	Heartbeat time.Duration
 }
 
 // Regions gives the backbone client of each region; it is also the
@@ -118,6 +123,7 @@ type Forwarder struct {
 	cfg     Config
 	log     *slog.Logger
 	rl      *ratelog.Logger // per-flow events
+	live    *liveness.Set   // the read loops' wake-ups; nil without Heartbeat
 	regions Regions
 	socks   []*socket
 	nextID  atomic.Uint64
@@ -179,6 +185,7 @@ func New(cfg Config, regions Regions) (*Forwarder, error) {
 		cfg:       cfg,
 		log:       logger.With("component", "edge-udp"),
 		rl:        ratelog.New(logger.With("component", "edge-udp"), ratelog.Every),
+		live:      liveness.NewSet(cfg.Heartbeat),
 		regions:   regions,
 		flows:     map[flowKey]*udpFlow{},
 		ids:       map[uint64]*udpFlow{},
@@ -224,6 +231,11 @@ func (f *Forwarder) closeSockets() {
 		_ = s.conn.Close()
 	}
 }
+
+// Liveness returns when the read loop that has gone longest without
+// turning last turned (see Config.Heartbeat); the zero time without
+// Heartbeat or sockets.
+func (f *Forwarder) Liveness() time.Time { return f.live.Oldest() }
 
 // Addrs returns the bound listener addresses.
 func (f *Forwarder) Addrs() []net.Addr {
@@ -303,9 +315,13 @@ func (f *Forwarder) Run(ctx context.Context) error {
 func (f *Forwarder) readLoop(ctx context.Context, s *socket) {
 	buf := make([]byte, 16+wire.MaxPacketLen)
 	const room = 8 // the longest varint flow ID
+	live := f.live.Loop(s.conn.SetReadDeadline)
 	for {
 		n, src, err := s.conn.ReadFromUDPAddrPort(buf[room:])
 		if err != nil {
+			if live.Woke(err) {
+				continue
+			}
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}

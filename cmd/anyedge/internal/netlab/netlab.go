@@ -192,6 +192,12 @@ type Proc struct {
 // logPath. The process is killed (SIGKILL, by PID) in the test's cleanup
 // if it still runs, and its log is printed when the test failed.
 func (n *NS) Start(logPath string, args ...string) *Proc {
+	n.lab.t.Helper()
+	return n.StartEnv(logPath, nil, args...)
+}
+
+// StartEnv is Start with env added to the process's environment.
+func (n *NS) StartEnv(logPath string, env []string, args ...string) *Proc {
 	t := n.lab.t
 	t.Helper()
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -200,6 +206,9 @@ func (n *NS) Start(logPath string, args ...string) *Proc {
 	}
 	cmd := n.Command(args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		t.Fatalf("start %s in %s: %v", strings.Join(args, " "), n.Name, err)
