@@ -113,6 +113,7 @@ type target struct {
 	cancel     context.CancelFunc // stops the loop; nil while not running
 	status     Status
 	succ, fail int // consecutive passing and failed probes
+	history    history
 }
 
 // New returns a Checker for targets. Probing starts with Run.
@@ -226,10 +227,16 @@ func (c *Checker) Update(targets []Target) error {
 			continue
 		}
 		t := &target{cfg: cfg, prober: probers[id], kick: make(chan struct{}, 1)}
+		if existed {
+			t.history = old.history
+		}
 		if existed && sameCheck(old.cfg.Probe, cfg.Probe) {
 			// Same check, other timing: keep what we know.
 			t.status, t.succ, t.fail = old.status, old.succ, old.fail
 		} else {
+			if existed && old.status.State != Unknown {
+				t.history.add(Change{At: now, From: old.status.State, To: Unknown, Reason: "health check changed"})
+			}
 			t.status = Status{ID: id, State: Unknown, Changed: now}
 		}
 		if existed {
@@ -269,6 +276,7 @@ func (c *Checker) Eject(id, reason string) bool {
 	t.status.Ejected = true
 	t.status.Ejections++
 	t.status.Changed = time.Now()
+	t.history.add(Change{At: t.status.Changed, From: prev, To: Unhealthy, Reason: t.status.LastErr})
 	c.publishLocked(t.status)
 	c.log.Info("endpoint ejected", "endpoint", id, "from", prev, "reason", reason)
 	select {
@@ -288,6 +296,19 @@ func (c *Checker) Snapshot() []Status {
 	}
 	sortStatuses(out)
 	return out
+}
+
+// History returns the last state changes of endpoint id (at most
+// HistoryLen, oldest first), or nil for an unknown id. A reload that keeps
+// the endpoint keeps its history.
+func (c *Checker) History(id string) []Change {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.targets[id]
+	if !ok {
+		return nil
+	}
+	return t.history.list()
 }
 
 // startLocked starts t's probe loop under the running Run.
@@ -392,6 +413,7 @@ func (c *Checker) record(t *target, err error, latency time.Duration) {
 		st.LastErr = ""
 		st.Ejected = false
 	}
+	t.history.add(Change{At: now, From: prev, To: next, Reason: st.LastErr})
 	c.publishLocked(*st)
 	c.log.Info("endpoint state changed", "endpoint", t.cfg.ID, "from", prev, "to", next,
 		"reason", st.LastErr, "latency", latency)

@@ -411,3 +411,57 @@ func TestNewErrors(t *testing.T) {
 	_, err = New([]Target{{ID: "a", Probe: probe.Config{Address: "x:1"}}, {ID: "a", Probe: probe.Config{Address: "x:1"}}}, Options{})
 	require.ErrorContains(t, err, "duplicate")
 }
+
+// TestHistory: every state change is kept with its time, states and reason,
+// the last HistoryLen of them, oldest first, across a reload that keeps the
+// endpoint.
+func TestHistory(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fs := fakes{}
+		c, err := New([]Target{tgt("a", 1, 1)}, Options{NewProber: fs.newProber})
+		require.NoError(t, err)
+		require.Empty(t, c.History("a"))
+		require.Nil(t, c.History("nope"))
+		start(t, c)
+
+		step(t, c, fs, "a", "a", true)
+		passedAt := time.Now()
+		time.Sleep(time.Second) // synctest: virtual time, to tell the changes apart
+		step(t, c, fs, "a", "a", false)
+		require.Equal(t, []Change{
+			{At: passedAt, From: Unknown, To: Healthy},
+			{At: time.Now(), From: Healthy, To: Unhealthy, Reason: "probe failed"},
+		}, c.History("a"))
+		step(t, c, fs, "a", "a", true)
+		require.True(t, c.Eject("a", "dial refused"))
+		h := c.History("a")
+		require.Equal(t, Change{At: time.Now(), From: Healthy, To: Unhealthy, Reason: "ejected: dial refused"}, h[len(h)-1])
+
+		// Flap well past the ring's size: the last HistoryLen stay, in order.
+		for range HistoryLen {
+			step(t, c, fs, "a", "a", true)
+			step(t, c, fs, "a", "a", false)
+		}
+		h = c.History("a")
+		require.Len(t, h, HistoryLen)
+		for i, ch := range h {
+			if i > 0 {
+				require.Equal(t, h[i-1].To, ch.From, "change %d follows the one before", i)
+				require.False(t, ch.At.Before(h[i-1].At))
+			}
+		}
+		require.Equal(t, Unhealthy, h[len(h)-1].To)
+
+		// A reload with other timing keeps the history; another check
+		// records the reset to Unknown.
+		slow := tgt("a", 1, 1)
+		slow.Interval = 2 * time.Second
+		require.NoError(t, c.Update([]Target{slow}))
+		require.Equal(t, h, c.History("a"))
+		other := tgt("a", 1, 1)
+		other.Probe.Address = "b"
+		require.NoError(t, c.Update([]Target{other}))
+		h2 := c.History("a")
+		require.Equal(t, Change{At: time.Now(), From: Unhealthy, To: Unknown, Reason: "health check changed"}, h2[len(h2)-1])
+	})
+}

@@ -34,7 +34,9 @@
 //
 // # Publishing
 //
-// Checker.Snapshot returns every endpoint's Status. Checker.Subscribe returns
+// Checker.Snapshot returns every endpoint's Status, and Checker.History an
+// endpoint's last HistoryLen state changes (time, from, to, reason), kept in
+// a small ring per endpoint. Checker.Subscribe returns
 // a Subscription that is signalled on every change and hands out the latest
 // Status of each changed endpoint; a subscriber that reads slowly misses
 // intermediate states but never blocks probing and always sees the last one.

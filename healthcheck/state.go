@@ -67,3 +67,38 @@ type Status struct {
 	// endpoint was removed by Checker.Update; State is then Unknown.
 	Removed bool
 }
+
+// HistoryLen is how many state changes a Checker keeps per endpoint.
+const HistoryLen = 8
+
+// Change is one state change of an endpoint, as kept in its history.
+type Change struct {
+	// At is when the state changed.
+	At time.Time
+	// From and To are the states before and after.
+	From, To State
+	// Reason is the probe failure or ejection reason that caused it; empty
+	// for a change to Healthy.
+	Reason string
+}
+
+// history is a ring of an endpoint's last HistoryLen changes.
+type history struct {
+	ring [HistoryLen]Change
+	n    int // changes recorded in all
+}
+
+func (h *history) add(c Change) {
+	h.ring[h.n%HistoryLen] = c
+	h.n++
+}
+
+// list returns the kept changes, oldest first.
+func (h *history) list() []Change {
+	k := min(h.n, HistoryLen)
+	out := make([]Change, 0, k)
+	for i := h.n - k; i < h.n; i++ {
+		out = append(out, h.ring[i%HistoryLen])
+	}
+	return out
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
+	"github.com/anyedge/anyedge/edge"
 	"github.com/anyedge/anyedge/healthcheck"
 	"github.com/anyedge/anyedge/internal/sdnotify"
 )
@@ -101,7 +102,7 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 	if err != nil {
 		return fmt.Errorf("region %s: %w", n.Name, err)
 	}
-	rn := &regionNode{name: n.Name, version: opts.Version, checker: checker, gw: gw}
+	rn := &regionNode{name: n.Name, version: opts.Version, checker: checker, gw: gw, endpoints: endpointInfos(opts.Doc, n.Name)}
 	reg := newRegistry(opts.Version)
 	reg.MustRegister(regionCollector{region: n.Name, m: metrics, gw: gw, checker: checker})
 	adm, err := admin.Listen(admin.Options{Addr: n.Region.Admin, Remote: n.Region.RemoteAdmin, Store: store,
@@ -159,6 +160,36 @@ type regionNode struct {
 	name, version string
 	checker       *healthcheck.Checker
 	gw            *gateway.Gateway
+	endpoints     map[string]endpointInfo // by endpoint ID; immutable
+}
+
+// endpointInfo is what the document says of one of a region's endpoints.
+type endpointInfo struct {
+	listener string // edge.ListenerKey of its listener
+	weight   int
+}
+
+// endpointInfos maps the IDs of the endpoints in region to their listener
+// and weight.
+func endpointInfos(doc *config.Document, region string) map[string]endpointInfo {
+	out := map[string]endpointInfo{}
+	for _, a := range doc.Accelerators {
+		for _, l := range a.Listeners {
+			for _, g := range l.EndpointGroups {
+				if g.Region != region {
+					continue
+				}
+				for _, e := range g.Endpoints {
+					info := endpointInfo{listener: edge.ListenerKey(a.Name, l.Protocol, uint16(l.PortRanges[0].From)), weight: 128}
+					if e.Weight != nil {
+						info.weight = *e.Weight
+					}
+					out[e.ID] = info
+				}
+			}
+		}
+	}
+	return out
 }
 
 // RegionStatus is a region's status snapshot, served at /status. The
@@ -176,7 +207,11 @@ type RegionStatus struct {
 // EndpointState is one endpoint's health and traffic as its region sees
 // it.
 type EndpointState struct {
-	ID            string    `json:"id"`
+	ID string `json:"id"`
+	// Listener is the key (accelerator/protocol/first port) of the
+	// listener the endpoint serves.
+	Listener      string    `json:"listener"`
+	Weight        int       `json:"weight"`
 	State         string    `json:"state"`
 	Reason        string    `json:"reason,omitempty"`
 	LatencyMillis float64   `json:"latency_ms"`
@@ -192,6 +227,9 @@ type EndpointState struct {
 	DialsTCP       uint64            `json:"dials_tcp"`
 	DialsUDP       uint64            `json:"dials_udp"`
 	DialFailures   map[string]uint64 `json:"dial_failures"`
+	// Changes are the endpoint's last state changes, oldest first
+	// (healthcheck.HistoryLen at most).
+	Changes []StateChange `json:"changes"`
 }
 
 // RegionUDP are a region's UDP counters.
@@ -207,6 +245,14 @@ type RegionUDP struct {
 	Dropped map[string]int64 `json:"dropped"`
 }
 
+// StateChange is one state change of an endpoint.
+type StateChange struct {
+	At     time.Time `json:"at"`
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Reason string    `json:"reason,omitempty"`
+}
+
 // Status implements admin.Node.
 func (r *regionNode) Status() any {
 	st := &RegionStatus{Node: r.name, Role: string(config.RoleRegion), Version: r.version, ActiveFlows: r.gw.ActiveFlows()}
@@ -215,9 +261,13 @@ func (r *regionNode) Status() any {
 		traffic[e.ID] = e
 	}
 	for _, e := range r.checker.Snapshot() {
-		es := EndpointState{ID: e.ID, State: e.State.String(), Reason: e.LastErr,
+		info := r.endpoints[e.ID]
+		es := EndpointState{ID: e.ID, Listener: info.listener, Weight: info.weight, State: e.State.String(), Reason: e.LastErr,
 			LatencyMillis: float64(e.Latency.Microseconds()) / 1000, LastProbe: e.LastProbe, Changed: e.Changed,
-			Ejected: e.Ejected, Ejections: e.Ejections, DialFailures: map[string]uint64{}}
+			Ejected: e.Ejected, Ejections: e.Ejections, DialFailures: map[string]uint64{}, Changes: []StateChange{}}
+		for _, c := range r.checker.History(e.ID) {
+			es.Changes = append(es.Changes, StateChange{At: c.At, From: c.From.String(), To: c.To.String(), Reason: c.Reason})
+		}
 		if t, ok := traffic[e.ID]; ok {
 			es.ActiveTCPFlows, es.ActiveUDPFlows, es.DialsTCP, es.DialsUDP = t.ActiveTCP, t.ActiveUDP, t.DialsTCP, t.DialsUDP
 			for code, n := range t.Failures {
