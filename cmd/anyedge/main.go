@@ -14,8 +14,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/anyedge/anyedge/configs"
 	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
+	"github.com/anyedge/anyedge/control/dashboard"
 	"github.com/anyedge/anyedge/control/dev"
 	"github.com/anyedge/anyedge/control/node"
 	"github.com/anyedge/anyedge/internal/sdnotify"
@@ -42,7 +45,8 @@ const (
 const usage = `anyedge — a self-hosted anycast edge accelerator
 
 usage:
-  anyedge dev      [--config FILE]            run the quickstart (or FILE) in one process on 127.0.0.1
+  anyedge dev      [--config FILE] [--dashboard ADDR]
+                                              run the quickstart (or FILE) in one process on 127.0.0.1
   anyedge edge     --config FILE --node NAME  run an edge (PoP)
   anyedge region   --config FILE --node NAME  run a region gateway
   anyedge validate [--node NAME] FILE         check a config; every error with its path; exit 2 on error
@@ -53,6 +57,8 @@ usage:
   anyedge ctl status|ready|drain|undrain [--admin ADDR] [--cert F --key F --ca F [--node NAME]]
                                               talk to a running node's admin API (default 127.0.0.1:9180;
                                               with an operator certificate, its remote_admin address)
+  anyedge dashboard --config FILE [--listen ADDR] [--cert F --key F --ca F]
+                                              serve the live health page of the whole fleet (default 127.0.0.1:9190)
   anyedge version
 
 common flags: --log-format text|json, --log-level debug|info|warn|error
@@ -81,6 +87,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCerts(args, stdout, stderr)
 	case "ctl":
 		return runCtl(args, stdout, stderr)
+	case "dashboard":
+		return runDashboard(args, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "anyedge", version)
 		return exitOK
@@ -112,6 +120,20 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// parse parses args into fs and builds the logger the flags ask for; it
+// reports false (having said why) on a bad flag.
+func (c *common) parse(fs *flag.FlagSet, args []string, stderr io.Writer) (*slog.Logger, bool) {
+	if err := fs.Parse(args); err != nil {
+		return nil, false
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return nil, false
+	}
+	return log, true
 }
 
 func (c *common) logger(w io.Writer) (*slog.Logger, error) {
@@ -149,15 +171,15 @@ func printConfigError(stderr io.Writer, err error) {
 func runDev(args []string, stdout, stderr io.Writer) int {
 	var c common
 	fs := newFlags("dev", stderr, &c)
-	if err := fs.Parse(args); err != nil {
+	board := fs.String("dashboard", dev.DefaultDashboard, "loopback host:port of the fleet's dashboard page")
+	log, ok := c.parse(fs, args, stderr)
+	if !ok {
 		return exitConfig
 	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitConfig
-	}
-	var doc *config.Document
+	var (
+		doc *config.Document
+		err error
+	)
 	if c.config != "" {
 		doc, err = config.LoadFile(c.config, config.LoadOptions{})
 	} else {
@@ -169,7 +191,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	if err := dev.Run(ctx, dev.Options{Doc: doc, Version: version, Logger: log, Out: stdout}); err != nil {
+	if err := dev.Run(ctx, dev.Options{Doc: doc, Version: version, Logger: log, Out: stdout, Dashboard: *board}); err != nil {
 		log.Error("anyedge dev failed", "err", err)
 		return exitFail
 	}
@@ -180,12 +202,8 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 func runNode(role string, args []string, stderr io.Writer) int {
 	var c common
 	fs := newFlags(role, stderr, &c)
-	if err := fs.Parse(args); err != nil {
-		return exitConfig
-	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	log, ok := c.parse(fs, args, stderr)
+	if !ok {
 		return exitConfig
 	}
 	if c.config == "" || c.node == "" {
@@ -386,5 +404,52 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	fmt.Fprint(stdout, out)
+	return exitOK
+}
+
+func runDashboard(args []string, stdout, stderr io.Writer) int {
+	var c common
+	fs := newFlags("dashboard", stderr, &c)
+	listen := fs.String("listen", dev.DefaultDashboard, "host:port of the page; it has no authentication of its own, keep it on loopback")
+	var creds operatorFlags
+	creds.register(fs)
+	log, ok := c.parse(fs, args, stderr)
+	if !ok {
+		return exitConfig
+	}
+	if c.config == "" {
+		fmt.Fprintln(stderr, "anyedge dashboard: --config is required")
+		return exitConfig
+	}
+	doc, err := config.LoadFile(c.config, config.LoadOptions{})
+	if err != nil {
+		printConfigError(stderr, err)
+		return exitConfig
+	}
+	op, err := creds.load()
+	if err != nil {
+		fmt.Fprintln(stderr, "anyedge dashboard:", err)
+		return exitConfig
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "anyedge dashboard:", err)
+		return exitFail
+	}
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+		log.Warn("the dashboard page has no authentication and listens beyond loopback; anyone who reaches it sees the fleet's state", "listen", ln.Addr().String())
+	}
+	targets := dashboard.FleetTargets(doc, op)
+	for _, t := range targets {
+		log.Info("dashboard reads node", "node", t.Name, "role", t.Role, "addr", t.Addr)
+	}
+	fmt.Fprintf(stdout, "dashboard on http://%s/\n", ln.Addr())
+	ctx, stop := signalContext()
+	defer stop()
+	d := dashboard.New(targets, dashboard.Options{Title: filepath.Base(c.config), Logger: log})
+	if err := d.Serve(ctx, ln); err != nil {
+		log.Error("anyedge dashboard failed", "err", err)
+		return exitFail
+	}
 	return exitOK
 }

@@ -55,6 +55,7 @@ func TestQuickstart(t *testing.T) {
 		close(lines)
 	}()
 	var hints []string
+	var board string
 	timeout := time.After(20 * time.Second)
 	for done := false; !done; {
 		select {
@@ -62,6 +63,9 @@ func TestQuickstart(t *testing.T) {
 			require.True(t, ok, "anyedge dev exited early: %s", stderr.String())
 			if h, ok := strings.CutPrefix(l, "try:  "); ok {
 				hints = append(hints, h)
+			}
+			if u, ok := strings.CutPrefix(l, "  dashboard on "); ok {
+				board = u
 			}
 			done = strings.HasPrefix(l, "Ctrl-C")
 		case <-timeout:
@@ -94,6 +98,15 @@ func TestQuickstart(t *testing.T) {
 		}
 	}
 	require.Len(t, seen, 2, "both demo endpoints should answer across 20 connections")
+
+	// The fleet's dashboard, as README shows it.
+	require.Equal(t, "http://127.0.0.1:9190/", board)
+	require.Contains(t, string(readme), "  dashboard on "+board)
+	for _, path := range []string{"", "api/state"} {
+		out, err := exec.Command("curl", "-sS", "--max-time", "5", board+path).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Contains(t, string(out), map[string]string{"": "<title>anyedge dashboard</title>", "api/state": `"name":"pop-local"`}[path])
+	}
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
 	done := make(chan error, 1)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/control/config"
+	"github.com/anyedge/anyedge/control/dashboard"
 	"github.com/anyedge/anyedge/control/node"
 )
 
@@ -30,7 +31,13 @@ type Options struct {
 	Logger  *slog.Logger
 	// Out receives the "what to try next" text once everything serves.
 	Out io.Writer
+	// Dashboard is the loopback host:port of the fleet's dashboard page;
+	// empty means DefaultDashboard.
+	Dashboard string
 }
+
+// DefaultDashboard is where `anyedge dev` serves the fleet's dashboard.
+const DefaultDashboard = "127.0.0.1:9190"
 
 // Run starts demo endpoints, every region, then every edge of the
 // document, prints what to try, and runs until ctx ends.
@@ -58,6 +65,11 @@ func Run(ctx context.Context, opts Options) error {
 		return g.Wait()
 	}
 	demos = append(demos, udpDemos...)
+	board, err := serveDashboard(gctx, g, doc, opts)
+	if err != nil {
+		g.Go(func() error { return err })
+		return g.Wait()
+	}
 	var ready sync.WaitGroup
 	for _, name := range names {
 		store, err := p.Store(name, opts.Logger)
@@ -81,7 +93,7 @@ func Run(ctx context.Context, opts Options) error {
 	g.Go(func() error {
 		ready.Wait()
 		if gctx.Err() == nil && opts.Out != nil {
-			printHints(opts.Out, doc, demos)
+			printHints(opts.Out, doc, demos, board)
 		}
 		return nil
 	})
@@ -147,11 +159,28 @@ func demoHandler(id string) http.Handler {
 	return mux
 }
 
-func printHints(w io.Writer, doc *config.Document, demos []string) {
+// serveDashboard serves the fleet's dashboard on opts.Dashboard (on g) and
+// returns its URL.
+func serveDashboard(ctx context.Context, g *errgroup.Group, doc *config.Document, opts Options) (string, error) {
+	addr := opts.Dashboard
+	if addr == "" {
+		addr = DefaultDashboard
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("dashboard: %w", err)
+	}
+	d := dashboard.New(dashboard.FleetTargets(doc, nil), dashboard.Options{Title: "dev", Logger: opts.Logger})
+	g.Go(func() error { return d.Serve(ctx, ln) })
+	return "http://" + ln.Addr().String() + "/", nil
+}
+
+func printHints(w io.Writer, doc *config.Document, demos []string, board string) {
 	fmt.Fprintln(w, "anyedge dev is up:")
 	for _, d := range demos {
 		fmt.Fprintf(w, "  demo endpoint %s\n", d)
 	}
+	fmt.Fprintf(w, "  dashboard on %s\n", board)
 	for _, a := range doc.Accelerators {
 		for _, l := range a.Listeners {
 			for _, ip := range a.IPAddresses {

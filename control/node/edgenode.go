@@ -394,8 +394,9 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 		}
 		defer func() { _ = en.dns.srv.Close() }()
 	}
+	page := ownPage(n, en, log)
 	adm, err := admin.Listen(admin.Options{Addr: n.PoP.Admin, Remote: n.PoP.RemoteAdmin, Store: store,
-		Node: en, Registry: reg, Logger: log})
+		Node: en, Registry: reg, Page: page.Handler(), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -403,6 +404,7 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return adm.Serve(gctx) })
+	g.Go(func() error { return page.Run(gctx) })
 	g.Go(func() error { return store.Run(gctx) })
 	for _, c := range en.clients {
 		g.Go(func() error { return c.Run(gctx) })

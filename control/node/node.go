@@ -19,6 +19,7 @@ import (
 	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
+	"github.com/anyedge/anyedge/control/dashboard"
 	"github.com/anyedge/anyedge/edge"
 	"github.com/anyedge/anyedge/healthcheck"
 	"github.com/anyedge/anyedge/internal/sdnotify"
@@ -105,8 +106,9 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 	rn := &regionNode{name: n.Name, version: opts.Version, checker: checker, gw: gw, endpoints: endpointInfos(opts.Doc, n.Name)}
 	reg := newRegistry(opts.Version)
 	reg.MustRegister(regionCollector{region: n.Name, m: metrics, gw: gw, checker: checker})
+	page := ownPage(n, rn, log)
 	adm, err := admin.Listen(admin.Options{Addr: n.Region.Admin, Remote: n.Region.RemoteAdmin, Store: store,
-		Node: rn, Registry: reg, Logger: log})
+		Node: rn, Registry: reg, Page: page.Handler(), Logger: log})
 	if err != nil {
 		_ = srv.Close()
 		return err
@@ -117,6 +119,7 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return adm.Serve(gctx) })
+	g.Go(func() error { return page.Run(gctx) })
 	g.Go(func() error { return store.Run(gctx) })
 	g.Go(func() error { return checker.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx) })
@@ -129,6 +132,12 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 		err = nil
 	}
 	return err
+}
+
+// ownPage is the dashboard of node n alone, served on its admin API.
+func ownPage(n config.Node, an admin.Node, log *slog.Logger) *dashboard.Dashboard {
+	return dashboard.New([]dashboard.Target{{Name: n.Name, Role: string(n.Role), Source: dashboard.Local(an.Status)}},
+		dashboard.Options{Title: n.String(), Logger: log})
 }
 
 // publishHealth feeds the checker's changes to the gateway, which pushes

@@ -1,0 +1,202 @@
+// anyedge dashboard: renders the "nodes" and "history" server-sent events
+// of api/events. No framework; every graph is a small inline SVG.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+let view = null; // the latest "nodes" event
+let hist = { t: [], series: {} }; // the latest "history" event
+let lastEvent = 0; // Date.now() of the latest event
+
+// ---- formatting ----
+const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) =>
+  ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+const num = (v, d = 0) => (v == null || isNaN(v) ? '–' : Number(v).toFixed(d));
+function si(v, unit) {
+  if (v == null || isNaN(v)) return '–';
+  const k = [[1e9, 'G'], [1e6, 'M'], [1e3, 'k']].find(([f]) => Math.abs(v) >= f);
+  return k ? (v / k[0]).toFixed(1) + ' ' + k[1] + unit : (v >= 10 || v === 0 ? v.toFixed(0) : v.toFixed(1)) + ' ' + unit;
+}
+const ms = (v) => (v == null ? '–' : v >= 100 ? v.toFixed(0) + ' ms' : v.toFixed(1) + ' ms');
+function dur(s) {
+  if (s == null) return '–';
+  if (s < 60) return Math.floor(s) + 's';
+  if (s < 3600) return Math.floor(s / 60) + 'm' + String(Math.floor(s % 60)).padStart(2, '0');
+  if (s < 86400) return Math.floor(s / 3600) + 'h' + String(Math.floor((s % 3600) / 60)).padStart(2, '0');
+  return Math.floor(s / 86400) + 'd';
+}
+const ago = (t) => (t && !t.startsWith('0001') ? dur((Date.now() - Date.parse(t)) / 1000) + ' ago' : '–');
+const clock = (t) => new Date(t).toLocaleTimeString([], { hour12: false });
+const sum = (m) => Object.values(m || {}).reduce((a, b) => a + b, 0);
+
+// spark draws a series of history as an SVG polyline, broken where values
+// are missing; the y axis starts at 0.
+function spark(key, cls = '', w = 110, h = 20) {
+  const s = hist.series[key] || [];
+  const max = Math.max(...s.filter((v) => v != null), 0) || 1;
+  const n = Math.max(hist.t.length - 1, 1);
+  const lines = [];
+  let pts = [];
+  s.forEach((v, i) => {
+    if (v == null) { if (pts.length) lines.push(pts); pts = []; return; }
+    pts.push((i / n * w).toFixed(1) + ',' + (h - 1 - (v / max) * (h - 2)).toFixed(1));
+  });
+  if (pts.length) lines.push(pts);
+  const title = esc(key) + ' — last ' + dur(n * (view ? view.interval_ms : 1000) / 1000) + ', max ' + num(max, 1);
+  return `<svg class="spark ${cls}" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}"><title>${title}</title>` +
+    lines.map((p) => `<polyline points="${p.length === 1 ? p[0] + ' ' + p[0] : p.join(' ')}"/>`).join('') + '</svg>';
+}
+
+// ---- the model: nodes by role, regions named anywhere ----
+function model() {
+  const pops = view.nodes.filter((n) => n.role === 'edge');
+  const regions = view.nodes.filter((n) => n.role === 'region');
+  const names = regions.map((r) => r.name);
+  for (const p of pops) for (const r of p.status?.regions || []) if (!names.includes(r.name)) names.push(r.name);
+  return { pops, regions, names };
+}
+
+const nodeDot = (n) => (n.ok ? '<span class="dot good" title="admin API reachable"></span>'
+  : `<span class="dot badc" title="${esc(n.error)}"></span>`);
+
+function renderSummary(m) {
+  const ready = m.pops.filter((p) => p.ok && p.status?.ready).length;
+  const up = m.regions.filter((r) => r.ok).length;
+  const eps = m.regions.flatMap((r) => r.status?.endpoints || []);
+  const healthy = eps.filter((e) => e.state !== 'unhealthy').length;
+  $('title').textContent = view.title || '';
+  $('summary').innerHTML = (m.pops.length ? `PoPs ready ${ready}/${m.pops.length}` : '') +
+    (m.regions.length ? ` · regions up ${up}/${m.regions.length} · endpoints healthy ${healthy}/${eps.length}` : '');
+  $('problems').innerHTML = view.nodes.filter((n) => !n.ok).map((n) =>
+    `<div data-node="${esc(n.name)}" data-ok="false"><b>${esc(n.name)}</b> (${esc(n.role)}${n.addr ? ' at ' + esc(n.addr) : ''}) unreachable: ` +
+    `${esc(n.error)}${n.status ? ' — showing what it said ' + ago(n.updated) : ''}</div>`).join('');
+}
+
+function renderMatrix(m) {
+  if (!m.pops.length) return '';
+  const head = m.names.map((name) => {
+    const r = m.regions.find((x) => x.name === name);
+    const sub = r ? (r.ok ? `${num(r.status?.active_flows)} flows` : 'admin unreachable') : '';
+    return `<th data-region="${esc(name)}">${r ? nodeDot(r) : ''}${esc(name)} <span class="muted">${sub}</span></th>`;
+  }).join('');
+  const rows = m.pops.map((p) => {
+    const cells = m.names.map((name) => {
+      const r = (p.status?.regions || []).find((x) => x.name === name);
+      const attrs = `data-pop="${esc(p.name)}" data-region="${esc(name)}"`;
+      if (!p.status) return `<td ${attrs} data-reachable="unknown" class="unk">?</td>`;
+      if (!r) return `<td ${attrs} data-reachable="none" class="muted">—</td>`;
+      const stale = p.ok ? '' : ' stale';
+      if (!r.reachable) {
+        return `<td ${attrs} data-reachable="false" class="${stale}"><div class="cell down"><span class="v">✕ unreachable</span>` +
+          `${spark(p.name + '/rtt/' + name, 'rtt', 64)}</div></td>`;
+      }
+      return `<td ${attrs} data-reachable="true" class="${stale}"><div class="cell"><span class="v"><span class="dot good"></span>` +
+        `${ms(r.rtt_ms)} · ${num(100 * r.loss_ratio, 1)}%<br><span class="muted">${r.connections} conn · ${num(r.open_streams)} str</span></span>` +
+        `${spark(p.name + '/rtt/' + name, 'rtt', 64)}</div></td>`;
+    }).join('');
+    return `<tr><th>${nodeDot(p)}${esc(p.name)}</th>${cells}</tr>`;
+  }).join('');
+  return `<table><tr><th></th>${head}</tr>${rows}</table>`;
+}
+
+function renderPoPs(m) {
+  if (!m.pops.length) return '';
+  const rows = m.pops.map((p) => {
+    const s = p.status;
+    if (!s) return `<tr data-pop="${esc(p.name)}"><th>${nodeDot(p)}${esc(p.name)}</th><td colspan="5" class="badc">${esc(p.error)}</td></tr>`;
+    const ready = s.ready ? '<span class="badge good">ready</span>' : '<span class="badge badc">not ready</span>';
+    const drain = s.draining ? `<span class="badge warn">draining: ${esc(s.drain_phase)}</span>` : '<span class="badge">serving</span>';
+    const accs = (s.accelerators || []).map((a) =>
+      `<span class="${a.ready ? 'good' : 'badc'}" title="accelerator ${esc(a.name)}">${esc(a.name)}${a.fail_open ? ' <b class="warn">fail-open</b>' : ''}</span>`).join(' ');
+    const peers = s.bgp_peers || [];
+    const bgp = peers.length ? peers.map((b) =>
+      `<span class="${b.state === 'established' ? 'good' : 'badc'}" title="${esc(b.last_error)}">${esc(b.address)} ${esc(b.state)}` +
+      `${b.state === 'established' ? ' ' + dur(b.uptime_seconds) + ', ' + b.prefixes_advertised + ' pfx' : ''}</span>`).join('<br>')
+      : '<span class="muted">no BGP</span>';
+    const announced = (s.announced || []).map(esc).join(' ') || '<span class="muted">none</span>';
+    return `<tr data-pop="${esc(p.name)}" data-ready="${!!s.ready}" data-draining="${!!s.draining}" class="${p.ok ? '' : 'stale'}">` +
+      `<th>${nodeDot(p)}${esc(p.name)}</th><td>${ready} ${drain}<br>${accs}</td><td>${bgp}</td><td class="wrap">${announced}</td>` +
+      `<td class="num">${num(p.rates?.flows, 1)}/s</td><td>${spark(p.name + '/flows')}</td></tr>`;
+  }).join('');
+  return `<table><tr><th>PoP</th><th>state, accelerators</th><th>BGP sessions</th><th>announced</th><th class="num" colspan="2">new flows</th></tr>${rows}</table>`;
+}
+
+// served flows that ended normally; every other end is worth a look.
+const normalEnds = ['client_fin', 'endpoint_fin', 'idle_timeout'];
+
+// reasons lists a listener's non-zero refusals (red), abnormal ends and
+// UDP drops.
+function reasons(l) {
+  const nz = (m, skip = []) => Object.entries(m || {}).filter(([k, v]) => v > 0 && !skip.includes(k));
+  const out = [
+    ...nz(l.refused).map(([k, v]) => `<span class="badc">${esc(k)} ${v}</span>`),
+    ...nz(l.closed, normalEnds).map(([k, v]) => `<span class="warn">${esc(k)} ${v}</span>`),
+    ...nz(l.udp?.dropped).map(([k, v]) => `<span class="badc">dropped at ${esc(k)} ${v}</span>`),
+  ];
+  return out.join(', ') || '<span class="muted">none</span>';
+}
+
+function renderListeners(m) {
+  const rows = m.pops.filter((p) => p.status).flatMap((p) => (p.status.listeners || []).map((l) => {
+    const r = (k) => p.rates?.[l.key + '/' + k];
+    const state = l.fail_open ? '<span class="badge warn">fail-open</span>'
+      : l.ready ? '<span class="badge good">ready</span>' : '<span class="badge badc">not ready</span>';
+    return `<tr data-pop="${esc(p.name)}" data-listener="${esc(l.key)}" data-fail-open="${!!l.fail_open}" class="${p.ok ? '' : 'stale'}">` +
+      `<td>${esc(p.name)}</td><td>${esc(l.key)}</td><td>${state}</td><td class="num">${num(r('new_flows'), 1)}</td>` +
+      `<td>${spark(p.name + '/' + l.key + '/new_flows')}</td><td class="num">${num(l.active_flows)}</td>` +
+      `<td class="num">${si(r('bytes_in'), 'B/s')}</td><td class="num">${si(r('bytes_out'), 'B/s')}</td>` +
+      `<td class="num">${num(l.retries)}</td><td class="num">${num(l.hedges)}</td><td class="wrap">${reasons(l)}</td></tr>`;
+  })).join('');
+  if (!rows) return '';
+  return '<table><tr><th>PoP</th><th>listener</th><th>state</th><th class="num">new/s</th><th></th><th class="num">active</th>' +
+    '<th class="num">in</th><th class="num">out</th><th class="num">retries</th><th class="num">hedges</th>' +
+    `<th>failures and refusals by reason</th></tr>${rows}</table>`;
+}
+
+function renderEndpoints(m) {
+  const rows = m.regions.map((r) => {
+    const eps = r.status?.endpoints || [];
+    const head = `<tr class="region-row" data-region="${esc(r.name)}"><td colspan="7">${nodeDot(r)}${esc(r.name)} ` +
+      (r.ok ? `<span class="muted">${num(r.status?.active_flows)} active flows</span>`
+        : `<span class="badc">unreachable: ${esc(r.error)}</span>`) + '</td></tr>';
+    return head + eps.map((e) => {
+      const cls = e.state === 'unhealthy' ? 'badc' : e.state === 'healthy' ? 'good' : 'unk';
+      const changes = (e.changes || []).slice(-3).reverse().map((c) =>
+        `<span class="${c.to === 'healthy' ? 'good' : c.to === 'unhealthy' ? 'badc' : 'unk'}" ` +
+        `title="${esc(c.from)} → ${esc(c.to)}${c.reason ? ': ' + esc(c.reason) : ''}">` +
+        `${c.to === 'healthy' ? '▲' : c.to === 'unhealthy' ? '▼' : '?'} ${clock(c.at)}</span>`).join('');
+      return `<tr data-endpoint="${esc(e.id)}" data-state="${esc(e.state)}" class="${r.ok ? '' : 'stale'}">` +
+        `<td title="listener ${esc(e.listener)}">${esc(e.id)} <span class="muted">${esc((e.listener || '').split('/')[1])}</span></td>` +
+        `<td><span class="badge ${cls}">${esc(e.state)}${e.ejected ? ' (ejected)' : ''}</span></td>` +
+        `<td class="reason muted" title="${esc(e.reason)}">${esc(e.reason)}</td><td class="num">${ms(e.latency_ms)}</td>` +
+        `<td class="num">${num(e.weight)}</td><td class="muted">${ago(e.changed)}</td><td class="chips">${changes}</td></tr>`;
+    }).join('');
+  }).join('');
+  if (!rows) return '';
+  return '<table><tr><th>endpoint</th><th>health</th><th>reason</th><th class="num">probe</th><th class="num">weight</th>' +
+    `<th>since</th><th>last changes</th></tr>${rows}</table>`;
+}
+
+function render() {
+  if (!view) return;
+  const m = model();
+  renderSummary(m);
+  for (const [id, html] of [['matrix', renderMatrix(m)], ['pops', renderPoPs(m)],
+    ['listeners', renderListeners(m)], ['endpoints', renderEndpoints(m)]]) {
+    $(id).innerHTML = html;
+    $(id + '-panel').classList.toggle('empty', !html);
+  }
+}
+
+// liveness shows how old the latest event is.
+function liveness() {
+  const el = $('live');
+  const age = (Date.now() - lastEvent) / 1000;
+  const fresh = lastEvent && age < 3 * ((view?.interval_ms || 1000) / 1000);
+  el.className = 'live ' + (fresh ? 'ok' : 'bad');
+  el.textContent = !lastEvent ? 'connecting…' : fresh ? 'live' : `no update for ${dur(age)}`;
+}
+
+const events = new EventSource('api/events');
+events.addEventListener('nodes', (e) => { view = JSON.parse(e.data); lastEvent = Date.now(); render(); liveness(); });
+events.addEventListener('history', (e) => { hist = JSON.parse(e.data); lastEvent = Date.now(); render(); });
+setInterval(liveness, 500);

@@ -1,0 +1,350 @@
+package dashboard_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/anyedge/anyedge/backbone/pki"
+	"github.com/anyedge/anyedge/control/config"
+	"github.com/anyedge/anyedge/control/dashboard"
+	"github.com/anyedge/anyedge/control/node"
+)
+
+// endpoint is a test endpoint on 127.0.0.1: a TCP server that answers each
+// line with its ID (health probes just connect), and, on the same port
+// number, a UDP server that echoes datagrams.
+type endpoint struct {
+	id  string
+	ln  net.Listener
+	pc  net.PacketConn
+	wg  sync.WaitGroup
+	die sync.Once
+}
+
+func startEndpoint(t *testing.T, id string) *endpoint {
+	t.Helper()
+	var e *endpoint
+	for range 20 { // the UDP port of the same number may be taken
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
+		if err != nil {
+			_ = ln.Close()
+			continue
+		}
+		e = &endpoint{id: id, ln: ln, pc: pc}
+		break
+	}
+	require.NotNil(t, e, "no port free for both TCP and UDP")
+	e.wg.Go(func() {
+		for {
+			c, err := e.ln.Accept()
+			if err != nil {
+				return
+			}
+			e.wg.Go(func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				r := bufio.NewReader(c)
+				for {
+					if _, err := r.ReadString('\n'); err != nil {
+						return
+					}
+					if _, err := io.WriteString(c, e.id+"\n"); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	e.wg.Go(func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := e.pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = e.pc.WriteTo(buf[:n], from)
+		}
+	})
+	t.Cleanup(e.kill)
+	return e
+}
+
+func (e *endpoint) addr() string { return e.ln.Addr().String() }
+
+// kill closes both sockets, as a killed process would.
+func (e *endpoint) kill() {
+	e.die.Do(func() {
+		_ = e.ln.Close()
+		_ = e.pc.Close()
+	})
+	e.wg.Wait()
+}
+
+// lab is an in-process fleet: PoPs pop-1…, regions r1…, each region with
+// its endpoints behind one TCP and one UDP listener of accelerator "web".
+// Every PoP serves the accelerator on its own loopback address (127.0.0.2,
+// .3, …), as anycast PoPs on separate machines would on one address.
+type lab struct {
+	doc       *config.Document // what the dashboard reads
+	yaml      func(accelIP string) string
+	pops      []string
+	regions   []string
+	endpoints map[string]*endpoint // by ID
+	tcpPort   int
+	udpPort   int
+	pki       *pki.Ephemeral
+
+	mu    sync.Mutex
+	stops map[string]func() // stops a running node and waits for it
+}
+
+// freePort returns a port that was free on 127.0.0.1 a moment ago, for the
+// document's fixed ports.
+func freePort(t *testing.T, network string) int {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// newLab writes the document of pops PoPs and regions regions (with
+// endpointsPer TCP endpoints each and one UDP endpoint).
+func newLab(t *testing.T, pops, regions, endpointsPer int) *lab {
+	t.Helper()
+	l := &lab{endpoints: map[string]*endpoint{}, tcpPort: freePort(t, "tcp"), udpPort: freePort(t, "udp"), stops: map[string]func(){}}
+	var tcpGroups, udpGroups, popYAML, regionYAML strings.Builder
+	const hc = "{protocol: tcp, interval: 1s, timeout: 500ms, healthy_threshold: 2, unhealthy_threshold: 1}"
+	for r := 1; r <= regions; r++ {
+		name := fmt.Sprintf("r%d", r)
+		l.regions = append(l.regions, name)
+		fmt.Fprintf(&tcpGroups, "          - region: %s\n            health_check: %s\n            endpoints:\n", name, hc)
+		for i := range endpointsPer {
+			id := fmt.Sprintf("web-%d%c", r, 'a'+i)
+			l.endpoints[id] = startEndpoint(t, id)
+			fmt.Fprintf(&tcpGroups, "              - {id: %s, address: %q}\n", id, l.endpoints[id].addr())
+		}
+		id := fmt.Sprintf("dns-%d", r)
+		l.endpoints[id] = startEndpoint(t, id)
+		fmt.Fprintf(&udpGroups, "          - region: %s\n            health_check: %s\n            endpoints:\n              - {id: %s, address: %q}\n",
+			name, hc, id, l.endpoints[id].addr())
+		fmt.Fprintf(&regionYAML, "    - name: %s\n      admin: 127.0.0.1:%d\n      backbone: {listen: \"127.0.0.1:%d\"}\n",
+			name, freePort(t, "tcp"), freePort(t, "udp"))
+	}
+	for p := 1; p <= pops; p++ {
+		name := fmt.Sprintf("pop-%d", p)
+		l.pops = append(l.pops, name)
+		fmt.Fprintf(&popYAML, "    - name: %s\n      admin: 127.0.0.1:%d\n", name, freePort(t, "tcp"))
+	}
+	l.yaml = func(ip string) string {
+		return fmt.Sprintf(`accelerators:
+  - name: web
+    ip_addresses: [%s]
+    listeners:
+      - protocol: tcp
+        port_ranges: [{from: %d}]
+        endpoint_groups:
+%s      - protocol: udp
+        port_ranges: [{from: %d}]
+        endpoint_groups:
+%stopology:
+  pops:
+%s  regions:
+%s`, ip, l.tcpPort, tcpGroups.String(), l.udpPort, udpGroups.String(), popYAML.String(), regionYAML.String())
+	}
+	l.doc = l.load(t, "127.0.0.1")
+	var err error
+	l.pki, err = pki.NewEphemeral(append(append([]string{}, l.pops...), l.regions...)...)
+	require.NoError(t, err)
+	return l
+}
+
+func (l *lab) load(t *testing.T, ip string) *config.Document {
+	t.Helper()
+	doc, err := config.Load([]byte(l.yaml(ip)), config.LoadOptions{})
+	require.NoError(t, err, "lab document:\n%s", l.yaml(ip))
+	return doc
+}
+
+// popIP is the loopback address pop-N serves on: 127.0.0.(N+1).
+func (l *lab) popIP(name string) string {
+	var n int
+	_, _ = fmt.Sscanf(name, "pop-%d", &n)
+	return fmt.Sprintf("127.0.0.%d", n+1)
+}
+
+// start runs every region, then every PoP, and returns once all are ready.
+func (l *lab) start(t *testing.T) {
+	t.Helper()
+	for _, names := range [][]string{l.regions, l.pops} {
+		ready := make(chan string, len(names))
+		for _, name := range names {
+			doc := l.doc
+			if strings.HasPrefix(name, "pop-") {
+				doc = l.load(t, l.popIP(name))
+			}
+			store, err := l.pki.Store(name, nil)
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- node.Run(ctx, node.Options{Doc: doc, Node: name, Store: store, Logger: testLogger(t, name),
+					Ready: func() { ready <- name }})
+			}()
+			stop := sync.OnceFunc(func() {
+				cancel()
+				select {
+				case err := <-done:
+					if err != nil && !errors.Is(err, context.Canceled) {
+						t.Errorf("node %s: %v", name, err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Errorf("node %s did not stop within 10 s", name)
+				}
+			})
+			l.mu.Lock()
+			l.stops[name] = stop
+			l.mu.Unlock()
+			t.Cleanup(stop)
+		}
+		deadline := time.After(20 * time.Second)
+		for range names {
+			select {
+			case <-ready:
+			case <-deadline:
+				t.Fatalf("nodes %v not ready within 20 s", names)
+			}
+		}
+	}
+}
+
+// stop stops node name and waits for it.
+func (l *lab) stop(name string) {
+	l.mu.Lock()
+	stop := l.stops[name]
+	l.mu.Unlock()
+	stop()
+}
+
+// serveDashboard serves the fleet page of the lab on 127.0.0.1:0 until the
+// end of the test and returns its URL.
+func (l *lab) serveDashboard(t *testing.T, opts dashboard.Options) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	opts.Logger = testLogger(t, "dashboard")
+	d := dashboard.New(dashboard.FleetTargets(l.doc, nil), opts)
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(t.Context(), ln) }()
+	t.Cleanup(func() { require.NoError(t, <-done) })
+	return "http://" + ln.Addr().String() + "/"
+}
+
+// traffic opens n TCP flows (one line each way) and sends n UDP datagrams
+// through PoP pop.
+func (l *lab) traffic(pop string, n int) error {
+	if n == 0 {
+		return nil
+	}
+	ip := l.popIP(pop)
+	for range n {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, fmt.Sprint(l.tcpPort)), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.WriteString(c, "hello\n")
+		if err == nil {
+			_, err = bufio.NewReader(c).ReadString('\n')
+		}
+		_ = c.Close()
+		if err != nil {
+			return fmt.Errorf("through %s: %w", pop, err)
+		}
+	}
+	u, err := net.Dial("udp", net.JoinHostPort(ip, fmt.Sprint(l.udpPort)))
+	if err != nil {
+		return err
+	}
+	defer u.Close()
+	for range n {
+		if _, err = u.Write([]byte("ping")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startLoad sends traffic through every PoP every 100 ms, more through each
+// next one, until stop is called; rounds receives the number of each round
+// done. stop returns the first error; it may be called more than once.
+func (l *lab) startLoad() (rounds <-chan int, stop func() error) {
+	ch := make(chan int, 1)
+	quit := make(chan struct{})
+	var (
+		wg       sync.WaitGroup
+		firstErr error
+	)
+	wg.Go(func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for round := 0; ; round++ {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			for i, p := range l.pops {
+				if err := l.traffic(p, i+rand.IntN(3)); err != nil && firstErr == nil {
+					firstErr = err
+				}
+			}
+			select {
+			case ch <- round:
+			default:
+			}
+		}
+	})
+	return ch, sync.OnceValue(func() error {
+		close(quit)
+		wg.Wait()
+		return firstErr
+	})
+}
+
+// testLogger writes the nodes' logs to the test log with ANYEDGE_TEST_LOG=1;
+// otherwise it discards them.
+func testLogger(t *testing.T, name string) *slog.Logger {
+	if os.Getenv("ANYEDGE_TEST_LOG") == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, nil)).With("test_node", name)
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
