@@ -1,0 +1,213 @@
+package dashboard_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/anyedge/anyedge/control/admin"
+	"github.com/anyedge/anyedge/control/dashboard"
+)
+
+// chromiumPath is Debian's chromium, which .ci/run installs.
+const chromiumPath = "/usr/bin/chromium"
+
+// pageLatency is what the issue asks of the page: an endpoint that its
+// region has marked unhealthy shows as unhealthy within 2 s. The dashboard
+// polls every node each second (DefaultInterval) and pushes what changed to
+// the page at once, so the expected figure is about one second; the bound
+// is the requirement itself, not a guess at this machine's speed.
+const pageLatency = 2 * time.Second
+
+// browser starts a headless chromium with a fresh profile for the test and
+// returns a tab of it, sized as a 1366×768 laptop screen.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("%s not installed (.ci/run installs Debian's chromium): %v", chromiumPath, err)
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1366, 768),
+	)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+	})
+	// The first Run starts the browser; it must not carry a timeout.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate("about:blank")))
+	return ctx
+}
+
+// eval evaluates a JavaScript expression that returns a string.
+func eval(t *testing.T, ctx context.Context, js string) string {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(cctx, chromedp.Evaluate[string](js))
+	require.NoError(t, err, js)
+	return s
+}
+
+// waitPage polls the page until the expression returns want, and returns
+// when it first did.
+func waitPage(t *testing.T, ctx context.Context, js, want string, within time.Duration) time.Time {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(within)
+	last := ""
+	for {
+		if last = eval(t, ctx, js); last == want {
+			return time.Now()
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("page: %s is %q, not %q, after %s", js, last, want, within)
+		}
+	}
+}
+
+// attr is a JavaScript expression for attribute name of the first element
+// matching selector, or "" if there is none.
+func attr(selector, name string) string {
+	return fmt.Sprintf(`document.querySelector(%q)?.getAttribute(%q) ?? ""`, selector, name)
+}
+
+// screenshot saves the tab's screen as PNG to the path in
+// ANYEDGE_DASHBOARD_PNG, or to the test's temporary directory.
+func screenshot(t *testing.T, ctx context.Context, name string) string {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	require.NoError(t, err)
+	path := os.Getenv("ANYEDGE_DASHBOARD_PNG")
+	if path == "" {
+		path = filepath.Join(t.TempDir(), name)
+	}
+	require.NoError(t, os.WriteFile(path, png, 0o644))
+	t.Logf("screenshot: %s", path)
+	return path
+}
+
+// endpointChange returns when region's status says endpoint id last
+// turned to state. It reads the region's /status as the dashboard relays
+// it verbatim to the page.
+func endpointChange(t *testing.T, ctx context.Context, region, id, state string) time.Time {
+	t.Helper()
+	at := eval(t, ctx, fmt.Sprintf(`view.nodes.find((n) => n.name === %q).status.endpoints.find((e) => e.id === %q)`+
+		`.changes.findLast((c) => c.to === %q)?.at ?? ""`, region, id, state))
+	ts, err := time.Parse(time.RFC3339Nano, at)
+	require.NoError(t, err, "region %s has no change of %s to %s", region, id, state)
+	return ts
+}
+
+// TestDashboardInBrowser runs one edge and two regions in process, opens
+// the fleet page in headless chromium, kills an endpoint and checks that
+// the page shows it unhealthy within 2 s of its region noticing, then
+// kills a region and checks that the matrix shows it unreachable.
+func TestDashboardInBrowser(t *testing.T) {
+	ctx := browser(t)
+	l := newLab(t, 1, 2, 2)
+	l.start(t)
+	url := l.serveDashboard(t, dashboard.Options{Title: "browser test"})
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(url)))
+
+	victim := `[data-endpoint="web-1a"]`
+	waitPage(t, ctx, attr(victim, "data-state"), "healthy", 15*time.Second)
+	waitPage(t, ctx, attr(`td[data-pop="pop-1"][data-region="r2"]`, "data-reachable"), "true", 15*time.Second)
+	require.NoError(t, l.traffic("pop-1", 5))
+
+	// An endpoint dies: its region notices on the next probe, and the page
+	// must follow within pageLatency of that moment.
+	l.endpoints["web-1a"].kill()
+	seen := waitPage(t, ctx, attr(victim, "data-state"), "unhealthy", 15*time.Second)
+	noticed := endpointChange(t, ctx, "r1", "web-1a", "unhealthy")
+	latency := seen.Sub(noticed)
+	t.Logf("region r1 noticed at %s, the page showed it %s later", noticed.Format("15:04:05.000"), latency)
+	require.GreaterOrEqual(t, latency, time.Duration(0), "the page cannot know before the region")
+	require.Less(t, latency, pageLatency, "the page showed the unhealthy endpoint too late")
+	require.Contains(t, eval(t, ctx, `document.querySelector('[data-endpoint="web-1a"] .reason').textContent`), "refused")
+	require.Equal(t, "healthy", eval(t, ctx, attr(`[data-endpoint="web-1b"]`, "data-state")), "the other endpoint is untouched")
+
+	// A region dies: the edge loses its backbone, the dashboard its admin
+	// API; the matrix and the problem list say so, the rest stays live.
+	l.stop("r2")
+	waitPage(t, ctx, attr(`td[data-pop="pop-1"][data-region="r2"]`, "data-reachable"), "false", 15*time.Second)
+	waitPage(t, ctx, attr(`#problems [data-node="r2"]`, "data-ok"), "false", 15*time.Second)
+	require.Contains(t, eval(t, ctx, `document.querySelector('#problems [data-node="r2"]').textContent`), "connection refused")
+	require.Equal(t, "true", eval(t, ctx, attr(`td[data-pop="pop-1"][data-region="r1"]`, "data-reachable")))
+	require.Equal(t, "live", eval(t, ctx, `document.getElementById("live").textContent`))
+	screenshot(t, ctx, "dashboard-browser-test.png")
+
+	// Every node serves the same page for itself on its admin address.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate("http://"+l.doc.Topology.Regions[0].Admin+"/")))
+	waitPage(t, ctx, `location.pathname`, admin.PagePath, 5*time.Second)
+	waitPage(t, ctx, attr(victim, "data-state"), "unhealthy", 15*time.Second)
+	require.Equal(t, "r1 (region)", eval(t, ctx, `document.getElementById("title").textContent`))
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate("http://"+l.doc.Topology.PoPs[0].Admin+"/dashboard/")))
+	waitPage(t, ctx, attr(`td[data-pop="pop-1"][data-region="r2"]`, "data-reachable"), "false", 15*time.Second)
+	require.Equal(t, "", eval(t, ctx, attr(victim, "data-state")), "an edge's own page has no endpoints")
+}
+
+// TestDashboardScreenshot shows the intended layout: three PoPs and three
+// regions with traffic and one endpoint that dies, in a laptop browser's
+// viewport (1366×768 less the browser's own bars). It checks that nothing
+// needs scrolling and saves a screenshot; README's docs/dashboard.png is
+// made with
+//
+//	ANYEDGE_DASHBOARD_PNG=$PWD/docs/dashboard.png go test -run TestDashboardScreenshot ./control/dashboard/
+//
+// To fill the graphs in seconds rather than minutes, this dashboard samples
+// every 100 ms over 10 s instead of every second over 3 minutes.
+func TestDashboardScreenshot(t *testing.T) {
+	ctx := browser(t)
+	const viewportHeight = 768 - 110
+	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(1366, viewportHeight)))
+	l := newLab(t, 3, 3, 2)
+	l.start(t)
+	url := l.serveDashboard(t, dashboard.Options{Title: "example fleet", Interval: 100 * time.Millisecond, History: 10 * time.Second})
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(url)))
+	for _, p := range l.pops {
+		waitPage(t, ctx, attr(fmt.Sprintf(`[data-pop=%q][data-ready]`, p), "data-ready"), "true", 15*time.Second)
+	}
+	// Traffic all along, more through each next PoP, and an endpoint that
+	// dies on the way.
+	rounds, stopLoad := l.startLoad()
+	t.Cleanup(func() { _ = stopLoad() })
+	dead := attr(`[data-endpoint="web-2b"]`, "data-state")
+	for round := range rounds {
+		if round == 10 {
+			l.endpoints["web-2b"].kill()
+		}
+		require.Less(t, round, 200, "web-2b never showed as unhealthy")
+		if round >= 30 && eval(t, ctx, dead) == "unhealthy" {
+			break
+		}
+	}
+
+	bottom := eval(t, ctx, `String(Math.ceil(document.querySelector("main").getBoundingClientRect().bottom))`)
+	var px int
+	_, err := fmt.Sscan(bottom, &px)
+	require.NoError(t, err)
+	t.Logf("the page ends at %d px of %d", px, viewportHeight)
+	require.LessOrEqual(t, px, viewportHeight, "3 PoPs × 3 regions must fit a laptop screen without scrolling")
+	screenshot(t, ctx, "dashboard.png")
+	require.NoError(t, stopLoad())
+}
