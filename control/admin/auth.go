@@ -5,12 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/anyedge/anyedge/backbone/pki"
+	"github.com/anyedge/anyedge/internal/ratelog"
 )
 
 // callerKey carries the caller of a request in its context.
@@ -79,24 +78,19 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, reason
 	http.Error(w, reason+": "+hint, code)
 }
 
-// refusalLogEvery is the least time between two refusal log lines; the
-// ones in between are counted and the count goes with the next line.
-const refusalLogEvery = time.Second
-
-// refusals counts and logs refused remote requests.
+// refusals counts refused remote requests and logs them, one line per
+// reason every ratelog.Every at most (the next line says how many were left
+// out), so that a scanner cannot flood the log.
 type refusals struct {
-	log        *slog.Logger
-	count      *prometheus.CounterVec
-	lastLog    atomic.Int64 // unix nanoseconds
-	suppressed atomic.Int64
-	now        func() time.Time // a seam for tests
+	log   *ratelog.Logger
+	count *prometheus.CounterVec
 }
 
 func newRefusals(log *slog.Logger, reg *prometheus.Registry) *refusals {
-	f := &refusals{log: log, count: prometheus.NewCounterVec(prometheus.CounterOpts{
+	f := &refusals{log: ratelog.New(log, ratelog.Every), count: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "anyedge", Subsystem: "admin", Name: "requests_refused_total",
 		Help: "Requests to the remote admin API refused, by reason.",
-	}, []string{"reason"}), now: time.Now}
+	}, []string{"reason"})}
 	if reg != nil {
 		reg.MustRegister(f.count)
 	}
@@ -105,12 +99,6 @@ func newRefusals(log *slog.Logger, reg *prometheus.Registry) *refusals {
 
 func (f *refusals) record(r *http.Request, reason, operator string, err error) {
 	f.count.WithLabelValues(reason).Inc()
-	now := f.now().UnixNano()
-	last := f.lastLog.Load()
-	if now-last < int64(refusalLogEvery) || !f.lastLog.CompareAndSwap(last, now) {
-		f.suppressed.Add(1)
-		return
-	}
-	f.log.Warn("admin request refused", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path,
-		"reason", reason, "operator", operator, "err", err, "suppressed", f.suppressed.Swap(0))
+	f.log.Log(slog.LevelWarn, "admin request refused "+reason, "admin request refused", "remote", r.RemoteAddr,
+		"method", r.Method, "path", r.URL.Path, "reason", reason, "operator", operator, "err", err)
 }

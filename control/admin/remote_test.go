@@ -41,31 +41,12 @@ func (l *logBuffer) lines(substr string) []string {
 	return out
 }
 
-// fakeClock is the refusal log's clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // remoteFixture is a node "pop1" serving its admin API on loopback and on a
 // remote address with mutual TLS, and the credentials of the test cases.
 type remoteFixture struct {
 	dir          string
 	local, rem   string
 	logs         *logBuffer
-	clock        *fakeClock
 	node         *fakeNode
 	reader, boss *pki.OperatorClient
 }
@@ -80,14 +61,13 @@ func newRemoteFixture(t *testing.T) *remoteFixture {
 	require.NoError(t, pki.IssueOperator(dir, "boss", pki.RoleAdmin, time.Hour, now))
 	store, err := pki.OpenStore(dir, "pop1", nil)
 	require.NoError(t, err)
-	f := &remoteFixture{dir: dir, logs: &logBuffer{}, clock: &fakeClock{t: now}, node: &fakeNode{ready: true}}
+	f := &remoteFixture{dir: dir, logs: &logBuffer{}, node: &fakeNode{ready: true}}
 	f.reader = f.operator(t, dir, "reader")
 	f.boss = f.operator(t, dir, "boss")
 
 	log := slog.New(slog.NewTextHandler(f.logs, nil))
 	s := start(t, Options{Addr: "127.0.0.1:0", Remote: "127.0.0.1:0", Store: store, Node: f.node,
 		Registry: prometheus.NewRegistry(), Logger: log})
-	s.refused.now = f.clock.now
 	f.local, f.rem = s.Addr(), s.RemoteAddr()
 	return f
 }
@@ -147,7 +127,6 @@ func TestRemoteAccess(t *testing.T) {
 		{"admin operator undrains", f.boss.TLSConfig("pop1"), "undrain", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f.clock.advance(2 * refusalLogEvery) // every case gets its own log line
 			before := len(f.logs.lines("admin request refused"))
 			out, err := f.call(t, tc.cfg, tc.command)
 			if tc.status == "" {
@@ -182,24 +161,25 @@ func TestRemoteAccess(t *testing.T) {
 	}
 }
 
-// TestRemoteRefusalLogIsRateLimited: a burst of refusals logs one line,
-// and the next line says how many were left out.
+// TestRemoteRefusalLogIsRateLimited: a burst of refusals for one reason
+// logs one line (internal/ratelog), and every one is counted.
 func TestRemoteRefusalLogIsRateLimited(t *testing.T) {
 	f := newRemoteFixture(t)
 	noCert := f.reader.TLSConfig("pop1")
 	noCert.Certificates = nil
-	f.clock.advance(2 * refusalLogEvery)
 	for range 5 {
 		_, err := f.call(t, noCert, "status")
 		require.ErrorContains(t, err, "401")
 	}
-	require.Len(t, f.logs.lines("admin request refused"), 1)
-	f.clock.advance(2 * refusalLogEvery)
-	_, err := f.call(t, noCert, "status")
-	require.ErrorContains(t, err, "401")
+	_, err := f.call(t, f.reader.TLSConfig("pop1"), "drain")
+	require.ErrorContains(t, err, "403")
 	lines := f.logs.lines("admin request refused")
-	require.Len(t, lines, 2)
-	require.Contains(t, lines[1], "suppressed=4")
+	require.Len(t, lines, 2, "one line per reason within ratelog.Every: %v", lines)
+	require.Contains(t, lines[0], "reason=no_certificate")
+	require.Contains(t, lines[1], "reason=read_only")
+	metrics, err := get(context.Background(), "http://"+f.local+"/metrics")
+	require.NoError(t, err)
+	require.Contains(t, metrics, `anyedge_admin_requests_refused_total{reason="no_certificate"} 5`)
 }
 
 // TestRemoteNeedsStore: a remote address without certificates is a
