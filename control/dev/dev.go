@@ -65,11 +65,12 @@ func Run(ctx context.Context, opts Options) error {
 		return g.Wait()
 	}
 	demos = append(demos, udpDemos...)
-	board, err := serveDashboard(gctx, g, doc, opts)
+	boardLn, err := listenDashboard(opts.Dashboard)
 	if err != nil {
 		g.Go(func() error { return err })
 		return g.Wait()
 	}
+	board := "http://" + boardLn.Addr().String() + "/"
 	var ready sync.WaitGroup
 	for _, name := range names {
 		store, err := p.Store(name, opts.Logger)
@@ -92,10 +93,16 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	g.Go(func() error {
 		ready.Wait()
-		if gctx.Err() == nil && opts.Out != nil {
+		if gctx.Err() != nil {
+			return boardLn.Close()
+		}
+		if opts.Out != nil {
 			printHints(opts.Out, doc, demos, board)
 		}
-		return nil
+		// The dashboard polls once every node serves, so that a normal
+		// start shows (and logs) no node as unreachable.
+		d := dashboard.New(dashboard.FleetTargets(doc, nil), dashboard.Options{Title: "dev", Logger: opts.Logger})
+		return d.Serve(gctx, boardLn)
 	})
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
@@ -159,20 +166,17 @@ func demoHandler(id string) http.Handler {
 	return mux
 }
 
-// serveDashboard serves the fleet's dashboard on opts.Dashboard (on g) and
-// returns its URL.
-func serveDashboard(ctx context.Context, g *errgroup.Group, doc *config.Document, opts Options) (string, error) {
-	addr := opts.Dashboard
+// listenDashboard binds the dashboard's address (DefaultDashboard if
+// empty).
+func listenDashboard(addr string) (net.Listener, error) {
 	if addr == "" {
 		addr = DefaultDashboard
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return "", fmt.Errorf("dashboard: %w", err)
+		return nil, fmt.Errorf("dashboard: %w", err)
 	}
-	d := dashboard.New(dashboard.FleetTargets(doc, nil), dashboard.Options{Title: "dev", Logger: opts.Logger})
-	g.Go(func() error { return d.Serve(ctx, ln) })
-	return "http://" + ln.Addr().String() + "/", nil
+	return ln, nil
 }
 
 func printHints(w io.Writer, doc *config.Document, demos []string, board string) {
