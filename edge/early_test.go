@@ -116,7 +116,7 @@ func startInspectedRegion(t *testing.T, mode edge.EarlyData, target string, wait
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	region = &inspectingRegion{target: target, wait: wait, records: make(chan []byte, 16)}
-	cl := regionClient(ctx, t, &wg, "pop", "region", region, 0)
+	cl, _ := regionClient(ctx, t, &wg, "pop", "region", region, 0)
 	port := freePort(t)
 	e, err := edge.New(edge.Config{
 		Listeners: []edge.Listener{{

@@ -575,7 +575,7 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 		}()
 		return true
 	}
-	last := attempt{err: first.err}
+	last := attempt{choice: first.choice, err: first.err}
 	// Either the first attempt failed, or its hedge delay has already
 	// passed in firstAttempt: the next attempt starts now.
 	if launch() && first.err == nil {

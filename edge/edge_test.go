@@ -34,6 +34,9 @@ type lab struct {
 	edgeAddr string
 	client   *backbone.Client
 	edge     *edge.Edge
+	region   *backbone.Server
+	// stop ends the edge (and the backbone) and waits for it.
+	stop func()
 }
 
 func freePort(t testing.TB) uint16 {
@@ -55,6 +58,12 @@ type labOpts struct {
 	// backboneDelay, when set, delays every backbone packet by this much
 	// each way (a distant region).
 	backboneDelay time.Duration
+	// meter, when set, counts the listener's flows.
+	meter *flow.Meter
+	// idle is the listener's idle timeout (0: none).
+	idle time.Duration
+	// drained gives every endpoint weight 0 (no route).
+	drained bool
 }
 
 // startLabWith is startLab with options.
@@ -62,7 +71,12 @@ func startLabWith(t testing.TB, endpoints map[string]string, o labOpts) *lab {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	stop := func() { cancel(); wg.Wait() }
+	t.Cleanup(stop)
+	weight := uint8(128)
+	if o.drained {
+		weight = 0
+	}
 
 	port := freePort(t)
 	var geps []gateway.Endpoint
@@ -71,19 +85,21 @@ func startLabWith(t testing.TB, endpoints map[string]string, o labOpts) *lab {
 		ap := netip.MustParseAddrPort(addr)
 		geps = append(geps, gateway.Endpoint{ID: id, Host: ap.Addr().String(), Port: ap.Port(),
 			ListenerPorts: [][2]uint16{{port, port}}})
-		reps = append(reps, router.Endpoint{ID: id, Weight: 128})
+		reps = append(reps, router.Endpoint{ID: id, Weight: weight})
 	}
 	gw := gateway.New(gateway.Config{Endpoints: geps, DialTimeout: time.Second})
-	cl := regionClient(ctx, t, &wg, "pop-test", "region-test", gw, o.backboneDelay)
+	cl, srv := regionClient(ctx, t, &wg, "pop-test", "region-test", gw, o.backboneDelay)
 
 	e, err := edge.New(edge.Config{
 		Node: "pop-test",
 		Listeners: []edge.Listener{{
 			Accelerator: "test", Protocol: "tcp",
-			Addrs:     []netip.Addr{netip.MustParseAddr("127.0.0.1")},
-			Ports:     []edge.PortRange{{From: port, To: port}},
-			EarlyData: o.early,
-			Route:     router.Listener{Key: "test/tcp", Groups: []router.Group{{Region: "region-test", TrafficDial: 100, Endpoints: reps}}},
+			Addrs:       []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+			Ports:       []edge.PortRange{{From: port, To: port}},
+			EarlyData:   o.early,
+			IdleTimeout: o.idle,
+			Meter:       o.meter,
+			Route:       router.Listener{Key: "test/tcp", Groups: []router.Group{{Region: "region-test", TrafficDial: 100, Endpoints: reps}}},
 		}},
 	}, edge.Regions{"region-test": cl})
 	require.NoError(t, err)
@@ -91,13 +107,13 @@ func startLabWith(t testing.TB, endpoints map[string]string, o labOpts) *lab {
 	wg.Go(func() { _ = e.Run(ctx) })
 
 	waitReachable(t, cl)
-	return &lab{edgeAddr: e.Addrs()[0].String(), client: cl, edge: e}
+	return &lab{edgeAddr: e.Addrs()[0].String(), client: cl, edge: e, region: srv, stop: stop}
 }
 
 // regionClient serves h as region on 127.0.0.1 over the real mutual-TLS
 // backbone and returns a running client of pop to it; both run in wg
 // until ctx ends. A delay > 0 puts a delayRelay between them.
-func regionClient(ctx context.Context, t testing.TB, wg *sync.WaitGroup, pop, region string, h backbone.Handler, delay time.Duration) *backbone.Client {
+func regionClient(ctx context.Context, t testing.TB, wg *sync.WaitGroup, pop, region string, h backbone.Handler, delay time.Duration) (*backbone.Client, *backbone.Server) {
 	t.Helper()
 	p, err := pki.NewEphemeral(pop, region)
 	require.NoError(t, err)
@@ -121,7 +137,7 @@ func regionClient(ctx context.Context, t testing.TB, wg *sync.WaitGroup, pop, re
 	})
 	require.NoError(t, err)
 	wg.Go(func() { _ = cl.Run(ctx) })
-	return cl
+	return cl, srv
 }
 
 // waitReachable waits up to 5 s for cl's backbone to come up.

@@ -251,7 +251,26 @@ func runNode(role string, args []string, stderr io.Writer) int {
 		return exitConfig
 	}
 	defer notifier.Close()
-	if err := node.Run(ctx, node.Options{Doc: doc, Node: c.node, Version: version, Logger: log, Drain: drain, Notify: notifier}); err != nil {
+	// SIGHUP reopens the flow log (after logrotate renamed it).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reopen := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				select {
+				case reopen <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	if err := node.Run(ctx, node.Options{Doc: doc, Node: c.node, Version: version, Logger: log, Drain: drain, Notify: notifier, Reopen: reopen}); err != nil {
 		log.Error("anyedge stopped on error", "err", err)
 		return exitFail
 	}

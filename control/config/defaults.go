@@ -38,6 +38,10 @@ const (
 	defaultBGPKeepalive      = 3 * time.Second
 	defaultDrainBGPGrace     = 5 * time.Second
 	defaultDrainTimeout      = 60 * time.Second
+	defaultFlowLogPath       = "-"
+	defaultFlowLogSampleRate = 1.0
+	defaultFlowLogQueue      = 65536
+	defaultFlowLogMaxFiles   = 5
 	defaultSteering          = "anycast"
 	defaultDNSListen         = ":53"
 	defaultDNSTTL            = 300 * time.Second
@@ -121,6 +125,10 @@ func (d Document) WithDefaults() Document {
 		}
 		setDefault(&p.Drain.BGPGrace, defaultDrainBGPGrace)
 		setDefault(&p.Drain.Timeout, defaultDrainTimeout)
+		setDefault(&p.FlowLogs.Path, defaultFlowLogPath)
+		setDefault(&p.FlowLogs.SampleRate, defaultFlowLogSampleRate)
+		setDefault(&p.FlowLogs.QueueSize, defaultFlowLogQueue)
+		setDefault(&p.FlowLogs.MaxFiles, defaultFlowLogMaxFiles)
 	}
 	for ri := range t.Regions {
 		r := &t.Regions[ri]

@@ -174,6 +174,28 @@ type PoP struct {
 	// DNSListen, when set, replaces dns.listen on this PoP: the addresses
 	// (host:port, UDP and TCP) its DNS server binds.
 	DNSListen []string `mapstructure:"dns_listen"`
+	// FlowLogs writes one JSON line per finished flow.
+	FlowLogs FlowLogs `mapstructure:"flow_logs"`
+}
+
+// FlowLogs configures an edge's flow logs (control/flowlog).
+type FlowLogs struct {
+	// Enabled turns flow logs on (default false).
+	Enabled bool `mapstructure:"enabled"`
+	// Path is the file appended to, or "-" for standard output
+	// (default "-").
+	Path string `mapstructure:"path"`
+	// SampleRate is the fraction of flows logged, above 0 and at most 1
+	// (default 1).
+	SampleRate float64 `mapstructure:"sample_rate"`
+	// QueueSize bounds the records waiting to be written; more are
+	// dropped and counted (default 65536).
+	QueueSize int `mapstructure:"queue_size"`
+	// MaxSizeMB rotates the file when it reaches this many MiB; 0 (the
+	// default) rotates only on SIGHUP after an outside rename.
+	MaxSizeMB int `mapstructure:"max_size_mb"`
+	// MaxFiles is how many rotated files size rotation keeps (default 5).
+	MaxFiles int `mapstructure:"max_files"`
 }
 
 // BackboneClient tunes an edge's QUIC connections to each region.

@@ -566,6 +566,25 @@ func (v *validator) pop(p string, pop *PoP) {
 			v.add(fmt.Sprintf("%s.dns_listen[%d]", p, i), "%s", msg)
 		}
 	}
+	v.flowLogs(p+".flow_logs", &pop.FlowLogs)
+}
+
+func (v *validator) flowLogs(p string, f *FlowLogs) {
+	if f.SampleRate <= 0 || f.SampleRate > 1 {
+		v.add(p+".sample_rate", "%v is outside (0, 1]", f.SampleRate)
+	}
+	if f.QueueSize < 1 || f.QueueSize > 1<<24 {
+		v.add(p+".queue_size", "%d is outside 1–16777216", f.QueueSize)
+	}
+	if f.MaxSizeMB < 0 {
+		v.add(p+".max_size_mb", "%d is negative", f.MaxSizeMB)
+	}
+	if f.MaxFiles < 1 || f.MaxFiles > 1000 {
+		v.add(p+".max_files", "%d is outside 1–1000", f.MaxFiles)
+	}
+	if f.Path == "-" && f.MaxSizeMB > 0 {
+		v.add(p+".max_size_mb", "standard output (path \"-\") cannot be rotated")
+	}
 }
 
 // asnProblem says why n cannot be used as an AS number, or "".

@@ -19,6 +19,7 @@ import (
 	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
+	"github.com/anyedge/anyedge/control/flowlog"
 	"github.com/anyedge/anyedge/edge"
 	"github.com/anyedge/anyedge/edge/anycast"
 	"github.com/anyedge/anyedge/edge/bgp"
@@ -47,6 +48,7 @@ type edgeNode struct {
 	accels  []accelView
 	// listeners are every listener, TCP and UDP, with its meter.
 	listeners []edge.Listener
+	flowLogs  *flowlog.Writer // nil when off
 	cmds      chan command
 	status    atomic.Pointer[EdgeStatus]
 	dns       *edgeDNS // nil without a dns section
@@ -77,6 +79,7 @@ type EdgeStatus struct {
 	// Flows sums the listeners' counters.
 	Flows     FlowCounters   `json:"flows"`
 	BGP       []BGPPeerState `json:"bgp_peers,omitempty"`
+	FlowLogs  *FlowLogStatus `json:"flow_logs,omitempty"`
 	Announced []netip.Prefix `json:"announced,omitempty"`
 	// DNS is the authoritative DNS server, with a dns section.
 	DNS *DNSStatus `json:"dns,omitempty"`
@@ -365,6 +368,12 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 			}
 		}()
 	}
+	var stopFlowLogs func()
+	en.flowLogs, stopFlowLogs, err = startFlowLogs(opts.Doc, n, listeners, log) // see flowlogs.go
+	if err != nil {
+		return err
+	}
+	defer stopFlowLogs() // after every component below has returned
 	hb := heartbeat(opts.Notify.Watchdog())
 	en.e, err = edge.New(edge.Config{Node: n.Name, Listeners: listeners, Logger: log, Heartbeat: hb}, regions)
 	if err != nil {
@@ -426,6 +435,18 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 			sources = append(sources, fwd.Liveness)
 		}
 		g.Go(func() error { return watchdog(gctx, opts.Notify, log, sources...) })
+	}
+	if opts.Reopen != nil && en.flowLogs != nil {
+		g.Go(func() error {
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-opts.Reopen:
+					en.flowLogs.Reopen()
+				}
+			}
+		})
 	}
 	notify(log, opts.Notify.Ready)
 	err = g.Wait()
@@ -572,6 +593,7 @@ func (en *edgeNode) Status() any {
 	if en.dns != nil {
 		st.DNS = en.dns.status()
 	}
+	st.FlowLogs = flowLogStatus(en.flowLogs)
 	return &st
 }
 

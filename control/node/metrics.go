@@ -6,6 +6,7 @@ import (
 
 	"github.com/anyedge/anyedge/backbone"
 	"github.com/anyedge/anyedge/backbone/gateway"
+	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/edge/bgp"
 	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/udp"
@@ -89,6 +90,10 @@ var (
 	rUDPDroppedDesc  = regionUDPDesc("dropped_packets_total", "UDP packets the region dropped, by place.", "place")
 )
 
+// handshakeReasons are the labels of pki.RejectReason.
+var handshakeReasons = []string{"no_certificate", "expired", "self_signed", "unknown_authority",
+	"unknown_node", "wrong_name", "not_operator", "bad_certificate", "other"}
+
 // Describe implements prometheus.Collector.
 func (c regionCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{handshakeRefusedDesc, streamsRefusedDesc, regionFlowsDesc, regionDialsDesc,
@@ -100,19 +105,31 @@ func (c regionCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c regionCollector) Collect(ch chan<- prometheus.Metric) {
-	for reason, n := range c.m.HandshakeRefused() {
+	// Every known reason is exported, zeros included, so that a series
+	// exists before its first event.
+	hs := c.m.HandshakeRefused()
+	if hs == nil {
+		hs = map[string]int64{}
+	}
+	for _, reason := range handshakeReasons {
+		if _, ok := hs[reason]; !ok {
+			hs[reason] = 0
+		}
+	}
+	for reason, n := range hs {
 		ch <- counter(handshakeRefusedDesc, n, reason)
 	}
-	for code, n := range c.m.StreamsRefused() {
-		ch <- counter(streamsRefusedDesc, n, code.Label())
+	streams := c.m.StreamsRefused()
+	for code := wire.CodeBadHeader; code <= wire.CodeDraining; code++ {
+		ch <- counter(streamsRefusedDesc, streams[code], code.Label())
 	}
 	for _, e := range c.gw.EndpointStats() {
 		ch <- gauge(regionFlowsDesc, float64(e.ActiveTCP), c.region, e.ID, "tcp")
 		ch <- gauge(regionFlowsDesc, float64(e.ActiveUDP), c.region, e.ID, "udp")
 		ch <- counter(regionDialsDesc, e.DialsTCP, c.region, e.ID, "tcp")
 		ch <- counter(regionDialsDesc, e.DialsUDP, c.region, e.ID, "udp")
-		for code, n := range e.Failures {
-			ch <- counter(regionDialFailDesc, n, c.region, e.ID, code.Label())
+		for _, code := range []wire.Code{wire.CodeDialRefused, wire.CodeDialTimeout, wire.CodeDialFailed} {
+			ch <- counter(regionDialFailDesc, e.Failures[code], c.region, e.ID, code.Label())
 		}
 		buckets := make(map[float64]uint64, len(gateway.DialBuckets))
 		for i, le := range gateway.DialBuckets {
@@ -175,6 +192,11 @@ var (
 	bgpUptimeDesc   = prometheus.NewDesc("anyedge_bgp_session_uptime_seconds", "How long the session has been established.", []string{"peer"}, nil)
 	bgpPrefixesDesc = prometheus.NewDesc("anyedge_bgp_prefixes_advertised", "Prefixes advertised to the peer.", []string{"peer"}, nil)
 	bgpAnnouncedDes = prometheus.NewDesc("anyedge_bgp_prefixes_announced", "Prefixes in the speaker's RIB (announced to every peer).", nil, nil)
+
+	flWrittenDesc   = prometheus.NewDesc("anyedge_flowlog_records_written_total", "Flow-log lines written.", nil, nil)
+	flDroppedDesc   = prometheus.NewDesc("anyedge_flowlog_records_dropped_total", "Flow-log records lost, by reason: queue_full (the writer fell behind) or write_error.", []string{"reason"}, nil)
+	flSampledDesc   = prometheus.NewDesc("anyedge_flowlog_records_sampled_out_total", "Flow records left out by sampling.", nil, nil)
+	flRotationsDesc = prometheus.NewDesc("anyedge_flowlog_rotations_total", "Flow-log files reopened after a rename or rotated by size.", nil, nil)
 )
 
 var bgpStates = []string{"idle", "connect", "active", "opensent", "openconfirm", "established"}
@@ -184,7 +206,8 @@ func (c edgeCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.fc.Describe(ch)
 	for _, d := range []*prometheus.Desc{edgeReadyDesc, edgeDrainingDesc, accelReadyDesc, listenerReadyDesc, listenerFailOpenDesc,
 		unknownFlowDesc, bbReachableDesc, bbConnsDesc, bbRTTDesc, bbLossDesc, bbStreamsDesc, bbDialsDesc, bbDialFailDesc,
-		bbReconnDesc, bbDroppedDesc, bgpUpDesc, bgpStateDesc, bgpUptimeDesc, bgpPrefixesDesc, bgpAnnouncedDes} {
+		bbReconnDesc, bbDroppedDesc, bgpUpDesc, bgpStateDesc, bgpUptimeDesc, bgpPrefixesDesc, bgpAnnouncedDes,
+		flWrittenDesc, flDroppedDesc, flSampledDesc, flRotationsDesc} {
 		ch <- d
 	}
 }
@@ -230,6 +253,14 @@ func (c edgeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if en.speaker != nil {
 		collectBGP(ch, en.speaker)
+	}
+	if en.flowLogs != nil {
+		s := en.flowLogs.Stats()
+		ch <- counter(flWrittenDesc, s.Written)
+		ch <- counter(flDroppedDesc, s.QueueFull, "queue_full")
+		ch <- counter(flDroppedDesc, s.WriteErrors, "write_error")
+		ch <- counter(flSampledDesc, s.SampledOut)
+		ch <- counter(flRotationsDesc, s.Rotations)
 	}
 }
 

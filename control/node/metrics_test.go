@@ -3,9 +3,13 @@ package node_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -81,10 +85,11 @@ func sum(samples map[string]float64, name string, labels ...string) float64 {
 // through them.
 type liveFleet struct {
 	tcpAddr, udpAddr  string
+	dnsAddr           string
 	adminPoP, adminR1 string
 }
 
-func startLiveFleet(t *testing.T) *liveFleet {
+func startLiveFleet(t *testing.T, popExtra ...string) *liveFleet {
 	t.Helper()
 	web := startEcho(t, "web", nil)
 	health := startEcho(t, "health", nil)
@@ -94,9 +99,10 @@ func startLiveFleet(t *testing.T) *liveFleet {
 	_, hp, _ := net.SplitHostPort(health.addr())
 	healthPort, _ := strconv.Atoi(hp)
 	doc := mixedDoc(t, tcpPort, udpPort, web.addr(), dns, healthPort, adminPoP, adminR1,
-		fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")))
+		fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), popExtra...)
 	runNodes(t, doc, []string{"r1", "pop"}, ephemeralStores(t, "r1", "pop"))
 	f := &liveFleet{
+		dnsAddr: dns,
 		tcpAddr: fmt.Sprintf("127.0.0.1:%d", tcpPort), udpAddr: fmt.Sprintf("127.0.0.1:%d", udpPort),
 		adminPoP: fmt.Sprintf("127.0.0.1:%d", adminPoP), adminR1: fmt.Sprintf("127.0.0.1:%d", adminR1),
 	}
@@ -208,4 +214,95 @@ func TestMetricsLive(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, out, `"active_udp_flows": 1`)
 	require.Contains(t, out, `"active_flows": 1`, "the region's total counts the UDP flow")
+}
+
+// TestFlowLogsLive: with flow logs on, the edge writes one line per
+// finished flow, TCP and UDP, with the endpoint's address from the
+// document; the UDP flow still open at shutdown ends with "shutdown".
+func TestFlowLogsLive(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "flows.log")
+	var f *liveFleet
+	t.Cleanup(func() {
+		// Runs after the nodes have stopped (cleanups run last first).
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		var tcp, udp []map[string]any
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var m map[string]any
+			require.NoError(t, json.Unmarshal([]byte(l), &m), l)
+			switch m["protocol"] {
+			case "tcp":
+				tcp = append(tcp, m)
+			case "udp":
+				udp = append(udp, m)
+			}
+		}
+		require.NotEmpty(t, tcp)
+		require.Len(t, udp, 1)
+		u := udp[0]
+		require.Equal(t, "shutdown", u["reason"])
+		require.Equal(t, "dns", u["endpoint_id"])
+		require.Equal(t, "r1", u["endpoint_region"])
+		_, port, _ := net.SplitHostPort(f.dnsAddr)
+		require.Equal(t, "127.0.0.1", u["endpoint_ip"])
+		require.Equal(t, port, fmt.Sprint(u["endpoint_port"]))
+		require.Positive(t, u["bytes_in"])
+		require.Positive(t, u["packets_out"])
+		for _, m := range tcp {
+			require.Contains(t, []any{"client_fin", "endpoint_fin"}, m["reason"], m)
+			require.Equal(t, "web", m["endpoint_id"])
+		}
+	})
+	f = startLiveFleet(t, "      flow_logs: {enabled: true, path: "+strconv.Quote(path)+"}\n")
+	st := waitStatus(t, f.adminPoP, "a TCP flow logged", func(st node.EdgeStatus) bool {
+		return st.FlowLogs != nil && st.FlowLogs.Written >= 1
+	})
+	require.Zero(t, st.FlowLogs.QueueFull)
+	require.Positive(t, sum(scrape(t, f.adminPoP), "anyedge_flowlog_records_written_total"))
+}
+
+// TestGrafanaDashboard: every metric that a query of
+// configs/grafana-dashboard.json names exists on a live edge or region
+// (with BGP and flow logs on, so that their metrics exist too).
+func TestGrafanaDashboard(t *testing.T) {
+	b, err := os.ReadFile("../../configs/grafana-dashboard.json")
+	require.NoError(t, err)
+	var dash any
+	require.NoError(t, json.Unmarshal(b, &dash))
+	var exprs []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if s, ok := x.(string); ok && (k == "expr" || k == "query") {
+					exprs = append(exprs, s)
+				}
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(dash)
+	require.Greater(t, len(exprs), 30, "the dashboard has queries")
+
+	f := startLiveFleet(t,
+		"      flow_logs: {enabled: true, path: "+strconv.Quote(filepath.Join(t.TempDir(), "flows.log"))+"}\n",
+		"      bgp: {local_asn: 64512, router_id: 198.18.0.1, neighbors: [{address: 127.0.0.1, peer_asn: 64513}]}\n")
+	have := names(scrape(t, f.adminPoP))
+	for n := range names(scrape(t, f.adminR1)) {
+		have[n] = true
+	}
+	metric := regexp.MustCompile(`\b(?:anyedge|go|process)_[a-z0-9_]+`)
+	used := map[string]bool{}
+	for _, e := range exprs {
+		for _, n := range metric.FindAllString(e, -1) {
+			used[n] = true
+			require.True(t, have[n], "the dashboard's query %q names %s, which no node exports", e, n)
+		}
+	}
+	require.Greater(t, len(used), 40)
 }

@@ -50,6 +50,9 @@ type Options struct {
 	// has started and is stopping and, when it asks for a watchdog, that
 	// the edge's data path is alive (see watchdog.go).
 	Notify *sdnotify.Notifier
+	// Reopen, when it fires, makes an edge's flow log close and reopen
+	// its file, after an outside tool renamed it (SIGHUP).
+	Reopen <-chan struct{}
 }
 
 // Run runs the node named by opts.Node until ctx ends. It returns nil on a

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 // mixedDoc is one accelerator with a TCP and a UDP listener, both served
 // from region r1: the TCP endpoint answers, the UDP endpoint's health
 // check probes udpHealthPort (closed unless a test opens it).
-func mixedDoc(t *testing.T, tcpPort, udpPort int, tcpEp, udpEp string, udpHealthPort, adminPoP, adminR1 int, r1 string) *config.Document {
+func mixedDoc(t *testing.T, tcpPort, udpPort int, tcpEp, udpEp string, udpHealthPort, adminPoP, adminR1 int, r1 string, popExtra ...string) *config.Document {
 	t.Helper()
 	y := fmt.Sprintf(`accelerators:
   - name: mixed
@@ -42,11 +43,11 @@ topology:
   pops:
     - name: pop
       admin: 127.0.0.1:%d
-  regions:
+%s  regions:
     - name: r1
       admin: 127.0.0.1:%d
       backbone: {listen: %q}
-`, tcpPort, healthCheck, tcpEp, udpPort, udpHealthPort, udpEp, adminPoP, adminR1, r1)
+`, tcpPort, healthCheck, tcpEp, udpPort, udpHealthPort, udpEp, adminPoP, strings.Join(popExtra, ""), adminR1, r1)
 	doc, err := config.Load([]byte(y), config.LoadOptions{})
 	require.NoError(t, err, y)
 	return doc

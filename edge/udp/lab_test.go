@@ -86,6 +86,7 @@ func (r *region) stop() {
 type edgeNode struct {
 	fwd    *udp.Forwarder
 	client *backbone.Client
+	stop   func() // stops the forwarder and its backbone, and waits
 	addrs  []netip.AddrPort
 }
 
@@ -131,9 +132,10 @@ func (f *fleet) startEdge(t testing.TB, name, regionAddr string, o edgeOpts) *ed
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = cl.Run(ctx) })
 	wg.Go(func() { _ = fwd.Run(ctx) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	stop := func() { cancel(); wg.Wait() }
+	t.Cleanup(stop)
 	waitFor(t, 5*time.Second, cl.Reachable, "backbone did not come up")
-	e := &edgeNode{fwd: fwd, client: cl}
+	e := &edgeNode{fwd: fwd, client: cl, stop: stop}
 	for _, a := range fwd.Addrs() {
 		e.addrs = append(e.addrs, a.(*net.UDPAddr).AddrPort())
 	}
