@@ -6,11 +6,17 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// Flow-control windows sized for a long fat pipe: 150 ms × 1 Gbit/s is
-// 18.75 MB in flight, so one stream and one connection can fill it.
+// Flow-control windows sized for a long fat pipe from the first byte: 1
+// Gbit/s × 200 ms is 25 MB in flight, so one stream's window (32 MiB) lets
+// one flow fill it without waiting for quic-go's auto-tuning (which starts
+// from the initial window and doubles it at most once per round trip),
+// and a connection's (64 MiB) lets two such flows share a connection. A
+// window is credit, not memory: a receiver holds only bytes that arrived
+// and were not read yet, so an idle flow costs nothing more, and the most
+// one connection can make its peer hold is the connection window.
 const (
-	maxStreamWindow     = 24 << 20
-	maxConnectionWindow = 48 << 20
+	StreamWindow     = 32 << 20
+	ConnectionWindow = 64 << 20
 	// MaxStreamsPerConn is how many streams an edge may have open at once
 	// on one connection; QUIC's MAX_STREAMS enforces it, so a peer that
 	// opens streams faster waits for credit instead of exhausting the region.
@@ -49,10 +55,10 @@ func quicConfig(keepAlive, idle time.Duration) *quic.Config {
 		HandshakeIdleTimeout:           handshakeTimeout,
 		MaxIdleTimeout:                 idle - keepAlive,
 		KeepAlivePeriod:                keepAlive,
-		InitialStreamReceiveWindow:     1 << 20,
-		MaxStreamReceiveWindow:         maxStreamWindow,
-		InitialConnectionReceiveWindow: 4 << 20,
-		MaxConnectionReceiveWindow:     maxConnectionWindow,
+		InitialStreamReceiveWindow:     StreamWindow,
+		MaxStreamReceiveWindow:         StreamWindow,
+		InitialConnectionReceiveWindow: ConnectionWindow,
+		MaxConnectionReceiveWindow:     ConnectionWindow,
 		MaxIncomingStreams:             MaxStreamsPerConn,
 		MaxIncomingUniStreams:          -1,
 		EnableDatagrams:                true,
