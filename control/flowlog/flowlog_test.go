@@ -287,3 +287,22 @@ func TestConfigErrors(t *testing.T) {
 	_, err = flowlog.New(flowlog.Config{Path: filepath.Join(t.TempDir(), "no", "such", "dir", "f.log")})
 	require.ErrorContains(t, err, "no such file")
 }
+
+// BenchmarkFlow is what the data path pays per finished flow with flow
+// logs on: sampling and a non-blocking queue send (the writer drains and
+// writes to a file meanwhile, as in production).
+func BenchmarkFlow(b *testing.B) {
+	w, err := flowlog.New(flowlog.Config{Path: filepath.Join(b.TempDir(), "flows.log"), QueueSize: 1 << 16})
+	require.NoError(b, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	r := record(1, flow.ClientFIN)
+	for b.Loop() {
+		w.Flow(r)
+	}
+	cancel()
+	require.NoError(b, <-done)
+	st := w.Stats()
+	b.ReportMetric(float64(st.QueueFull)/float64(st.QueueFull+st.Written), "dropped/op")
+}
