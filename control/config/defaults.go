@@ -57,6 +57,15 @@ const (
 	defaultRRLIPv4Prefix     = 24
 	defaultRRLIPv6Prefix     = 56
 	defaultSteeringTTL       = 30 * time.Second
+	defaultKind              = KindStandard
+)
+
+// Accelerator kinds.
+const (
+	// KindStandard spreads flows over weighted, health-checked endpoints.
+	KindStandard = "standard"
+	// KindCustomRouting maps each listener port to one destination.
+	KindCustomRouting = "custom_routing"
 )
 
 // WithDefaults returns a deep copy of d with every unset field given its
@@ -66,11 +75,16 @@ func (d Document) WithDefaults() Document {
 	for ai := range out.Accelerators {
 		a := &out.Accelerators[ai]
 		setDefault(&a.Steering, defaultSteering)
+		setDefault(&a.Kind, defaultKind)
 		if out.DNS != nil {
 			setDefault(&a.DNSName, DerivedDNSName(a.Name))
 		}
 		for li := range a.Listeners {
 			l := &a.Listeners[li]
+			if a.Kind == KindCustomRouting {
+				customDefaults(l)
+				continue
+			}
 			if l.ClientAffinity == "" {
 				l.ClientAffinity = defaultClientAffinity
 			}
@@ -182,6 +196,27 @@ func DerivedDNSName(name string) string {
 	return s
 }
 
+// customDefaults fills the unset fields of a custom routing listener:
+// port ranges and health checks as for others; destination ports serve
+// TCP and UDP unless they say otherwise. Idle timeouts stay unset (each
+// protocol gets its own default when the node compiles the listener).
+func customDefaults(l *Listener) {
+	for ri := range l.PortRanges {
+		setDefault(&l.PortRanges[ri].To, l.PortRanges[ri].From)
+	}
+	for gi := range l.EndpointGroups {
+		g := &l.EndpointGroups[gi]
+		g.HealthCheck = g.HealthCheck.withDefaults()
+		for di := range g.DestinationPorts {
+			d := &g.DestinationPorts[di]
+			setDefault(&d.To, d.From)
+			if len(d.Protocols) == 0 {
+				d.Protocols = []string{"tcp", "udp"}
+			}
+		}
+	}
+}
+
 // withDefaults fills the unset fields of a health check.
 func (h HealthCheck) withDefaults() HealthCheck {
 	setDefault(&h.Protocol, defaultHealthProtocol)
@@ -235,6 +270,19 @@ func (d Document) clone() Document {
 				g.Endpoints = slices.Clone(g.Endpoints)
 				for ei := range g.Endpoints {
 					g.Endpoints[ei].Weight = clonePtr(g.Endpoints[ei].Weight)
+				}
+				g.DestinationPorts = slices.Clone(g.DestinationPorts)
+				for di := range g.DestinationPorts {
+					g.DestinationPorts[di].Protocols = slices.Clone(g.DestinationPorts[di].Protocols)
+				}
+				g.Subnets = slices.Clone(g.Subnets)
+				for si := range g.Subnets {
+					s := &g.Subnets[si]
+					s.Allow = slices.Clone(s.Allow)
+					for ri := range s.Allow {
+						s.Allow[ri].Addresses = slices.Clone(s.Allow[ri].Addresses)
+						s.Allow[ri].Ports = slices.Clone(s.Allow[ri].Ports)
+					}
 				}
 			}
 		}

@@ -356,6 +356,7 @@ func TestParseStatusCodes(t *testing.T) {
 
 func FuzzLoad(f *testing.F) {
 	f.Add([]byte(base))
+	f.Add([]byte(strings.Replace(base, "accelerators:\n", customAccel, 1)))
 	if b, err := os.ReadFile("../../configs/example-global.yaml"); err == nil {
 		f.Add(b)
 	}

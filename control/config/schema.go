@@ -41,12 +41,19 @@ type Accelerator struct {
 	// labels). Default: derived from Name (lower case, characters other
 	// than letters, digits and '-' replaced by '-').
 	DNSName string `mapstructure:"dns_name"`
+	// Kind is "standard" (the default: listeners spread flows over
+	// weighted, health-checked endpoints) or "custom_routing" (each
+	// listener port reaches one destination address and port of a
+	// subnet, by the port map of backbone/portmap; traffic is denied
+	// until allowed).
+	Kind string `mapstructure:"kind"`
 }
 
 // Listener accepts one protocol on one or more port ranges of the
 // accelerator's addresses.
 type Listener struct {
-	// Protocol is "tcp" or "udp".
+	// Protocol is "tcp" or "udp". Custom routing listeners have none:
+	// they serve the protocols of their groups' destination_ports.
 	Protocol string `mapstructure:"protocol"`
 	// PortRanges are inclusive ranges of listening ports.
 	PortRanges []PortRange `mapstructure:"port_ranges"`
@@ -54,7 +61,8 @@ type Listener struct {
 	// the client address). Default "none".
 	ClientAffinity string `mapstructure:"client_affinity"`
 	// IdleTimeout closes a flow without traffic for this long. Default 340s
-	// for TCP, 30s for UDP.
+	// for TCP, 30s for UDP (custom routing: each protocol its default
+	// unless set).
 	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
 	// EarlyData (tcp only) says which of a client's first bytes the edge
 	// sends with a new flow's setup instead of after the region's answer:
@@ -87,6 +95,59 @@ type EndpointGroup struct {
 	PortOverrides []PortOverride `mapstructure:"port_overrides"`
 	// Endpoints are the targets of the group.
 	Endpoints []Endpoint `mapstructure:"endpoints"`
+	// DestinationPorts (custom routing) are the destination ports of every
+	// address of the group's subnets, in the order the port map counts
+	// them.
+	DestinationPorts []DestinationPorts `mapstructure:"destination_ports"`
+	// Subnets (custom routing) are the group's destination subnets.
+	Subnets []Subnet `mapstructure:"subnets"`
+}
+
+// DestinationPorts is an inclusive range of destination ports of a custom
+// routing group and the protocols served on them.
+type DestinationPorts struct {
+	// From and To bound the range; To defaults to From.
+	From int `mapstructure:"from"`
+	To   int `mapstructure:"to"`
+	// Protocols are "tcp" and/or "udp" (default both).
+	Protocols []string `mapstructure:"protocols"`
+}
+
+// Subnet is one destination subnet of a custom routing group: every
+// address and destination port of it gets one listener port, from
+// ListenerPortBase on (backbone/portmap documents the mapping).
+type Subnet struct {
+	// ID names the subnet fleet-wide (endpoint IDs and subnet IDs share
+	// one namespace): anyedge ctl allow and the port map use it.
+	ID string `mapstructure:"id"`
+	// CIDR is the IPv4 subnet, /17 to /28 (AWS Global Accelerator's
+	// bounds; see AnyPrefixLength).
+	CIDR string `mapstructure:"cidr"`
+	// ListenerPortBase is the first listener port of the subnet's block,
+	// which holds (addresses × destination ports) ports and must lie in
+	// one of the listener's port ranges without overlapping another
+	// subnet's block. The mapping of a subnet depends only on its CIDR,
+	// this base and its group's destination_ports.
+	ListenerPortBase int `mapstructure:"listener_port_base"`
+	// AnyPrefixLength admits a prefix narrower than /28 (down to a single
+	// address, /32). Nothing wider than /17 can fit: a /16 needs 65536
+	// listener ports.
+	AnyPrefixLength bool `mapstructure:"any_prefix_length"`
+	// ClientIPPreservation sends a PROXY protocol v2 header carrying the
+	// client address to the destination.
+	ClientIPPreservation bool `mapstructure:"client_ip_preservation"`
+	// AllowAllTraffic allows every destination of the subnet (AWS's
+	// AllowAllTrafficToEndpoint). Traffic is denied by default.
+	AllowAllTraffic bool `mapstructure:"allow_all_traffic"`
+	// Allow allows chosen destinations.
+	Allow []AllowRule `mapstructure:"allow"`
+}
+
+// AllowRule allows traffic to each of Addresses, on each of Ports (every
+// destination port when Ports is empty).
+type AllowRule struct {
+	Addresses []string `mapstructure:"addresses"`
+	Ports     []int    `mapstructure:"ports"`
 }
 
 // PortOverride maps one listener port to an endpoint port.

@@ -142,8 +142,22 @@ func (v *validator) accelerator(p string, a *Accelerator) {
 	if len(a.Listeners) == 0 {
 		v.add(p+".listeners", "at least one listener is required")
 	}
+	switch a.Kind {
+	case KindStandard:
+	case KindCustomRouting:
+		if a.Steering == "dns" {
+			v.add(p+".steering", `must be "anycast" for a custom_routing accelerator: a matchmaker hands out its static addresses`)
+		}
+	default:
+		v.add(p+".kind", `must be %q or %q, got %q`, KindStandard, KindCustomRouting, a.Kind)
+	}
 	for i := range a.Listeners {
-		v.listener(fmt.Sprintf("%s.listeners[%d]", p, i), &a.Listeners[i])
+		lp := fmt.Sprintf("%s.listeners[%d]", p, i)
+		if a.Kind == KindCustomRouting {
+			v.customListener(lp, &a.Listeners[i])
+			continue
+		}
+		v.listener(lp, &a.Listeners[i])
 	}
 	v.overlaps(p, a.Listeners)
 }
@@ -177,8 +191,12 @@ func (v *validator) overlaps(p string, ls []Listener) {
 				}
 				for rj, o := range ls[j].PortRanges {
 					if validRange(o) && max(r.From, o.From) <= min(r.To, o.To) {
+						proto := ls[i].Protocol
+						if proto == "" {
+							proto = "custom routing"
+						}
 						v.add(here, "%s port %d is also used by %s.listeners[%d].port_ranges[%d]",
-							ls[i].Protocol, max(r.From, o.From), p, j, rj)
+							proto, max(r.From, o.From), p, j, rj)
 					}
 				}
 			}
@@ -194,17 +212,7 @@ func (v *validator) listener(p string, l *Listener) {
 	default:
 		v.add(p+".protocol", `must be "tcp" or "udp", got %q`, l.Protocol)
 	}
-	if len(l.PortRanges) == 0 {
-		v.add(p+".port_ranges", "at least one port range is required")
-	}
-	for i, r := range l.PortRanges {
-		rp := fmt.Sprintf("%s.port_ranges[%d]", p, i)
-		okFrom := v.port(rp+".from", r.From)
-		okTo := v.port(rp+".to", r.To)
-		if okFrom && okTo && r.From > r.To {
-			v.add(rp, "from %d is above to %d", r.From, r.To)
-		}
-	}
+	v.portRanges(p+".port_ranges", l.PortRanges)
 	switch l.ClientAffinity {
 	case "none", "source_ip":
 	default:
@@ -228,17 +236,44 @@ func (v *validator) listener(p string, l *Listener) {
 	for i := range l.EndpointGroups {
 		gp := fmt.Sprintf("%s.endpoint_groups[%d]", p, i)
 		g := &l.EndpointGroups[i]
-		switch first, dup := groupRegion[g.Region]; {
-		case g.Region == "":
-			v.add(gp+".region", "required")
-		case !v.regions[g.Region]:
-			v.add(gp+".region", "%q is not a region of topology.regions (regions: %s)", g.Region, list(v.regionNames))
-		case dup:
-			v.add(gp+".region", "%q already has a group in this listener at %s", g.Region, first)
-		default:
-			groupRegion[g.Region] = gp
+		v.groupRegion(gp, g, groupRegion)
+		if len(g.DestinationPorts) > 0 {
+			v.add(gp+".destination_ports", "only for custom_routing accelerators")
+		}
+		if len(g.Subnets) > 0 {
+			v.add(gp+".subnets", "only for custom_routing accelerators")
 		}
 		v.group(gp, g, l)
+	}
+}
+
+// groupRegion checks a group's region: required, known, one group per
+// region in a listener (seen maps regions to the path of their group).
+func (v *validator) groupRegion(gp string, g *EndpointGroup, seen map[string]string) {
+	switch first, dup := seen[g.Region]; {
+	case g.Region == "":
+		v.add(gp+".region", "required")
+	case !v.regions[g.Region]:
+		v.add(gp+".region", "%q is not a region of topology.regions (regions: %s)", g.Region, list(v.regionNames))
+	case dup:
+		v.add(gp+".region", "%q already has a group in this listener at %s", g.Region, first)
+	default:
+		seen[g.Region] = gp
+	}
+}
+
+// portRanges checks a listener's port ranges (at least one).
+func (v *validator) portRanges(p string, rs []PortRange) {
+	if len(rs) == 0 {
+		v.add(p, "at least one port range is required")
+	}
+	for i, r := range rs {
+		rp := fmt.Sprintf("%s[%d]", p, i)
+		okFrom := v.port(rp+".from", r.From)
+		okTo := v.port(rp+".to", r.To)
+		if okFrom && okTo && r.From > r.To {
+			v.add(rp, "from %d is above to %d", r.From, r.To)
+		}
 	}
 }
 
@@ -281,22 +316,28 @@ func (v *validator) group(p string, g *EndpointGroup, l *Listener) {
 	for i := range g.Endpoints {
 		ep := fmt.Sprintf("%s.endpoints[%d]", p, i)
 		e := &g.Endpoints[i]
-		switch first, dup := v.endpointIDs[e.ID]; {
-		case e.ID == "":
-			v.add(ep+".id", "required")
-		case !idPattern.MatchString(e.ID):
-			v.add(ep+".id", "%q must be 1–63 letters, digits, '.', '_' or '-', starting with a letter or digit", e.ID)
-		case dup:
-			v.add(ep+".id", "duplicate id %q (first at %s)", e.ID, first)
-		default:
-			v.endpointIDs[e.ID] = ep
-		}
+		v.endpointID(ep, e.ID)
 		if msg := checkEndpointAddress(e.Address); msg != "" {
 			v.add(ep+".address", "%s", msg)
 		}
 		if e.Weight != nil && (*e.Weight < 0 || *e.Weight > 255) {
 			v.add(ep+".weight", "%d is outside 0–255", *e.Weight)
 		}
+	}
+}
+
+// endpointID checks the ID of the endpoint or subnet at path: its shape,
+// and that no other endpoint or subnet of the fleet has it.
+func (v *validator) endpointID(path, id string) {
+	switch first, dup := v.endpointIDs[id]; {
+	case id == "":
+		v.add(path+".id", "required")
+	case !idPattern.MatchString(id):
+		v.add(path+".id", "%q must be 1–63 letters, digits, '.', '_' or '-', starting with a letter or digit", id)
+	case dup:
+		v.add(path+".id", "duplicate id %q (first at %s)", id, first)
+	default:
+		v.endpointIDs[id] = path
 	}
 }
 

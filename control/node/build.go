@@ -27,6 +27,9 @@ func edgeListeners(doc *config.Document, pop string) ([]edge.Listener, error) {
 	var out []edge.Listener
 	for ai := range doc.Accelerators {
 		acc := &doc.Accelerators[ai]
+		if acc.Kind == config.KindCustomRouting {
+			return nil, fmt.Errorf("accelerators[%d]: custom_routing accelerators are not served by this build yet", ai)
+		}
 		addrs, err := parseAddrs(fmt.Sprintf("accelerators[%d].ip_addresses", ai), acc.IPAddresses)
 		if err != nil {
 			return nil, err
