@@ -200,6 +200,8 @@ func TestLoadBroken(t *testing.T) {
 		{"bgp timers and communities", []string{"            peer_asn: 64600\n", "            peer_asn: 0\n            hold_time: 2s\n            multihop: 300\n", `["64512:100"]`, `["64512:70000"]`},
 			[]string{bgp + ".neighbors[0].peer_asn: 0 is not a valid AS number", bgp + ".neighbors[0].hold_time: 2s must be 0 or at least 3s",
 				bgp + ".neighbors[0].multihop: 300 is outside 0–255", bgp + `.communities[0]: "64512:70000" is not "a:b"`}},
+		{"bgp ttl security with multihop", []string{"            peer_asn: 64600\n", "            peer_asn: 64600\n            multihop: 2\n            ttl_security: true\n"},
+			[]string{bgp + ".neighbors[0].ttl_security: only for a directly connected neighbor (multihop 0), not with multihop 2"}},
 		{"bgp keepalive not below hold", []string{"            peer_asn: 64600\n", "            peer_asn: 64600\n            hold_time: 6s\n            keepalive: 6s\n"},
 			[]string{bgp + ".neighbors[0].keepalive: 6s must be positive and below hold_time 6s"}},
 		{"duplicate accelerator name", []string{"accelerators:\n", "accelerators:\n  - name: web\n    ip_addresses: [203.0.113.20]\n    listeners: [{protocol: tcp, port_ranges: [{from: 80}], endpoint_groups: [{region: eu}]}]\n"},

@@ -318,6 +318,9 @@ type BGPNeighbor struct {
 	Multihop     int           `mapstructure:"multihop"`
 	Passive      bool          `mapstructure:"passive"`
 	LocalAddress string        `mapstructure:"local_address"`
+	// TTLSecurity turns on GTSM (RFC 5082) for a directly connected
+	// neighbour.
+	TTLSecurity bool `mapstructure:"ttl_security"`
 }
 
 // Drain configures graceful shutdown of an edge.

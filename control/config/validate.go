@@ -708,6 +708,9 @@ func (v *validator) bgp(p string, b *BGP) {
 		if n.Multihop < 0 || n.Multihop > 255 {
 			v.add(np+".multihop", "%d is outside 0–255", n.Multihop)
 		}
+		if n.TTLSecurity && n.Multihop > 0 {
+			v.add(np+".ttl_security", "only for a directly connected neighbor (multihop 0), not with multihop %d", n.Multihop)
+		}
 		if n.LocalAddress != "" {
 			if _, err := netip.ParseAddr(n.LocalAddress); err != nil {
 				v.add(np+".local_address", "%q is not an IP address", n.LocalAddress)

@@ -297,7 +297,7 @@ func bgpConfig(b config.BGP) (bgp.Config, error) {
 	}
 	for _, n := range b.Neighbors {
 		nb := bgp.Neighbor{PeerASN: n.PeerASN, HoldTime: n.HoldTime, Keepalive: n.Keepalive,
-			Password: n.Password, Multihop: uint8(n.Multihop), Passive: n.Passive}
+			Password: n.Password, Multihop: uint8(n.Multihop), Passive: n.Passive, TTLSecurity: n.TTLSecurity}
 		if nb.Address, err = netip.ParseAddr(n.Address); err != nil {
 			return c, fmt.Errorf("bgp neighbour %q: %w", n.Address, err)
 		}

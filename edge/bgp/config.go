@@ -43,6 +43,12 @@ type Neighbor struct {
 	// Multihop is the TTL of an eBGP multihop session; 0 means directly
 	// connected (TTL 1).
 	Multihop uint8
+	// TTLSecurity turns on the Generalized TTL Security Mechanism (RFC
+	// 5082) for a directly connected neighbour: packets leave with TTL 255
+	// and the kernel drops the session's packets that arrive with less, so
+	// nobody more than one hop away can inject into the session. The
+	// router must do the same (BIRD: ttl security on). Not with Multihop.
+	TTLSecurity bool
 	// Passive waits for the peer to connect instead of dialling it; it needs
 	// Config.ListenPort.
 	Passive bool
@@ -159,6 +165,9 @@ func (c Config) validate() error {
 		}
 		if n.Keepalive < time.Second || n.Keepalive%time.Second != 0 || n.Keepalive >= n.HoldTime {
 			errs = append(errs, fmt.Errorf("%s.keepalive: %s is not whole seconds >= 1s and below hold_time", p, n.Keepalive))
+		}
+		if n.TTLSecurity && n.Multihop > 0 {
+			errs = append(errs, fmt.Errorf("%s.ttl_security: only for directly connected neighbours (multihop 0)", p))
 		}
 		if n.Passive && c.ListenPort == 0 {
 			errs = append(errs, fmt.Errorf("%s.passive: needs listen_port", p))

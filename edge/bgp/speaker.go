@@ -129,6 +129,15 @@ func (s *Speaker) Run(ctx context.Context) error {
 	s.ran = true
 	s.mu.Unlock()
 
+	for _, n := range s.cfg.Neighbors {
+		if n.Password == "" {
+			continue
+		}
+		if err := md5Supported(); err != nil {
+			return fmt.Errorf("neighbor %s: password set, but this kernel cannot sign TCP segments with MD5 (%w); "+
+				"refusing to run the session unauthenticated", n.Address, err)
+		}
+	}
 	glog := &gobgpLogger{log: s.log, onError: s.recordError}
 	defer glog.close()
 	srv := server.NewBgpServer(server.LoggerOption(glog))

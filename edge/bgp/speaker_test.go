@@ -42,6 +42,7 @@ func TestNewValidates(t *testing.T) {
 		{"hold time", func(c *Config) { c.Neighbors[0].HoldTime = 2 * time.Second }, "hold_time"},
 		{"keepalive", func(c *Config) { c.Neighbors[0].HoldTime = 3 * time.Second; c.Neighbors[0].Keepalive = 3 * time.Second }, "keepalive"},
 		{"passive without listen", func(c *Config) { c.Neighbors[0].Passive = true }, "passive"},
+		{"ttl security with multihop", func(c *Config) { c.Neighbors[0].TTLSecurity, c.Neighbors[0].Multihop = true, 2 }, "ttl_security"},
 		{"duplicate", func(c *Config) { c.Neighbors = append(c.Neighbors, c.Neighbors[0]) }, "duplicate"},
 		{"no peer asn", func(c *Config) { c.Neighbors[0].PeerASN = 0 }, "peer_asn"},
 		{"next hop 6", func(c *Config) { c.NextHop6 = netip.MustParseAddr("198.18.0.1") }, "next_hop6"},
