@@ -22,6 +22,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/anyedge/anyedge/backbone"
+	"github.com/anyedge/anyedge/backbone/portmap"
 	"github.com/anyedge/anyedge/backbone/splice"
 	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/edge/flow"
@@ -52,6 +53,18 @@ type Listener struct {
 	Route router.Listener
 	// Meter counts the listener's flows; nil: the edge makes its own.
 	Meter *flow.Meter
+	// Custom, for a custom routing listener, is its port map: a flow's
+	// listener port names its destination, region and subnet (the
+	// "endpoint" of Route's groups); Route then serves readiness only.
+	Custom *portmap.Table
+}
+
+// picker returns the listener's routing decision, compiled.
+func (l *Listener) picker(proto uint8) (router.Picker, error) {
+	if l.Custom != nil {
+		return router.NewCustom(l.Custom, proto), nil
+	}
+	return router.Compile(l.Route)
 }
 
 // Config configures an Edge.
@@ -113,7 +126,7 @@ type Edge struct {
 
 type boundListener struct {
 	l     *Listener
-	table *router.Table
+	table router.Picker
 	ln    *net.TCPListener
 	port  uint16
 	meter *flow.Meter
@@ -172,7 +185,7 @@ func (e *Edge) Listen() error {
 		if l.Protocol != "tcp" {
 			continue
 		}
-		table, err := router.Compile(l.Route)
+		table, err := l.picker(6)
 		if err != nil {
 			e.closeListeners()
 			return fmt.Errorf("edge: %w", err)

@@ -51,6 +51,9 @@ type Endpoint struct {
 	ProxyProtocol bool
 	// IdleTimeout cuts a TCP flow with no traffic (0: never).
 	IdleTimeout time.Duration
+
+	// dest is set for a custom routing destination (see custom.go).
+	dest netip.AddrPort
 }
 
 // Target returns the address to dial for a flow on listenerPort, or false
@@ -95,6 +98,11 @@ type Config struct {
 	LoadInterval time.Duration
 	// Ejector, if set, learns about failed dials at once.
 	Ejector Ejector
+	// Custom is the region's custom routing configuration (custom.go).
+	Custom Custom
+	// DownFor is how long a custom routing destination whose dial failed
+	// is refused without a dial (default DefaultDownFor).
+	DownFor time.Duration
 	// Metrics, if set, counts refused streams by answer code.
 	Metrics *backbone.Metrics
 	// Logger receives flow events.
@@ -104,14 +112,15 @@ type Config struct {
 // Gateway serves backbone streams in a region. It implements
 // backbone.Handler.
 type Gateway struct {
-	cfg   Config
-	log   *slog.Logger
-	rl    *ratelog.Logger // per-stream and per-dial events
-	table atomic.Pointer[map[string]*Endpoint]
-	stats atomic.Pointer[map[string]*epStats] // see stats.go
-	flows atomic.Int64                        // TCP flows
-	tcp   sync.WaitGroup                      // TCP splices running
-	udp   udpState                            // see udp.go
+	cfg    Config
+	log    *slog.Logger
+	rl     *ratelog.Logger // per-stream and per-dial events
+	table  atomic.Pointer[map[string]*Endpoint]
+	stats  atomic.Pointer[map[string]*epStats] // see stats.go
+	custom custom                              // see custom.go
+	flows  atomic.Int64                        // TCP flows
+	tcp    sync.WaitGroup                      // TCP splices running
+	udp    udpState                            // see udp.go
 
 	// mu guards health, subs, edges and fleetSubs.
 	mu     sync.Mutex
@@ -141,6 +150,9 @@ func New(cfg Config) *Gateway {
 	if cfg.LoadInterval <= 0 {
 		cfg.LoadInterval = time.Second
 	}
+	if cfg.DownFor <= 0 {
+		cfg.DownFor = DefaultDownFor
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -154,7 +166,11 @@ func New(cfg Config) *Gateway {
 		edges:     map[string]*edgeEntry{},
 		fleetSubs: map[chan struct{}]struct{}{},
 	}
+	g.custom.downFor = cfg.DownFor
 	g.SetEndpoints(cfg.Endpoints)
+	if cfg.Custom.Subnets != nil {
+		g.SetCustom(cfg.Custom)
+	}
 	return g
 }
 
@@ -297,9 +313,15 @@ func (g *Gateway) refuse(s *quic.Stream, c wire.Code) {
 func (g *Gateway) resolve(peer backbone.Peer, s *quic.Stream, h *wire.Header) (*Endpoint, string, bool) {
 	ep := (*g.table.Load())[h.EndpointID]
 	if ep == nil {
-		g.rl.Log(slog.LevelWarn, "unknown endpoint "+peer.Name, "stream names unknown endpoint", "peer", peer.Name, "kind", h.Kind, "endpoint", h.EndpointID)
-		g.refuse(s, wire.CodeUnknownEndpoint)
-		return nil, "", false
+		var code wire.Code
+		if ep, code = g.resolveCustom(h); code != wire.CodeOK {
+			if code == wire.CodeUnknownEndpoint || code == wire.CodeNotAllowed {
+				g.rl.Log(slog.LevelWarn, "unknown endpoint "+peer.Name, "stream names unknown endpoint or subnet port", "peer", peer.Name,
+					"kind", h.Kind, "endpoint", h.EndpointID, "listener_port", h.ListenerPort, "code", code.String())
+			}
+			g.refuse(s, code)
+			return nil, "", false
+		}
 	}
 	addr, ok := ep.Target(h.ListenerPort)
 	if !ok {
@@ -327,7 +349,11 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 		code := dialCode(err)
 		st.fail(code)
 		g.rl.Log(slog.LevelWarn, "dial "+ep.ID, "endpoint dial failed", "endpoint", ep.ID, "addr", addr, "code", code.String(), "err", err)
-		if g.cfg.Ejector != nil && ctx.Err() == nil {
+		switch {
+		case ctx.Err() != nil:
+		case ep.dest.IsValid():
+			g.markDown(ep.ID, ep.dest, code.String())
+		case g.cfg.Ejector != nil:
 			g.cfg.Ejector.Eject(ep.ID, code.String())
 		}
 		g.refuse(s, code)

@@ -91,7 +91,11 @@ type ejector chan string
 
 func (e ejector) Eject(id, reason string) { e <- id + ": " + reason }
 
-func newFixture(t *testing.T, idle time.Duration) *fixture {
+// fixtureOption adjusts a fixture's gateway configuration; ep is its
+// endpoint.
+type fixtureOption func(cfg *gateway.Config, ep *endpoint)
+
+func newFixture(t *testing.T, idle time.Duration, opts ...fixtureOption) *fixture {
 	t.Helper()
 	p, err := pki.NewEphemeral(edgeName, regionName)
 	require.NoError(t, err)
@@ -107,7 +111,7 @@ func newFixture(t *testing.T, idle time.Duration) *fixture {
 	require.NoError(t, closed.Close())
 
 	f := &fixture{metrics: &backbone.Metrics{}, ep: ep, ejected: make(chan string, 4)}
-	f.gw = gateway.New(gateway.Config{
+	cfg := gateway.Config{
 		Endpoints: []gateway.Endpoint{
 			{ID: "web", Host: "127.0.0.1", Port: ep.port(), ListenerPorts: [][2]uint16{{port, port}}, IdleTimeout: idle},
 			{ID: "down", Host: "127.0.0.1", Port: closedPort, ListenerPorts: [][2]uint16{{port, port}}},
@@ -115,7 +119,11 @@ func newFixture(t *testing.T, idle time.Duration) *fixture {
 		HeaderTimeout: 300 * time.Millisecond,
 		Metrics:       f.metrics,
 		Ejector:       ejector(f.ejected),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg, ep)
+	}
+	f.gw = gateway.New(cfg)
 	srv, err := backbone.Listen(backbone.ServerConfig{
 		Listen: "127.0.0.1:0",
 		TLS:    pki.ServerConfig(rs, func(n string) bool { return n == edgeName }, nil),
@@ -143,9 +151,11 @@ func newFixture(t *testing.T, idle time.Duration) *fixture {
 	return f
 }
 
-func header(id string, p uint16) []byte {
+func header(id string, p uint16) []byte { return headerKind(wire.KindTCP, id, p) }
+
+func headerKind(k wire.Kind, id string, p uint16) []byte {
 	b, err := wire.AppendHeader(nil, &wire.Header{
-		Kind: wire.KindTCP, ListenerPort: p, EndpointID: id,
+		Kind: k, ListenerPort: p, EndpointID: id, FlowID: uint64(k - 1),
 		Client:      netip.MustParseAddrPort("198.18.0.5:40000"),
 		Accelerator: netip.MustParseAddrPort("203.0.113.10:8080"),
 	})

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -85,7 +86,8 @@ type udpFlow struct {
 	sock  *net.UDPConn
 	proxy []byte // PROXY v2 header prepended to every packet, or nil
 	idle  time.Duration
-	last  atomic.Int64 // unix nanoseconds of the last packet either way
+	dest  netip.AddrPort // a custom routing destination, else invalid
+	last  atomic.Int64   // unix nanoseconds of the last packet either way
 	// route is the binding that last carried a packet from an edge:
 	// replies go there.
 	route atomic.Pointer[udpBinding]
@@ -337,7 +339,7 @@ func (g *Gateway) udpFlowFor(ctx context.Context, ep *Endpoint, addr string, h *
 	sock := c.(*net.UDPConn)
 	backbone.SetSocketBuffers(sock, g.log)
 	st.observe(time.Since(start))
-	f = &udpFlow{key: key, st: st, sock: sock, idle: ep.IdleTimeout, bindings: map[*udpBinding]struct{}{}}
+	f = &udpFlow{key: key, st: st, sock: sock, idle: ep.IdleTimeout, dest: ep.dest, bindings: map[*udpBinding]struct{}{}}
 	if f.idle <= 0 {
 		f.idle = DefaultUDPIdleTimeout
 	}
@@ -430,8 +432,13 @@ func (g *Gateway) fromEndpoint(f *udpFlow) {
 			case errors.Is(err, net.ErrClosed):
 				return
 			default:
-				// ICMP errors (port unreachable) surface here: keep reading.
+				// ICMP errors (port unreachable) surface here: keep
+				// reading. A custom routing destination that answers
+				// so is marked down, like a refused TCP dial.
 				g.udp.droppedSocket.Add(1)
+				if f.dest.IsValid() && errors.Is(err, syscall.ECONNREFUSED) {
+					g.markDown(f.key.endpoint, f.dest, "port unreachable")
+				}
 				continue
 			}
 		}

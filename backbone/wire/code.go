@@ -30,6 +30,13 @@ const (
 	CodeOverloaded
 	// CodeDraining: the region is shutting down.
 	CodeDraining
+	// CodeDenied: custom routing traffic to the destination is not
+	// allowed (or the destination port does not serve the stream's
+	// protocol).
+	CodeDenied
+	// CodeDestinationDown: a custom routing destination failed its probe
+	// or its last dial; the region refuses it without dialling.
+	CodeDestinationDown
 )
 
 var codeNames = [...]string{
@@ -42,6 +49,8 @@ var codeNames = [...]string{
 	CodeDialFailed:      "endpoint dial failed",
 	CodeOverloaded:      "region overloaded",
 	CodeDraining:        "region draining",
+	CodeDenied:          "custom routing denied",
+	CodeDestinationDown: "destination down",
 }
 
 // String names the code for logs and metric labels.
@@ -62,6 +71,8 @@ var codeLabels = [...]string{
 	CodeDialFailed:      "dial_failed",
 	CodeOverloaded:      "overloaded",
 	CodeDraining:        "draining",
+	CodeDenied:          "denied",
+	CodeDestinationDown: "destination_down",
 }
 
 // Label names the code in snake_case for metric labels and status keys.

@@ -24,15 +24,24 @@ func edgeListeners(doc *config.Document, pop string) ([]edge.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	plan, err := planCustom(doc)
+	if err != nil {
+		return nil, err
+	}
 	var out []edge.Listener
 	for ai := range doc.Accelerators {
 		acc := &doc.Accelerators[ai]
-		if acc.Kind == config.KindCustomRouting {
-			return nil, fmt.Errorf("accelerators[%d]: custom_routing accelerators are not served by this build yet", ai)
-		}
 		addrs, err := parseAddrs(fmt.Sprintf("accelerators[%d].ip_addresses", ai), acc.IPAddresses)
 		if err != nil {
 			return nil, err
+		}
+		if acc.Kind == config.KindCustomRouting {
+			for _, cl := range plan.listeners {
+				if cl.ai == ai {
+					out = append(out, cl.edgeListeners(addrs)...)
+				}
+			}
+			continue
 		}
 		if acc.Steering == "dns" {
 			if addrs = steerAddrs; len(addrs) == 0 {

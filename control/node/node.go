@@ -92,8 +92,13 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 	if err != nil {
 		return fmt.Errorf("region %s: %w", n.Name, err)
 	}
+	plan, err := planCustom(opts.Doc)
+	if err != nil {
+		return fmt.Errorf("region %s: %w", n.Name, err)
+	}
 	metrics := &backbone.Metrics{} // refused handshakes and streams, exported at /metrics
-	gw := gateway.New(gateway.Config{Endpoints: eps, Ejector: ejector{checker}, Logger: log, Metrics: metrics})
+	gw := gateway.New(gateway.Config{Endpoints: eps, Ejector: ejector{checker}, Logger: log, Metrics: metrics,
+		Custom: plan.regionCustom(n.Name)})
 	pops := map[string]bool{}
 	for _, p := range opts.Doc.Topology.PoPs {
 		pops[p.Name] = true

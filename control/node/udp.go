@@ -19,7 +19,7 @@ func udpForwarder(listeners []edge.Listener, pop *config.PoP, regions edge.Regio
 		if l.Protocol != "udp" {
 			continue
 		}
-		ul := udp.Listener{Accelerator: l.Accelerator, Addrs: l.Addrs, IdleTimeout: l.IdleTimeout, Route: l.Route, Meter: l.Meter}
+		ul := udp.Listener{Accelerator: l.Accelerator, Addrs: l.Addrs, IdleTimeout: l.IdleTimeout, Route: l.Route, Meter: l.Meter, Custom: l.Custom}
 		for _, r := range l.Ports {
 			ul.Ports = append(ul.Ports, udp.PortRange{From: r.From, To: r.To})
 		}

@@ -48,6 +48,10 @@ func TestSetupFailure(t *testing.T) {
 	require.Equal(t, flow.RegionOverloaded, flow.SetupFailure(&wire.RefusedError{Code: wire.CodeOverloaded}))
 	require.Equal(t, flow.EndpointFailed, flow.SetupFailure(&wire.RefusedError{Code: wire.CodeDialRefused}))
 	require.Equal(t, flow.EndpointFailed, flow.SetupFailure(errors.New("read answer: timeout")))
+	require.Equal(t, flow.CustomRoutingDenied, flow.SetupFailure(router.ErrDenied))
+	require.Equal(t, flow.CustomRoutingDenied, flow.SetupFailure(&wire.RefusedError{Code: wire.CodeDenied}))
+	require.Equal(t, flow.NoHealthyEndpoint, flow.SetupFailure(router.ErrDestinationDown))
+	require.Equal(t, flow.NoHealthyEndpoint, flow.SetupFailure(&wire.RefusedError{Code: wire.CodeDestinationDown}))
 }
 
 type recorder struct {

@@ -144,6 +144,10 @@ func SetupFailure(err error) Reason {
 		return NoHealthyEndpoint
 	case errors.As(err, &refused) && refused.Code == wire.CodeOverloaded:
 		return RegionOverloaded
+	case errors.Is(err, router.ErrDenied), errors.As(err, &refused) && refused.Code == wire.CodeDenied:
+		return CustomRoutingDenied
+	case errors.Is(err, router.ErrDestinationDown), errors.As(err, &refused) && refused.Code == wire.CodeDestinationDown:
+		return NoHealthyEndpoint
 	}
 	return EndpointFailed
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/anyedge/anyedge/backbone"
+	"github.com/anyedge/anyedge/backbone/portmap"
 	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/internal/liveness"
@@ -70,6 +71,9 @@ type Listener struct {
 	Route router.Listener
 	// Meter counts the listener's flows; nil: the forwarder makes its own.
 	Meter *flow.Meter
+	// Custom, for a custom routing listener, is its port map (see
+	// edge.Listener.Custom).
+	Custom *portmap.Table
 }
 
 // Config configures a Forwarder.
@@ -140,7 +144,7 @@ type Forwarder struct {
 // socket is one bound address:port of a listener.
 type socket struct {
 	l     *Listener
-	table *router.Table
+	table router.Picker
 	conn  *net.UDPConn
 	local netip.AddrPort
 	meter *flow.Meter
@@ -198,10 +202,14 @@ func New(cfg Config, regions Regions) (*Forwarder, error) {
 func (f *Forwarder) Listen() error {
 	for i := range f.cfg.Listeners {
 		l := &f.cfg.Listeners[i]
-		table, err := router.Compile(l.Route)
-		if err != nil {
-			f.closeSockets()
-			return fmt.Errorf("udp: %w", err)
+		var table router.Picker = router.NewCustom(l.Custom, 17)
+		if l.Custom == nil {
+			t, err := router.Compile(l.Route)
+			if err != nil {
+				f.closeSockets()
+				return fmt.Errorf("udp: %w", err)
+			}
+			table = t
 		}
 		var bound []string
 		for _, a := range l.Addrs {

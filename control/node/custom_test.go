@@ -1,0 +1,293 @@
+package node_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/stretchr/testify/require"
+
+	"github.com/anyedge/anyedge/control/config"
+	"github.com/anyedge/anyedge/control/node"
+)
+
+// freeRange returns the first of n consecutive ports that were free on
+// 127.0.0.1, TCP and UDP, a moment ago: a custom routing listener binds a
+// range, which :0 cannot give.
+func freeRange(t *testing.T, n int) int {
+	t.Helper()
+	for range 50 {
+		base := 20000 + rand.IntN(40000-n)
+		var closers []io.Closer
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				break
+			}
+			closers = append(closers, ln)
+			pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				break
+			}
+			closers = append(closers, pc)
+		}
+		for _, c := range closers {
+			_ = c.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatalf("no %d consecutive free ports", n)
+	return 0
+}
+
+// destination is a game server of a custom routing test: on TCP it
+// answers each line with "ADDR client=CLIENT", on UDP each datagram with
+// the same, CLIENT being what a PROXY v2 header said (or the peer itself
+// without one).
+type destination struct {
+	addr netip.AddrPort
+	ln   net.Listener
+	pc   net.PacketConn
+	wg   sync.WaitGroup
+}
+
+func startDestination(t *testing.T, addr netip.AddrPort) *destination {
+	t.Helper()
+	d := &destination{addr: addr}
+	var err error
+	d.ln, err = net.Listen("tcp", addr.String())
+	require.NoError(t, err)
+	d.pc, err = net.ListenPacket("udp", addr.String())
+	require.NoError(t, err)
+	d.wg.Go(func() {
+		for {
+			c, err := d.ln.Accept()
+			if err != nil {
+				return
+			}
+			d.wg.Go(func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				r := bufio.NewReader(c)
+				client := c.RemoteAddr().String()
+				if b, err := r.Peek(12); err == nil && bytes.Equal(b, []byte("\r\n\r\n\x00\r\nQUIT\n")) {
+					h, err := proxyproto.Read(r)
+					if err != nil {
+						return
+					}
+					client = h.SourceAddr.String()
+				}
+				for {
+					if _, err := r.ReadString('\n'); err != nil {
+						return
+					}
+					if _, err := fmt.Fprintf(c, "%s client=%s\n", addr, client); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	d.wg.Go(func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := d.pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			client := from.String()
+			r := bufio.NewReader(bytes.NewReader(buf[:n]))
+			if h, err := proxyproto.Read(r); err == nil {
+				client = h.SourceAddr.String()
+			}
+			_, _ = d.pc.WriteTo(fmt.Appendf(nil, "%s client=%s", addr, client), from)
+		}
+	})
+	t.Cleanup(func() {
+		_ = d.ln.Close()
+		_ = d.pc.Close()
+		d.wg.Wait()
+	})
+	return d
+}
+
+// customLab is one PoP and one region serving a custom routing
+// accelerator on 127.0.0.1 with two /28 subnets of 127.0.0.0/8, one
+// destination port each (TCP and UDP), PROXY v2 towards destinations.
+type customLab struct {
+	base, destPort        int // first listener port; the destination port
+	adminPoP, adminR1     int
+	doc                   *config.Document
+	popAdmin, regionAdmin string
+	subnetA, subnetB      netip.Prefix
+}
+
+func newCustomLab(t *testing.T) *customLab {
+	t.Helper()
+	l := &customLab{base: freeRange(t, 32), adminPoP: freePort(t, "tcp"), adminR1: freePort(t, "tcp"),
+		subnetA: netip.MustParsePrefix("127.77.0.0/28"), subnetB: netip.MustParsePrefix("127.78.0.0/28")}
+	// One port free on every destination address: the destinations are
+	// distinct addresses, so a port free on one is free on the others
+	// unless something binds the wildcard.
+	l.destPort = freePort(t, "tcp")
+	y := fmt.Sprintf(`accelerators:
+  - name: game
+    kind: custom_routing
+    ip_addresses: [127.0.0.1]
+    listeners:
+      - port_ranges: [{from: %d, to: %d}]
+        endpoint_groups:
+          - region: r1
+            destination_ports: [{from: %d}]
+            subnets:
+              - id: sub-a
+                cidr: %s
+                listener_port_base: %d
+                client_ip_preservation: true
+                allow: [{addresses: [127.77.0.1, 127.77.0.5, 127.77.0.14]}]
+              - id: sub-b
+                cidr: %s
+                listener_port_base: %d
+topology:
+  pops:
+    - name: pop
+      admin: 127.0.0.1:%d
+  regions:
+    - name: r1
+      admin: 127.0.0.1:%d
+      backbone: {listen: "127.0.0.1:%d"}
+`, l.base, l.base+31, l.destPort, l.subnetA, l.base, l.subnetB, l.base+16, l.adminPoP, l.adminR1, freePort(t, "udp"))
+	doc, err := config.Load([]byte(y), config.LoadOptions{})
+	require.NoError(t, err, y)
+	l.doc = doc
+	l.popAdmin, l.regionAdmin = fmt.Sprintf("127.0.0.1:%d", l.adminPoP), fmt.Sprintf("127.0.0.1:%d", l.adminR1)
+	return l
+}
+
+// port is the listener port of destination address a (the port map:
+// base + offset in the subnet, one destination port per address).
+func (l *customLab) port(a string) int {
+	addr := netip.MustParseAddr(a)
+	pfx, base := l.subnetA, l.base
+	if !pfx.Contains(addr) {
+		pfx, base = l.subnetB, l.base+16
+	}
+	return base + int(addr.As4()[3]-pfx.Addr().As4()[3])
+}
+
+func (l *customLab) dest(a string) netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr(a), uint16(l.destPort))
+}
+
+// ask sends a line over TCP to listener port p from 127.0.0.2 and returns
+// the answer.
+func ask(p int) (string, error) {
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "hello\n"); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line) + "|" + c.LocalAddr().String(), err
+}
+
+// askUDP sends a datagram to listener port p, up to tries times, and
+// returns the answer and the client socket's address.
+func askUDP(t *testing.T, p, tries int) (string, string) {
+	t.Helper()
+	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", p))
+	require.NoError(t, err)
+	defer c.Close()
+	buf := make([]byte, 512)
+	for range tries {
+		_, err := c.Write([]byte("ping"))
+		require.NoError(t, err)
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, err := c.Read(buf)
+		if err == nil {
+			return string(buf[:n]), c.LocalAddr().String()
+		}
+	}
+	return "", c.LocalAddr().String()
+}
+
+// refusedQuickly reports whether a connection to listener port p was
+// accepted and then reset without an answer (an edge refusal).
+func refusedQuickly(p int) error {
+	_, err := ask(p)
+	if err == nil {
+		return errors.New("answered")
+	}
+	if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("not a reset: %w", err)
+	}
+	return nil
+}
+
+// TestCustomRouting runs a custom routing accelerator end to end on real
+// sockets: mapped ports reach their destinations over TCP and UDP with
+// the client's address in PROXY v2, a destination nobody allowed is
+// refused with a reset (custom_routing_denied), and a destination whose
+// dial failed is refused at once afterwards (destination down).
+func TestCustomRouting(t *testing.T) {
+	l := newCustomLab(t)
+	for _, a := range []string{"127.77.0.1", "127.77.0.5", "127.77.0.6", "127.78.0.3"} {
+		startDestination(t, l.dest(a))
+	}
+	runNodes(t, l.doc, []string{"r1", "pop"}, ephemeralStores(t, "r1", "pop"))
+
+	t.Run("mapped ports reach their destinations", func(t *testing.T) {
+		for _, a := range []string{"127.77.0.1", "127.77.0.5"} {
+			got, err := ask(l.port(a))
+			require.NoError(t, err, a)
+			answer, client, _ := strings.Cut(got, "|")
+			require.Equal(t, fmt.Sprintf("%s client=%s", l.dest(a), client), answer, "PROXY v2 names the client")
+		}
+	})
+	t.Run("udp with PROXY v2", func(t *testing.T) {
+		got, client := askUDP(t, l.port("127.77.0.5"), 20)
+		require.Equal(t, fmt.Sprintf("%s client=%s", l.dest("127.77.0.5"), client), got)
+	})
+	t.Run("denied by default", func(t *testing.T) {
+		for _, a := range []string{"127.77.0.6", "127.78.0.3"} {
+			require.NoError(t, refusedQuickly(l.port(a)), a)
+		}
+		got, _ := askUDP(t, l.port("127.78.0.3"), 1)
+		require.Empty(t, got, "nothing answers a denied UDP flow")
+		st := waitStatus(t, l.popAdmin, "denials counted, UDP too", func(st node.EdgeStatus) bool {
+			return st.Flows.Refused["custom_routing_denied"] >= 3 && st.Listeners[1].Refused["custom_routing_denied"] >= 1
+		})
+		require.Equal(t, "udp", st.Listeners[1].Protocol)
+		require.Zero(t, st.Flows.Refused["no_healthy_endpoint"])
+	})
+	t.Run("a failed dial marks the destination down", func(t *testing.T) {
+		// 127.77.0.14 is allowed but nothing listens there: the first
+		// flow's dial is refused, later ones are refused without a dial.
+		require.NoError(t, refusedQuickly(l.port("127.77.0.14")))
+		require.NoError(t, refusedQuickly(l.port("127.77.0.14")))
+		waitStatus(t, l.popAdmin, "down destination refused", func(st node.EdgeStatus) bool {
+			return st.Flows.Refused["endpoint_failed"] >= 1 && st.Flows.Refused["no_healthy_endpoint"] >= 1
+		})
+	})
+}
