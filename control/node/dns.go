@@ -167,11 +167,13 @@ func (d *edgeDNS) update(self string, own wire.EdgeState, fleet map[string]wire.
 		}
 		avail[acc] = pops
 	}
-	if reflect.DeepEqual(avail, d.avail) {
+	if v := d.published.Load(); v != nil && v.fleetView == view && reflect.DeepEqual(avail, d.avail) {
 		return
 	}
+	if !reflect.DeepEqual(avail, d.avail) {
+		d.srv.SetAvailability(avail)
+	}
 	d.avail = avail
-	d.srv.SetAvailability(avail)
 	d.published.Store(&dnsView{fleetView: view, avail: avail})
 }
 
