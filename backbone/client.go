@@ -17,6 +17,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/anyedge/anyedge/backbone/portmap"
 	"github.com/anyedge/anyedge/backbone/wire"
 )
 
@@ -47,6 +48,11 @@ type ClientConfig struct {
 	TLSConfigs func() *tls.Config
 	// Hello is what the edge says about itself on every control stream.
 	Hello wire.Hello
+	// CustomRules are the configured custom routing rules of the
+	// region's subnets; the region's run-time overrides (control protocol
+	// 3) are applied to them. Nil: the edge serves no custom routing and
+	// ignores that state.
+	CustomRules *portmap.Rules
 	// Logger receives connection events.
 	Logger *slog.Logger
 }
@@ -64,6 +70,7 @@ type Client struct {
 	health  atomic.Pointer[map[string]bool]  // endpoint ID → healthy; nil until the region spoke
 	load    atomic.Pointer[wire.Load]        // the region's last load report; nil when none or unreachable
 	fleet   atomic.Pointer[[]wire.EdgeState] // the region's last relay of edge states; nil when none or unreachable
+	custom  atomic.Pointer[customView]       // the region's custom routing state; nil when none or unreachable (custom.go)
 	changed chan struct{}                    // coalescing signal of reachability, health or fleet changes
 	dgram   datagrams                        // see datagram.go
 
@@ -373,6 +380,7 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 		c.health.Store(nil)
 		c.load.Store(nil)
 		c.fleet.Store(nil)
+		c.custom.Store(nil)
 	}
 	c.signal()
 	return up
@@ -444,6 +452,12 @@ func (c *Client) control(conn *quic.Conn, established chan<- struct{}) error {
 			}
 			c.fleet.Store(&f.Edges)
 			c.signal()
+		case wire.MsgCustomRouting:
+			var m wire.CustomRouting
+			if err := json.Unmarshal(body, &m); err != nil {
+				return fmt.Errorf("custom routing message: %w", err)
+			}
+			c.applyCustom(m)
 		default:
 			// A newer region may send messages this edge does not know.
 		}

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 
@@ -45,6 +46,14 @@ func (s *suspects) EndpointHealthy(region, id string) bool {
 	s.mu.RUnlock()
 	return !ok || time.Now().After(t)
 }
+
+// Destination implements router.CustomView: the regions' custom routing
+// verdicts.
+func (s *suspects) Destination(region, subnet string, dest netip.AddrPort) (allowed, up, known bool) {
+	return s.regions.Destination(region, subnet, dest)
+}
+
+var _ router.CustomView = (*suspects)(nil)
 
 // suspect avoids an endpoint for the hold time.
 func (s *suspects) suspect(region, id string) {

@@ -255,3 +255,32 @@ func (g *Gateway) DownDestinations() []Down {
 	})
 	return out
 }
+
+// customMsg is the custom routing state the region pushes to edges of
+// control protocol 3; false without custom routing.
+func (g *Gateway) customMsg() (wire.CustomRouting, bool) {
+	st := g.custom.state.Load()
+	if st == nil {
+		return wire.CustomRouting{}, false
+	}
+	m := wire.CustomRouting{Overrides: []wire.CustomOverride{}, Down: []wire.CustomDown{}}
+	for _, o := range st.rules.Overrides() {
+		wo := wire.CustomOverride{Subnet: o.Subnet, Port: o.Port, Allow: o.Allow}
+		if o.Addr.IsValid() {
+			wo.Address = o.Addr.String()
+		}
+		m.Overrides = append(m.Overrides, wo)
+	}
+	now := time.Now()
+	for _, d := range g.DownDestinations() {
+		if len(m.Down) == wire.MaxCustomDown {
+			break
+		}
+		wd := wire.CustomDown{Subnet: d.Subnet, Dest: d.Dest.String()}
+		if !d.Probe {
+			wd.ForMillis = max(d.Until.Sub(now).Milliseconds(), 1)
+		}
+		m.Down = append(m.Down, wd)
+	}
+	return m, true
+}

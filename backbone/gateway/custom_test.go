@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"io"
 	"net/netip"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -99,3 +100,39 @@ func TestRegionWithoutCustomRouting(t *testing.T) {
 	_, err := f.gw.ApplyCustom(portmap.Op{Subnet: "s", Allow: true, Grant: portmap.Grant{All: true}})
 	require.ErrorIs(t, err, gateway.ErrNotHere)
 }
+
+// TestControlCustomRoutingOldAndNewEdges: an edge of control protocol 3
+// gets the custom routing state after the fleet, and again on every
+// run-time operation; an edge of protocol 2 never sees the message type.
+func TestControlCustomRoutingOldAndNewEdges(t *testing.T) {
+	f := newFixture(t, 0, withCustom(t))
+	_, oldR := f.control(t, 2)
+	_, newR := f.control(t, wire.ControlProto)
+	for _, r := range []*msgReader{oldR, newR} {
+		for _, want := range []wire.MsgType{wire.MsgHealth, wire.MsgLoad, wire.MsgFleet} {
+			typ, _ := r.next(t)
+			require.Equal(t, want, typ)
+		}
+	}
+	typ, body := newR.next(t)
+	require.Equal(t, wire.MsgCustomRouting, typ)
+	require.JSONEq(t, `{"overrides":[],"down":[]}`, string(body))
+
+	_, err := f.gw.ApplyCustom(portmap.Op{Subnet: "s", Allow: true, Grant: portmap.Grant{Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.2")}, Ports: []uint16{f.ep.port()}}})
+	require.NoError(t, err)
+	for typ != wire.MsgCustomRouting || string(body) == `{"overrides":[],"down":[]}` {
+		typ, body = newR.next(t)
+	}
+	require.JSONEq(t, `{"overrides":[{"subnet":"s","address":"127.0.0.2","port":`+itoa(f.ep.port())+`,"allow":true}],"down":[]}`, string(body))
+
+	f.gw.SetHealth([]wire.EndpointHealth{{ID: "web", Healthy: false}})
+	for {
+		typ, _ := oldR.next(t)
+		require.NotEqual(t, wire.MsgCustomRouting, typ, "a protocol 2 edge got custom routing state")
+		if typ == wire.MsgHealth {
+			break
+		}
+	}
+}
+
+func itoa(p uint16) string { return strconv.Itoa(int(p)) }

@@ -8,6 +8,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -497,6 +498,23 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 		return wire.WriteMsg(s, wire.MsgFleet, wire.Fleet{Edges: g.Edges()})
 	}
 
+	var customSent []byte // the last custom routing state sent, JSON
+	sendCustom := func() error {
+		if hello.Proto < 3 {
+			return nil
+		}
+		m, ok := g.customMsg()
+		if !ok {
+			return nil
+		}
+		b, err := json.Marshal(m)
+		if err != nil || bytes.Equal(b, customSent) {
+			return err
+		}
+		customSent = b
+		return wire.WriteMsg(s, wire.MsgCustomRouting, json.RawMessage(b))
+	}
+
 	sent := map[string]wire.EndpointHealth{}
 	full := true
 	for {
@@ -521,6 +539,9 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 					return
 				}
 			}
+		}
+		if err := sendCustom(); err != nil {
+			return
 		}
 		sent, full = view, false
 		// Push load on every tick until health changes.

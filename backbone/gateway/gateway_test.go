@@ -401,23 +401,26 @@ func eventuallyZero(t *testing.T, gw *gateway.Gateway) {
 	}
 }
 
+// control opens a control stream and says hello with proto.
+func (f *fixture) control(t *testing.T, proto int) (*quic.Stream, *msgReader) {
+	t.Helper()
+	s := f.open(t)
+	b, err := wire.AppendHeader(nil, &wire.Header{Kind: wire.KindControl})
+	require.NoError(t, err)
+	_, err = s.Write(b)
+	require.NoError(t, err)
+	require.NoError(t, wire.WriteMsg(s, wire.MsgHello, wire.Hello{Node: edgeName, Proto: proto}))
+	return s, newMsgReader(s)
+}
+
 // TestControlFleetOldAndNewEdges: an edge of control protocol 2 gets the
 // fleet relay and may send its state; an edge of protocol 1 on the same
 // region never sees a message type it does not know.
 func TestControlFleetOldAndNewEdges(t *testing.T) {
 	f := newFixture(t, 0)
 	f.gw.SetHealth([]wire.EndpointHealth{{ID: "web", Healthy: true}})
-	control := func(proto int) (*quic.Stream, *msgReader) {
-		s := f.open(t)
-		b, err := wire.AppendHeader(nil, &wire.Header{Kind: wire.KindControl})
-		require.NoError(t, err)
-		_, err = s.Write(b)
-		require.NoError(t, err)
-		require.NoError(t, wire.WriteMsg(s, wire.MsgHello, wire.Hello{Node: edgeName, Proto: proto}))
-		return s, newMsgReader(s)
-	}
-	_, oldR := control(1)
-	newS, newR := control(wire.ControlProto)
+	_, oldR := f.control(t, 1)
+	newS, newR := f.control(t, wire.ControlProto)
 	for _, r := range []*msgReader{oldR, newR} {
 		typ, _ := r.next(t)
 		require.Equal(t, wire.MsgHealth, typ)

@@ -45,7 +45,7 @@ type Override struct {
 
 // MaxOverrides bounds the run-time overrides a Rules holds, so that the
 // state a region pushes to its edges stays small.
-const MaxOverrides = 10000
+const MaxOverrides = 5000
 
 // ErrTooMany is returned by Apply when an operation would hold more than
 // MaxOverrides overrides.

@@ -28,11 +28,15 @@ const (
 	// MsgFleet is a region's relay of the states of every edge connected
 	// to it (Fleet), sent to edges whose hello says protocol 2 or later.
 	MsgFleet MsgType = 5
+	// MsgCustomRouting is a region's custom routing state (CustomRouting),
+	// sent to edges whose hello says protocol 3 or later.
+	MsgCustomRouting MsgType = 6
 )
 
 // ControlProto is the highest control protocol version this build speaks:
-// 1 is hello, health and load; 2 adds edge states and their relay.
-const ControlProto = 2
+// 1 is hello, health and load; 2 adds edge states and their relay; 3 adds
+// the custom routing state.
+const ControlProto = 3
 
 // MaxControlMsgLen bounds one control message body.
 const MaxControlMsgLen = 1 << 20
@@ -86,6 +90,38 @@ func (s EdgeState) Newer(o EdgeState) bool {
 type Fleet struct {
 	Edges []EdgeState `json:"edges"`
 }
+
+// CustomRouting is a region's custom routing state: the run-time
+// overrides of its subnets' allow rules (the edge holds the same
+// configuration, so overrides are all it lacks) and the destinations it
+// refuses without a dial. It always carries the whole state.
+type CustomRouting struct {
+	Overrides []CustomOverride `json:"overrides"`
+	Down      []CustomDown     `json:"down"`
+}
+
+// CustomOverride is one run-time allow or deny: of a whole subnet (no
+// address), every port of an address (no port), or one destination.
+type CustomOverride struct {
+	Subnet  string `json:"subnet"`
+	Address string `json:"address,omitempty"`
+	Port    uint16 `json:"port,omitempty"`
+	Allow   bool   `json:"allow"`
+}
+
+// CustomDown is a destination the region refuses without a dial, for
+// ForMillis more milliseconds (0: until the region says otherwise, as
+// while its probe fails).
+type CustomDown struct {
+	Subnet    string `json:"subnet"`
+	Dest      string `json:"dest"`
+	ForMillis int64  `json:"for_ms,omitempty"`
+}
+
+// MaxCustomDown bounds the down destinations one message lists; a region
+// with more sends the first ones (its edges forward the rest and the
+// region refuses them itself).
+const MaxCustomDown = 2048
 
 // Load is a region's load report.
 type Load struct {

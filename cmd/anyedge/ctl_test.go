@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 type drainable struct {
 	mu       sync.Mutex
 	draining bool
+	traffic  []string
 }
 
 func (d *drainable) Status() any { return map[string]bool{"draining": d.isDraining()} }
@@ -27,6 +29,19 @@ func (d *drainable) Drain() error {
 	return nil
 }
 func (d *drainable) Undrain() error { return nil }
+
+// Traffic and PortMap record what ctl sent, as a region would take it.
+func (d *drainable) Traffic(req admin.TrafficRequest, allow bool) (any, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.traffic = append(d.traffic, fmt.Sprintf("%v %+v", allow, req))
+	return map[string]string{"ok": "yes"}, nil
+}
+
+func (d *drainable) PortMap(q admin.PortMapQuery) (any, error) {
+	return map[string]any{"query": q}, nil
+}
+
 func (d *drainable) isDraining() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -82,6 +97,26 @@ func TestCtlRemote(t *testing.T) {
 	code, out = cli(as("bob", "ctl", "drain")...)
 	require.Equal(t, exitOK, code, out)
 	require.True(t, node.isDraining())
+
+	// Custom routing: allow and deny are admin calls; port-map a read.
+	code, out = cli(as("alice", "ctl", "allow", "--subnet", "eu-a", "--address", "198.18.64.7", "--port", "7777")...)
+	require.Equal(t, exitFail, code)
+	require.Contains(t, out, "403 Forbidden: read_only")
+	code, out = cli(as("bob", "ctl", "allow", "--subnet", "eu-a", "--address", "198.18.64.7", "--address", "198.18.64.8", "--port", "7777")...)
+	require.Equal(t, exitOK, code, out)
+	code, out = cli(as("bob", "ctl", "deny", "--subnet", "eu-a", "--all")...)
+	require.Equal(t, exitOK, code, out)
+	node.mu.Lock()
+	require.Equal(t, []string{"true {Subnet:eu-a All:false Addresses:[198.18.64.7 198.18.64.8] Ports:[7777]}",
+		"false {Subnet:eu-a All:true Addresses:[] Ports:[]}"}, node.traffic)
+	node.mu.Unlock()
+	code, out = cli(as("alice", "ctl", "port-map", "--destination", "198.18.64.7:7777", "--accelerator", "game")...)
+	require.Equal(t, exitOK, code, out)
+	require.Contains(t, out, `"Destination": "198.18.64.7:7777"`)
+	require.Contains(t, out, `"Accelerator": "game"`)
+	code, out = cli("ctl", "allow", "--admin", s.Addr())
+	require.Equal(t, exitConfig, code)
+	require.Contains(t, out, "--subnet is required")
 
 	code, out = cli("ctl", "status", "--admin", s.RemoteAddr(), "--cert", pki.OperatorCertFile(dir, "bob"))
 	require.Equal(t, exitConfig, code)

@@ -15,9 +15,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -57,6 +59,10 @@ usage:
   anyedge ctl status|ready|drain|undrain [--admin ADDR] [--cert F --key F --ca F [--node NAME]]
                                               talk to a running node's admin API (default 127.0.0.1:9180;
                                               with an operator certificate, its remote_admin address)
+  anyedge ctl allow|deny --subnet ID (--all | --address A… [--port P…]) [--admin REGION]
+                                              custom routing: allow or deny destinations at run time
+  anyedge ctl port-map [--destination ADDR:PORT] [--port P] [--accelerator NAME] [--subnet ID] [--expand]
+                                              custom routing: which listener port reaches which destination
   anyedge dashboard --config FILE [--listen ADDR] [--cert F --key F --ca F]
                                               serve the live health page of the whole fleet (default 127.0.0.1:9190)
   anyedge version
@@ -389,9 +395,16 @@ func (o *operatorFlags) load() (*pki.OperatorClient, error) {
 	return pki.LoadOperator(o.cert, o.key, o.ca)
 }
 
+const ctlUsage = `usage: anyedge ctl COMMAND [--admin ADDR] [--cert FILE --key FILE --ca FILE [--node NAME]]
+  status|ready|drain|undrain
+  allow|deny --subnet ID (--all | --address A [--address A …] [--port P …])
+                        custom routing, on the region serving the subnet (the authority)
+  port-map [--destination ADDR:PORT] [--port P] [--accelerator NAME] [--subnet ID] [--expand]
+                        which listener port reaches which destination (any node)`
+
 func runCtl(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: anyedge ctl status|ready|drain|undrain [--admin ADDR] [--cert FILE --key FILE --ca FILE [--node NAME]]")
+		fmt.Fprintln(stderr, ctlUsage)
 		return exitConfig
 	}
 	sub := args[0]
@@ -401,7 +414,33 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 	nodeName := fs.String("node", os.Getenv("ANYEDGE_NODE"), "with --cert: the node's name, checked against its certificate (empty: any node of the fleet)")
 	var creds operatorFlags
 	creds.register(fs)
+	var traffic admin.TrafficRequest
+	var pm admin.PortMapQuery
+	switch sub {
+	case "allow", "deny":
+		fs.StringVar(&traffic.Subnet, "subnet", "", "custom routing subnet ID")
+		fs.BoolVar(&traffic.All, "all", false, "every destination of the subnet")
+		fs.Func("address", "a destination address (repeat for more)", func(v string) error {
+			traffic.Addresses = append(traffic.Addresses, v)
+			return nil
+		})
+		fs.Func("port", "a destination port (repeat for more; none: every port)", func(v string) error {
+			n, err := strconv.Atoi(v)
+			traffic.Ports = append(traffic.Ports, n)
+			return err
+		})
+	case "port-map":
+		fs.StringVar(&pm.Destination, "destination", "", "the destination ADDRESS:PORT to find the listener port of")
+		fs.IntVar(&pm.Port, "port", 0, "the listener port to find the destination of")
+		fs.StringVar(&pm.Accelerator, "accelerator", "", "only this accelerator")
+		fs.StringVar(&pm.Subnet, "subnet", "", "only this subnet")
+		fs.BoolVar(&pm.Expand, "expand", false, "list every mapping instead of the subnets' blocks")
+	}
 	if err := fs.Parse(args[1:]); err != nil {
+		return exitConfig
+	}
+	if (sub == "allow" || sub == "deny") && traffic.Subnet == "" {
+		fmt.Fprintln(stderr, "anyedge ctl "+sub+": --subnet is required")
 		return exitConfig
 	}
 	op, err := creds.load()
@@ -417,7 +456,31 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	c := admin.NewClient(*addr, tlsConfig)
 	defer c.Close()
-	out, err := c.Call(ctx, sub)
+	var out string
+	switch sub {
+	case "allow", "deny":
+		var b []byte
+		b, err = c.Post(ctx, "/custom-routing/"+sub, traffic)
+		out = string(b)
+	case "port-map":
+		q := url.Values{}
+		for k, v := range map[string]string{"destination": pm.Destination, "accelerator": pm.Accelerator, "subnet": pm.Subnet} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		if pm.Port != 0 {
+			q.Set("port", strconv.Itoa(pm.Port))
+		}
+		if pm.Expand {
+			q.Set("expand", "1")
+		}
+		var b []byte
+		b, err = c.Get(ctx, "/port-map?"+q.Encode())
+		out = string(b)
+	default:
+		out, err = c.Call(ctx, sub)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "anyedge ctl:", err) // the error carries the answer's body
 		return exitFail

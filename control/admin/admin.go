@@ -158,6 +158,7 @@ func (s *Server) mux(opts Options) *http.ServeMux {
 	}
 	mux.HandleFunc("POST /drain", command("drain", Drainer.Drain))
 	mux.HandleFunc("POST /undrain", command("undrain", Drainer.Undrain))
+	s.customRoutes(mux, n)
 	return mux
 }
 

@@ -1,8 +1,10 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -62,10 +64,26 @@ func (c *Client) Call(ctx context.Context, command string) (string, error) {
 	return string(b), err
 }
 
-func (c *Client) do(ctx context.Context, method, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+// Post sends body as JSON to path and returns the body of a 2xx answer.
+func (c *Client) Post(ctx context.Context, path string, body any) ([]byte, error) {
+	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
+	}
+	return c.send(ctx, http.MethodPost, path, bytes.NewReader(b))
+}
+
+func (c *Client) do(ctx context.Context, method, path string) ([]byte, error) {
+	return c.send(ctx, method, path, nil)
+}
+
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

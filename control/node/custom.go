@@ -175,3 +175,12 @@ func (p *customPlan) regionCustom(region string) gateway.Custom {
 	}
 	return c
 }
+
+// customRules are the configured rules, or nil when the document has no
+// custom routing (an edge then ignores the regions' custom state).
+func (p *customPlan) customRules() *portmap.Rules {
+	if len(p.tables) == 0 {
+		return nil
+	}
+	return p.rules
+}

@@ -3,6 +3,8 @@ package node_test
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +20,7 @@ import (
 	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/stretchr/testify/require"
 
+	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/node"
 )
@@ -86,7 +89,9 @@ func startDestination(t *testing.T, addr netip.AddrPort) *destination {
 				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 				r := bufio.NewReader(c)
 				client := c.RemoteAddr().String()
-				if b, err := r.Peek(12); err == nil && bytes.Equal(b, []byte("\r\n\r\n\x00\r\nQUIT\n")) {
+				// A PROXY v2 header starts with \r; a line of the test
+				// never does.
+				if b, err := r.Peek(1); err == nil && b[0] == '\r' {
 					h, err := proxyproto.Read(r)
 					if err != nil {
 						return
@@ -290,4 +295,97 @@ func TestCustomRouting(t *testing.T) {
 			return st.Flows.Refused["endpoint_failed"] >= 1 && st.Flows.Refused["no_healthy_endpoint"] >= 1
 		})
 	})
+	t.Run("allow at run time", func(t *testing.T) {
+		waitStatus(t, l.popAdmin, "the region's custom state at the edge", func(st node.EdgeStatus) bool {
+			return st.CustomRouting != nil && len(st.CustomRouting.Regions) == 1 && st.CustomRouting.Regions[0].Known
+		})
+		refusedAtRegion := func() float64 {
+			return sum(scrape(t, l.regionAdmin), "anyedge_backbone_streams_refused_total", `code="denied"`)
+		}
+		before := refusedAtRegion()
+		require.NoError(t, refusedQuickly(l.port("127.78.0.3")))
+		require.Equal(t, before, refusedAtRegion(), "the edge refused it from the region's pushed state, without a stream")
+
+		// The edge is not the authority and says who is.
+		_, err := adminPost(l.popAdmin, "/custom-routing/allow", `{"subnet":"sub-b","addresses":["127.78.0.3"]}`)
+		require.ErrorContains(t, err, `409 Conflict: subnet "sub-b" is served by region r1`)
+		_, err = adminPost(l.regionAdmin, "/custom-routing/allow", `{"subnet":"sub-b","addresses":["127.99.0.3"]}`)
+		require.ErrorContains(t, err, "address 127.99.0.3 is outside subnet sub-b (127.78.0.0/28)")
+
+		out, err := adminPost(l.regionAdmin, "/custom-routing/allow", fmt.Sprintf(`{"subnet":"sub-b","addresses":["127.78.0.3"],"ports":[%d]}`, l.destPort))
+		require.NoError(t, err)
+		require.Contains(t, out, `"address": "127.78.0.3"`)
+		start := time.Now()
+		var got string
+		require.Eventually(t, func() bool { got, err = ask(l.port("127.78.0.3")); return err == nil }, 10*time.Second, 20*time.Millisecond)
+		t.Logf("MEASURE allow at run time: POST to the first served flow through the edge: %s", time.Since(start).Round(time.Millisecond))
+		require.True(t, strings.HasPrefix(got, l.dest("127.78.0.3").String()+" client=127.0.0.1:"), "sub-b sends no PROXY header: %s", got)
+
+		var rs node.RegionStatus
+		b, err := adminCall(l.regionAdmin, "status")
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal([]byte(b), &rs))
+		require.NotNil(t, rs.CustomRouting)
+		require.Equal(t, []node.OverrideState{{Subnet: "sub-b", Address: netip.MustParseAddr("127.78.0.3"), Port: uint16(l.destPort), Allow: true}},
+			rs.CustomRouting.Overrides, "run-time allows are shown in /status")
+		require.Len(t, rs.CustomRouting.Subnets, 2)
+
+		// Deny the whole subnet again: the edge refuses at once.
+		out, err = adminPost(l.regionAdmin, "/custom-routing/deny", `{"subnet":"sub-b","all":true}`)
+		require.NoError(t, err)
+		require.Contains(t, out, `"overrides": [
+    {
+      "subnet": "sub-b",
+      "allow": false
+    }
+  ]`)
+		require.Eventually(t, func() bool { return refusedQuickly(l.port("127.78.0.3")) == nil }, 10*time.Second, 20*time.Millisecond)
+	})
+	t.Run("port map lookup", func(t *testing.T) {
+		for _, admin := range []string{l.popAdmin, l.regionAdmin} {
+			b, err := adminGet(admin, "/port-map?destination="+l.dest("127.77.0.5").String())
+			require.NoError(t, err)
+			var ans node.PortMapAnswer
+			require.NoError(t, json.Unmarshal(b, &ans))
+			require.Len(t, ans.Mappings, 1, "%s", b)
+			m := ans.Mappings[0]
+			require.Equal(t, l.port("127.77.0.5"), int(m.ListenerPort))
+			require.Equal(t, []string{"127.0.0.1"}, m.Addresses)
+			require.Equal(t, "sub-a", m.Subnet)
+			require.Equal(t, []string{"tcp", "udp"}, m.Protocols)
+			require.NotNil(t, m.Allowed)
+			require.True(t, *m.Allowed)
+		}
+		b, err := adminGet(l.popAdmin, fmt.Sprintf("/port-map?port=%d", l.port("127.78.0.3")))
+		require.NoError(t, err)
+		require.Contains(t, string(b), `"destination": "`+l.dest("127.78.0.3").String()+`"`)
+		require.Contains(t, string(b), `"allowed": false`)
+		b, err = adminGet(l.popAdmin, "/port-map")
+		require.NoError(t, err)
+		var blocks node.PortMapAnswer
+		require.NoError(t, json.Unmarshal(b, &blocks))
+		require.Len(t, blocks.Subnets, 2)
+		require.Equal(t, uint16(l.base+16), blocks.Subnets[1].FirstPort)
+		_, err = adminGet(l.popAdmin, "/port-map?destination=nonsense")
+		require.ErrorContains(t, err, `400 Bad Request: destination "nonsense" is not address:port`)
+	})
+}
+
+// adminGet fetches path from an admin API.
+func adminGet(addr, path string) ([]byte, error) {
+	c := admin.NewClient(addr, nil)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return c.Get(ctx, path)
+}
+
+// adminPost posts a JSON body to an admin API.
+func adminPost(addr, path, body string) (string, error) {
+	c := admin.NewClient(addr, nil)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b, err := c.Post(ctx, path, json.RawMessage(body))
+	return string(b), err
 }

@@ -52,6 +52,7 @@ type edgeNode struct {
 	cmds      chan command
 	status    atomic.Pointer[EdgeStatus]
 	dns       *edgeDNS // nil without a dns section
+	custom    *customPlan
 	// epoch, seq and said are what this edge last told the regions of
 	// itself (wire.EdgeState); owned by the supervisor.
 	epoch int64
@@ -83,6 +84,9 @@ type EdgeStatus struct {
 	Announced []netip.Prefix `json:"announced,omitempty"`
 	// DNS is the authoritative DNS server, with a dns section.
 	DNS *DNSStatus `json:"dns,omitempty"`
+	// CustomRouting is set when the document has custom routing
+	// accelerators: their subnets' blocks and each region's state.
+	CustomRouting *EdgeCustomStatus `json:"custom_routing,omitempty"`
 }
 
 // AcceleratorState says whether the edge can serve an accelerator.
@@ -321,6 +325,11 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 	}
 	en := &edgeNode{opts: opts, n: n, log: log, accels: accelViews(opts.Doc, n.Name), listeners: listeners,
 		cmds: make(chan command), epoch: time.Now().UnixNano()}
+	plan, err := planCustom(opts.Doc)
+	if err != nil {
+		return err
+	}
+	en.custom = plan
 	regions := edge.Regions{}
 	en.regions = regions
 	for _, r := range usedRegions(opts.Doc) {
@@ -332,6 +341,7 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 			IdleTimeout:     n.PoP.Backbone.IdleTimeout,
 			TLSConfigs:      pki.ClientConfigs(store, r.Name),
 			Hello:           backbone.Hello(n.Name, opts.Version),
+			CustomRules:     plan.customRules(),
 			Logger:          log,
 		})
 		if err != nil {
@@ -594,6 +604,7 @@ func (en *edgeNode) Status() any {
 		st.DNS = en.dns.status()
 	}
 	st.FlowLogs = flowLogStatus(en.flowLogs)
+	st.CustomRouting = en.customStatus()
 	return &st
 }
 

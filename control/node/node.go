@@ -111,7 +111,7 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 	if err != nil {
 		return fmt.Errorf("region %s: %w", n.Name, err)
 	}
-	rn := &regionNode{name: n.Name, version: opts.Version, checker: checker, gw: gw, endpoints: endpointInfos(opts.Doc, n.Name)}
+	rn := &regionNode{name: n.Name, version: opts.Version, checker: checker, gw: gw, endpoints: endpointInfos(opts.Doc, n.Name), custom: plan}
 	reg := newRegistry(opts.Version)
 	reg.MustRegister(regionCollector{region: n.Name, m: metrics, gw: gw, checker: checker})
 	page := ownPage(n, rn, log)
@@ -178,6 +178,7 @@ type regionNode struct {
 	checker       *healthcheck.Checker
 	gw            *gateway.Gateway
 	endpoints     map[string]endpointInfo // by endpoint ID; immutable
+	custom        *customPlan             // immutable
 }
 
 // endpointInfo is what the document says of one of a region's endpoints.
@@ -219,6 +220,8 @@ type RegionStatus struct {
 	ActiveFlows int64           `json:"active_flows"`
 	Endpoints   []EndpointState `json:"endpoints"`
 	UDP         RegionUDP       `json:"udp"`
+	// CustomRouting is set when the region serves custom routing subnets.
+	CustomRouting *RegionCustomStatus `json:"custom_routing,omitempty"`
 }
 
 // EndpointState is one endpoint's health and traffic as its region sees
@@ -297,6 +300,7 @@ func (r *regionNode) Status() any {
 	st.UDP = RegionUDP{DatagramsReceived: u.Datagrams, PacketsToEndpoint: u.ToEndpoint, PacketsFromEndpoint: u.FromEndpoint,
 		FallbackToEdge: u.FallbackToEdge, UnknownFlow: u.UnknownFlow,
 		Dropped: map[string]int64{"backbone": u.Dropped - u.DroppedSocket, "region_socket": u.DroppedSocket}}
+	st.CustomRouting = r.customStatus()
 	return st
 }
 
