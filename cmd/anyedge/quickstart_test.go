@@ -84,6 +84,11 @@ func TestQuickstart(t *testing.T) {
 		out, err := exec.Command("sh", "-c", digHint).CombinedOutput()
 		require.NoError(t, err, "%s", out)
 		require.Contains(t, string(out), "through anyedge", "the README's UDP line works")
+		const nameHint = "dig +short @127.0.0.1 -p 8054 demo.accel.anyedge.test"
+		require.Contains(t, hints, nameHint)
+		out, err = exec.Command("sh", "-c", nameHint).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Equal(t, "127.0.0.1", strings.TrimSpace(string(out)), "the accelerator's name resolves to its address")
 	}
 
 	seen := map[string]bool{}

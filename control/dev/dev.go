@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -196,6 +197,13 @@ func printHints(w io.Writer, doc *config.Document, demos []string, board string)
 				case "udp":
 					fmt.Fprintf(w, "try:  dig +short @%s -p %d TXT hello.anyedge\n", ip, port)
 				}
+			}
+		}
+	}
+	if doc.DNS != nil && len(doc.DNS.Listen) > 0 {
+		if ap, err := netip.ParseAddrPort(doc.DNS.Listen[0]); err == nil {
+			for _, a := range doc.Accelerators {
+				fmt.Fprintf(w, "try:  dig +short @%s -p %d %s.%s\n", ap.Addr(), ap.Port(), a.DNSName, strings.TrimSuffix(doc.DNS.Zone, "."))
 			}
 		}
 	}
