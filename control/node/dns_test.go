@@ -73,7 +73,7 @@ func TestDNSSteeringLab(t *testing.T) {
 	ep := startEcho(t, "e1", nil)
 	listenPort := freePortOn(t, a, b)
 	dnsPort := freePortOn(t, a, b)
-	adminA, adminB := freePort(t, "tcp"), freePort(t, "tcp")
+	adminA, adminB, adminR := freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "tcp")
 	yaml := fmt.Sprintf(`accelerators:
   - name: game
     steering: dns
@@ -110,7 +110,7 @@ topology:
     - name: r1
       admin: 127.0.0.1:%[9]d
       backbone: {listen: "127.0.0.1:%[10]d"}
-`, listenPort, healthCheck, ep.addr(), a, b, adminA, adminB, dnsPort, freePort(t, "tcp"), freePort(t, "udp"))
+`, listenPort, healthCheck, ep.addr(), a, b, adminA, adminB, dnsPort, adminR, freePort(t, "udp"))
 	doc, err := config.Load([]byte(yaml), config.LoadOptions{Env: []string{}})
 	require.NoError(t, err, yaml)
 	runNodes(t, doc, []string{"r1", "pop-a", "pop-b"}, ephemeralStores(t, "r1", "pop-a", "pop-b"))
@@ -141,6 +141,7 @@ topology:
 	both := `"available":["pop-a","pop-b"]`
 	waitStatus(adminA, both)
 	waitStatus(adminB, both)
+	waitStatus(adminR, `"node":"pop-a","epoch":`)
 
 	for _, server := range []string{dnsA, dnsB} {
 		require.Equal(t, a, ask(server, "198.18.10.0/24"), "subnet 10 goes to pop-a, whichever edge answers")

@@ -222,6 +222,9 @@ type RegionStatus struct {
 	UDP         RegionUDP       `json:"udp"`
 	// CustomRouting is set when the region serves custom routing subnets.
 	CustomRouting *RegionCustomStatus `json:"custom_routing,omitempty"`
+	// Edges are the connected edges' own states (control protocol 2),
+	// which the region relays to every edge for DNS steering.
+	Edges []wire.EdgeState `json:"edges"`
 }
 
 // EndpointState is one endpoint's health and traffic as its region sees
@@ -275,7 +278,8 @@ type StateChange struct {
 
 // Status implements admin.Node.
 func (r *regionNode) Status() any {
-	st := &RegionStatus{Node: r.name, Role: string(config.RoleRegion), Version: r.version, ActiveFlows: r.gw.ActiveFlows()}
+	st := &RegionStatus{Node: r.name, Role: string(config.RoleRegion), Version: r.version, ActiveFlows: r.gw.ActiveFlows(),
+		Edges: append([]wire.EdgeState{}, r.gw.Edges()...)}
 	traffic := map[string]gateway.EndpointStats{}
 	for _, e := range r.gw.EndpointStats() {
 		traffic[e.ID] = e
