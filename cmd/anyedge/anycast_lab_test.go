@@ -138,6 +138,7 @@ topology:
 type anycastLab struct {
 	t                           *testing.T
 	bin, dir, conf              string
+	doc                         string // the fleet document's template; empty: labDoc
 	client, router, e1, e2, reg *netlab.NS
 	birdSock                    string
 	edge1, edge2, region        *netlab.Proc
@@ -400,7 +401,11 @@ func (l *anycastLab) build(lab *netlab.Lab) {
 		require.NoError(t, err, "%s", out)
 	}
 	l.conf = filepath.Join(l.dir, "lab.yaml")
-	l.writeTemplate(l.conf, labDoc, map[string]string{"PKI": pki})
+	doc := labDoc
+	if l.doc != "" {
+		doc = l.doc
+	}
+	l.writeTemplate(l.conf, doc, map[string]string{"PKI": pki})
 	out, err := exec.Command(l.bin, "validate", l.conf).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 
@@ -565,7 +570,10 @@ type edgeStatus struct {
 	Flows    struct {
 		NewFlows int64 `json:"new_flows"`
 	} `json:"flows"`
-	BGP []peerStatus `json:"bgp_peers"`
+	BGP          []peerStatus `json:"bgp_peers"`
+	Accelerators []struct {
+		Zones []string `json:"zones"`
+	} `json:"accelerators"`
 }
 
 type peerStatus struct {

@@ -52,6 +52,7 @@ usage:
   anyedge edge     --config FILE --node NAME  run an edge (PoP)
   anyedge region   --config FILE --node NAME  run a region gateway
   anyedge validate [--node NAME] FILE         check a config; every error with its path; exit 2 on error
+                                              (warnings, e.g. of network zones, are printed; exit 0)
   anyedge certs init  --dir DIR               create the backbone CA
   anyedge certs issue --dir DIR --node NAME   issue a node certificate
   anyedge certs issue --dir DIR --operator NAME [--role read|admin]
@@ -308,6 +309,9 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, err)
 			return exitConfig
 		}
+	}
+	for _, w := range doc.Warnings() {
+		fmt.Fprintln(stderr, "warning:", w.String())
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d accelerators, %d pops, %d regions)\n", file,
 		len(doc.Accelerators), len(doc.Topology.PoPs), len(doc.Topology.Regions))

@@ -199,3 +199,28 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestValidateWarnings: a valid document whose accelerator has all its
+// addresses in one network zone validates (exit 0) with a warning naming
+// the path.
+func TestValidateWarnings(t *testing.T) {
+	doc := filepath.Join(t.TempDir(), "zones.yaml")
+	require.NoError(t, os.WriteFile(doc, []byte(`
+accelerators:
+  - name: web
+    ip_addresses: [203.0.113.10, 203.0.113.138]
+    prefixes: [203.0.113.0/25, 203.0.113.128/25]
+    zones: [{name: a, ip_addresses: [203.0.113.10, 203.0.113.138]}]
+    listeners:
+      - protocol: tcp
+        port_ranges: [{from: 80}]
+        endpoint_groups: [{region: r1, endpoints: [{id: e1, address: "198.18.0.1:80"}]}]
+topology:
+  regions: [{name: r1, backbone: {listen: "127.0.0.1:7000"}}]
+  pops: [{name: p1, zones: [a]}]
+`), 0o644))
+	var out, errb bytes.Buffer
+	require.Equal(t, exitOK, run([]string{"validate", doc}, &out, &errb), errb.String())
+	require.Contains(t, errb.String(), `warning: accelerators[0].zones: every address of the accelerator is in zone "a"`)
+	require.Contains(t, out.String(), "ok (1 accelerators")
+}

@@ -258,6 +258,10 @@ func (d Document) clone() Document {
 		a := &out.Accelerators[ai]
 		a.IPAddresses = slices.Clone(a.IPAddresses)
 		a.Prefixes = slices.Clone(a.Prefixes)
+		a.Zones = slices.Clone(a.Zones)
+		for zi := range a.Zones {
+			a.Zones[zi].IPAddresses = slices.Clone(a.Zones[zi].IPAddresses)
+		}
 		a.Listeners = slices.Clone(a.Listeners)
 		for li := range a.Listeners {
 			l := &a.Listeners[li]
@@ -297,6 +301,7 @@ func (d Document) clone() Document {
 	for pi := range out.Topology.PoPs {
 		p := &out.Topology.PoPs[pi]
 		p.DNSListen = slices.Clone(p.DNSListen)
+		p.Zones = slices.Clone(p.Zones)
 	}
 	out.Topology.Regions = slices.Clone(d.Topology.Regions)
 	if d.DNS != nil {

@@ -47,6 +47,19 @@ type Accelerator struct {
 	// subnet, by the port map of backbone/portmap; traffic is denied
 	// until allowed).
 	Kind string `mapstructure:"kind"`
+	// Zones assign the accelerator's addresses to network zones: a PoP
+	// with zones serves (listens on and announces) only the addresses of
+	// its zones, so that one zone's failure leaves the other zones'
+	// addresses reachable. An address in no zone is served by every PoP.
+	Zones []Zone `mapstructure:"zones"`
+}
+
+// Zone is one network zone of an accelerator.
+type Zone struct {
+	// Name names the zone; PoPs list it in zones.
+	Name string `mapstructure:"name"`
+	// IPAddresses are addresses of the accelerator's ip_addresses.
+	IPAddresses []string `mapstructure:"ip_addresses"`
 }
 
 // Listener accepts one protocol on one or more port ranges of the
@@ -237,6 +250,8 @@ type PoP struct {
 	DNSListen []string `mapstructure:"dns_listen"`
 	// FlowLogs writes one JSON line per finished flow.
 	FlowLogs FlowLogs `mapstructure:"flow_logs"`
+	// Zones are the network zones the PoP serves; empty means all.
+	Zones []string `mapstructure:"zones"`
 }
 
 // FlowLogs configures an edge's flow logs (control/flowlog).

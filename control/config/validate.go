@@ -22,6 +22,7 @@ func (d *Document) Validate() error {
 		regions:     make(map[string]bool),
 		endpointIDs: make(map[string]string),
 		addrOwner:   make(map[netip.Addr]string),
+		zoneNames:   make(map[string]bool),
 	}
 	for _, r := range d.Topology.Regions {
 		if r.Name != "" {
@@ -58,6 +59,7 @@ type validator struct {
 	regionNames []string
 	endpointIDs map[string]string     // id → path of first use
 	addrOwner   map[netip.Addr]string // anycast address → accelerator path
+	zoneNames   map[string]bool       // zones of every accelerator
 }
 
 func (v *validator) add(path, format string, args ...any) { v.probs.add(path, format, args...) }
@@ -139,6 +141,7 @@ func (v *validator) accelerator(p string, a *Accelerator) {
 		}
 	}
 
+	v.zones(p, a, prefixes)
 	if len(a.Listeners) == 0 {
 		v.add(p+".listeners", "at least one listener is required")
 	}
@@ -608,6 +611,7 @@ func (v *validator) pop(p string, pop *PoP) {
 		}
 	}
 	v.flowLogs(p+".flow_logs", &pop.FlowLogs)
+	v.popZones(p, pop)
 }
 
 func (v *validator) flowLogs(p string, f *FlowLogs) {

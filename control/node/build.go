@@ -28,12 +28,23 @@ func edgeListeners(doc *config.Document, pop string) ([]edge.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	var p *config.PoP
+	if n, err := doc.Node(pop); err == nil {
+		p = n.PoP
+	}
+	serves := func(zone string) bool { return p == nil || p.ServesZone(zone) }
 	var out []edge.Listener
 	for ai := range doc.Accelerators {
 		acc := &doc.Accelerators[ai]
 		addrs, err := parseAddrs(fmt.Sprintf("accelerators[%d].ip_addresses", ai), acc.IPAddresses)
 		if err != nil {
 			return nil, err
+		}
+		if acc.Steering != "dns" {
+			// Network zones: this PoP listens only on its zones' addresses.
+			if addrs = servedAddrs(acc, addrs, serves); len(addrs) == 0 {
+				continue
+			}
 		}
 		if acc.Kind == config.KindCustomRouting {
 			for _, cl := range plan.listeners {

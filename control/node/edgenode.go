@@ -33,6 +33,10 @@ var errDrained = errors.New("drain complete")
 type accelView struct {
 	name     string
 	prefixes []netip.Prefix
+	// zones are the network zones of prefixes ("": none); serves says
+	// which zones this PoP serves (nil: all).
+	zones  []string
+	serves func(zone string) bool
 }
 
 // edgeNode runs an edge: listeners, backbone clients, BGP speaker, and the
@@ -96,6 +100,9 @@ type AcceleratorState struct {
 	Ready bool `json:"ready"`
 	// FailOpen is set when some listener of the accelerator fails open.
 	FailOpen bool `json:"fail_open"`
+	// Zones are the network zones of the accelerator this PoP serves
+	// (absent: the accelerator has no zones).
+	Zones []string `json:"zones,omitempty"`
 }
 
 // ListenerStatus is one listener: readiness and cumulative counters.
@@ -244,28 +251,63 @@ func bgpPeerStates(ps []bgp.PeerStatus) []BGPPeerState {
 }
 
 // accelViews lists the accelerators the PoP called pop serves: every
-// anycast one, and the DNS-steered ones when it has steering addresses.
+// anycast one with an address in the PoP's zones, and the DNS-steered
+// ones when it has steering addresses. Each prefix carries the zone of
+// the addresses it covers; decide announces those of the zones the PoP
+// serves.
 func accelViews(doc *config.Document, pop string) []accelView {
 	steers, _ := steeringAddrs(doc, pop)
+	var p *config.PoP
+	if n, err := doc.Node(pop); err == nil {
+		p = n.PoP
+	}
+	serves := func(zone string) bool { return p == nil || p.ServesZone(zone) }
 	var out []accelView
-	for _, a := range doc.Accelerators {
+	for ai := range doc.Accelerators {
+		a := &doc.Accelerators[ai]
 		if a.Steering == "dns" && len(steers) == 0 {
 			continue
 		}
-		v := accelView{name: a.Name}
-		for _, p := range a.Prefixes {
-			if pf, err := netip.ParsePrefix(p); err == nil {
-				v.prefixes = append(v.prefixes, pf)
+		v := accelView{name: a.Name, serves: serves}
+		var addrs []netip.Addr
+		for _, s := range a.IPAddresses {
+			if ad, err := netip.ParseAddr(s); err == nil {
+				addrs = append(addrs, ad)
+			}
+		}
+		if a.Steering != "dns" && len(servedAddrs(a, addrs, serves)) == 0 {
+			continue // every address is in zones this PoP does not serve
+		}
+		for _, s := range a.Prefixes {
+			if pf, err := netip.ParsePrefix(s); err == nil {
+				zone := ""
+				for _, ad := range addrs {
+					if pf.Contains(ad) {
+						zone = a.ZoneOf(ad) // one zone per prefix: validated
+					}
+				}
+				v.prefixes, v.zones = append(v.prefixes, pf), append(v.zones, zone)
 			}
 		}
 		if len(v.prefixes) == 0 {
-			for _, s := range a.IPAddresses {
-				if ad, err := netip.ParseAddr(s); err == nil {
-					v.prefixes = append(v.prefixes, netip.PrefixFrom(ad, ad.BitLen()))
-				}
+			for _, ad := range addrs {
+				v.prefixes = append(v.prefixes, netip.PrefixFrom(ad, ad.BitLen()))
+				v.zones = append(v.zones, a.ZoneOf(ad))
 			}
 		}
 		out = append(out, v)
+	}
+	return out
+}
+
+// servedAddrs are the addresses of a that a PoP serving the zones serves
+// says yes to: it listens on them and announces them.
+func servedAddrs(a *config.Accelerator, addrs []netip.Addr, serves func(zone string) bool) []netip.Addr {
+	var out []netip.Addr
+	for _, ad := range addrs {
+		if serves(a.ZoneOf(ad)) {
+			out = append(out, ad)
+		}
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"net/netip"
+	"slices"
 
 	"github.com/anyedge/anyedge/edge"
 	"github.com/anyedge/anyedge/edge/router"
@@ -28,7 +29,9 @@ type listenerReadiness struct {
 // healthy endpoint of weight above zero for it; it fails open when a
 // region is reachable but none of its endpoints there is healthy (flows
 // are then spread over all of them). An accelerator is ready when each of
-// its listeners is, and only ready accelerators' prefixes are announced.
+// its listeners is, and only ready accelerators' prefixes are announced —
+// those of the network zones this PoP serves, so that a PoP never
+// announces (nor withdraws) another zone's address.
 func decide(accels []accelView, listeners []edge.Listener, bound bool, v router.View) readiness {
 	var r readiness
 	byAccel := map[string][]listenerReadiness{}
@@ -44,10 +47,23 @@ func decide(accels []accelView, listeners []edge.Listener, bound bool, v router.
 			st.Ready = st.Ready && lr.ready
 			st.FailOpen = st.FailOpen || lr.failOpen
 		}
+		for i, p := range a.prefixes {
+			zone := ""
+			if i < len(a.zones) {
+				zone = a.zones[i]
+			}
+			if a.serves != nil && !a.serves(zone) {
+				continue
+			}
+			if zone != "" && !slices.Contains(st.Zones, zone) {
+				st.Zones = append(st.Zones, zone)
+			}
+			if st.Ready {
+				r.announce = append(r.announce, p)
+			}
+		}
 		r.accelerators = append(r.accelerators, st)
-		if st.Ready {
-			r.announce = append(r.announce, a.prefixes...)
-		} else {
+		if !st.Ready {
 			r.all = false
 		}
 	}

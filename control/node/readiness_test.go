@@ -73,3 +73,20 @@ func TestDecide(t *testing.T) {
 	require.False(t, r.all)
 	require.Empty(t, r.announce)
 }
+
+// TestDecideZones: a PoP announces only the prefixes of the zones it
+// serves (and those in no zone), and says which zones it serves.
+func TestDecideZones(t *testing.T) {
+	pa := netip.MustParsePrefix("203.0.113.0/25")
+	pb := netip.MustParsePrefix("203.0.113.128/25")
+	pn := netip.MustParsePrefix("198.18.200.1/32")
+	onlyA := func(z string) bool { return z == "" || z == "a" }
+	accels := []accelView{{name: "web", prefixes: []netip.Prefix{pa, pb, pn}, zones: []string{"a", "b", ""}, serves: onlyA}}
+	ls := []edge.Listener{listener("web", "tcp", group("r1", router.Endpoint{ID: "w", Weight: 128}))}
+	all := fakeView{reachable: map[string]bool{"r1": true}}
+	r := decide(accels, ls, true, all)
+	require.Equal(t, []netip.Prefix{pa, pn}, r.announce)
+	require.Equal(t, []AcceleratorState{{Name: "web", Ready: true, Zones: []string{"a"}}}, r.accelerators)
+	r = decide(accels, ls, true, fakeView{})
+	require.Empty(t, r.announce, "not ready: nothing of its zones either")
+}
