@@ -15,6 +15,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/anyedge/anyedge/control/config"
+
+	"github.com/anyedge/anyedge/internal/needs"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -106,7 +108,7 @@ var exposureRE = regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`)
 // instance of each template and requires an exposure of at most 2.5.
 func TestUnitsSecurityScore(t *testing.T) {
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Skip("systemd-analyze not installed (Debian systemd)")
+		needs.Skip(t, "systemd-analyze not installed (Debian systemd)")
 	}
 	dir := t.TempDir()
 	for _, tmpl := range []string{"anyedge-edge@.service", "anyedge-region@.service"} {
@@ -116,7 +118,7 @@ func TestUnitsSecurityScore(t *testing.T) {
 		require.NoError(t, os.WriteFile(inst, b, 0o644))
 		out, err := exec.Command("systemd-analyze", "security", "--offline=yes", "--no-pager", inst).CombinedOutput()
 		if err != nil && strings.Contains(string(out), "offline") {
-			t.Skipf("this systemd-analyze cannot analyse offline: %s", out)
+			needs.Skipf(t, "this systemd-analyze cannot analyse offline: %s", out)
 		}
 		m := exposureRE.FindSubmatch(out)
 		require.NotNil(t, m, "%s: %s", tmpl, out)

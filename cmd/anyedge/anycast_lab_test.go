@@ -27,6 +27,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/anyedge/anyedge/cmd/anyedge/internal/netlab"
+
+	"github.com/anyedge/anyedge/internal/needs"
 )
 
 // The anycast lab: a client, a router running BIRD 2, two edges announcing
@@ -163,7 +165,7 @@ func TestAnycastLab(t *testing.T) {
 	lab := netlab.New(t)
 	for _, b := range []string{"bird", "birdc"} {
 		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("needs %s (Debian bird2): %v", b, err)
+			needs.Skipf(t, "needs %s (Debian bird2): %v", b, err)
 		}
 	}
 	l := &anycastLab{t: t, bin: buildBinary(t), dir: t.TempDir()}

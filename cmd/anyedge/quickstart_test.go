@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/anyedge/anyedge/internal/needs"
 )
 
 // buildBinary builds cmd/anyedge once per test binary run.
@@ -29,7 +31,7 @@ func buildBinary(t *testing.T) string {
 // expecting exit status 0 within 2 s.
 func TestQuickstart(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not installed (.ci/run installs it)")
+		needs.Skip(t, "curl not installed (.ci/run installs it)")
 	}
 	bin := buildBinary(t)
 	cmd := exec.Command(bin, "dev")

@@ -13,6 +13,8 @@ import (
 
 	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/dashboard"
+
+	"github.com/anyedge/anyedge/internal/needs"
 )
 
 // chromiumPath is Debian's chromium, which .ci/run installs.
@@ -30,7 +32,7 @@ const pageLatency = 2 * time.Second
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("%s not installed (.ci/run installs Debian's chromium): %v", chromiumPath, err)
+		needs.Skipf(t, "%s not installed (.ci/run installs Debian's chromium): %v", chromiumPath, err)
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromiumPath),

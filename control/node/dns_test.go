@@ -16,6 +16,8 @@ import (
 
 	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
+
+	"github.com/anyedge/anyedge/internal/needs"
 )
 
 // freePortOn returns a port free for UDP and TCP on each of hosts a moment
@@ -67,7 +69,7 @@ func digShort(t *testing.T, addr string, args ...string) []string {
 // edges' answers leave it within one TTL (the default 30 s).
 func TestDNSSteeringLab(t *testing.T) {
 	if _, err := exec.LookPath("dig"); err != nil {
-		t.Skip("dig not installed (dnsutils; .ci/run installs it)")
+		needs.Skip(t, "dig not installed (dnsutils; .ci/run installs it)")
 	}
 	const a, b = "127.0.0.21", "127.0.0.22"
 	ep := startEcho(t, "e1", nil)

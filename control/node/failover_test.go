@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/anyedge/anyedge/control/node/internal/netlab"
+
+	"github.com/anyedge/anyedge/internal/needs"
 )
 
 // TestFailover measures what a client sees when an endpoint or a region
@@ -49,11 +51,11 @@ func TestFailover(t *testing.T) {
 		// e1a lives in its own network namespace behind a veth; the fault
 		// sets its end of the link down: SYNs vanish, no reset, no ICMP.
 		if err := netlab.Available(); err != nil {
-			t.Skip(err)
+			needs.Skip(t, err)
 		}
 		link, err := netlab.New()
 		if err != nil {
-			t.Skip("cannot build a network namespace here: ", err)
+			needs.Skip(t, "cannot build a network namespace here: ", err)
 		}
 		t.Cleanup(func() {
 			if err := link.Close(); err != nil {
@@ -220,7 +222,7 @@ func buildAnyedge(t *testing.T) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("no go command to build cmd/anyedge: ", err)
+		needs.Skip(t, "no go command to build cmd/anyedge: ", err)
 	}
 	bin := filepath.Join(t.TempDir(), "anyedge")
 	out, err := exec.Command(goBin, "build", "-o", bin, "github.com/anyedge/anyedge/cmd/anyedge").CombinedOutput()

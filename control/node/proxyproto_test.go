@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/anyedge/anyedge/internal/needs"
 )
 
 // TestClientIPPreservationHAProxy checks the PROXY protocol v2 header the
@@ -24,7 +26,7 @@ func TestClientIPPreservationHAProxy(t *testing.T) {
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/haproxy"); serr != nil {
-			t.Skip("haproxy not installed")
+			needs.Skip(t, "haproxy not installed")
 		}
 		bin = "/usr/sbin/haproxy"
 	}

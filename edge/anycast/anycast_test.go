@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netns"
 	"go.uber.org/goleak"
+
+	"github.com/anyedge/anyedge/internal/needs"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -19,7 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // namespace, leaves a pre-existing one alone, and removes only its own.
 func TestBindInNamespace(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace")
+		needs.Skip(t, "needs root for a network namespace")
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

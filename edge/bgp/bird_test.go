@@ -23,6 +23,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netns"
 	"go.uber.org/goleak"
+
+	"github.com/anyedge/anyedge/internal/needs"
 )
 
 // birdConfig is the BIRD 2 side of the lab. The gshut filter is the
@@ -94,11 +96,11 @@ func run(t *testing.T, args ...string) {
 // removed in t.Cleanup.
 func newLab(t *testing.T, port int) *lab {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
+		needs.Skip(t, "needs root for network namespaces")
 	}
 	for _, bin := range []string{"ip", "bird", "birdc"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s: %v", bin, err)
+			needs.Skipf(t, "needs %s: %v", bin, err)
 		}
 	}
 	pid := os.Getpid()

@@ -13,6 +13,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
+
+	"github.com/anyedge/anyedge/internal/needs"
 )
 
 // testZone is a zone with two anycast accelerators, a steered one, two
@@ -84,7 +86,7 @@ func startServer(t *testing.T, c ZoneConfig, cfg Config) *Server {
 func needDig(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("dig"); err != nil {
-		t.Skip("dig not installed (dnsutils; .ci/run installs it)")
+		needs.Skip(t, "dig not installed (dnsutils; .ci/run installs it)")
 	}
 }
 

@@ -19,6 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/anyedge/anyedge/backbone/gateway"
+
+	"github.com/anyedge/anyedge/internal/needs"
 )
 
 // startDNS serves A and TXT answers for every name on 127.0.0.1.
@@ -53,7 +55,7 @@ func startDNS(t testing.TB) netip.AddrPort {
 // TestDig asks the real dig, through a UDP listener, a small DNS server.
 func TestDig(t *testing.T) {
 	if _, err := exec.LookPath("dig"); err != nil {
-		t.Skip("dig not installed (.ci/run installs dnsutils)")
+		needs.Skip(t, "dig not installed (.ci/run installs dnsutils)")
 	}
 	f := newFleet(t, "pop-1")
 	dnsAddr := startDNS(t)
@@ -155,7 +157,7 @@ func runIperf(port uint16, rate string, length int, secs int, extra ...string) (
 // real iperf3: loss under 1 %.
 func TestIperf3(t *testing.T) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
-		t.Skip("iperf3 not installed (.ci/run installs it)")
+		needs.Skip(t, "iperf3 not installed (.ci/run installs it)")
 	}
 	f := newFleet(t, "pop-1")
 	iport := iperfServer(t)
@@ -183,11 +185,14 @@ func TestIperf3(t *testing.T) {
 		t.Logf("iperf3 -u 100M through anyedge: %.1f Mbit/s, %d/%d lost (%.2f%%); edge %+v; region %+v",
 			res.End.Sum.BitsPerSecond/1e6, res.End.Sum.LostPackets, res.End.Sum.Packets, res.End.Sum.LostPercent,
 			e.fwd.Stats(), r.gw.UDPStats())
-		if res.End.Sum.LostPercent < 1 {
+		if res.End.Sum.LostPercent < 1 || needs.Race {
 			break
 		}
 	}
 	require.NoError(t, err)
 	require.Positive(t, res.End.Sum.Packets)
+	if needs.Race {
+		return // the path ran; loss under the race detector's instrumentation says nothing
+	}
 	require.Less(t, res.End.Sum.LostPercent, 1.0)
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/anyedge/anyedge/internal/wanem"
+
+	"github.com/anyedge/anyedge/internal/needs"
 )
 
 // These tests check the emulator's accuracy through real kernels: ping,
@@ -34,7 +36,7 @@ const tries = 3
 func newLab(t *testing.T, cfg Config) *Lab {
 	t.Helper()
 	if err := Available(); err != nil {
-		t.Skip(err)
+		needs.Skip(t, err)
 	}
 	cfg.Name = fmt.Sprintf("t%d", os.Getpid())
 	cfg.Realtime = true
@@ -67,7 +69,7 @@ var pingTime = regexp.MustCompile(`time=([0-9.]+) ms`)
 
 func TestPingRTT(t *testing.T) {
 	if _, err := exec.LookPath("ping"); err != nil {
-		t.Skip("needs ping (Debian package iputils-ping)")
+		needs.Skip(t, "needs ping (Debian package iputils-ping)")
 	}
 	const oneWay = 10 * time.Millisecond
 	l := newLab(t, Config{Internet: Symmetric(wanem.Params{Delay: oneWay})})
@@ -151,7 +153,7 @@ func TestRandomLoss(t *testing.T) {
 
 func TestTCPThroughRateLimit(t *testing.T) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
-		t.Skip("needs iperf3 (Debian package iperf3)")
+		needs.Skip(t, "needs iperf3 (Debian package iperf3)")
 	}
 	const rate = 100_000_000
 	l := newLab(t, Config{Internet: Symmetric(wanem.Params{Delay: 2 * time.Millisecond, RateBits: rate})})
@@ -207,7 +209,7 @@ func TestDownRemovesLeftovers(t *testing.T) {
 
 func TestUpRefusesBadConfig(t *testing.T) {
 	if err := Available(); err != nil {
-		t.Skip(err)
+		needs.Skip(t, err)
 	}
 	_, err := Up(Config{Name: "x", Backbone: Symmetric(wanem.Params{Loss: 3})})
 	require.ErrorContains(t, err, "loss 3")

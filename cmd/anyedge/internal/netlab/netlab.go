@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/anyedge/anyedge/internal/needs"
 )
 
 // Lab is a set of namespaces that belong to one test.
@@ -32,7 +34,7 @@ type Lab struct {
 func New(t testing.TB) *Lab {
 	t.Helper()
 	if err := Available(); err != nil {
-		t.Skip(err)
+		needs.Skip(t, err)
 	}
 	return &Lab{t: t, prefix: fmt.Sprintf("ae-%d-", os.Getpid())}
 }

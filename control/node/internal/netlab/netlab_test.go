@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/anyedge/anyedge/internal/needs"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -16,11 +18,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // it times out.
 func TestBlackHole(t *testing.T) {
 	if err := Available(); err != nil {
-		t.Skip(err)
+		needs.Skip(t, err)
 	}
 	l, err := New()
 	if err != nil {
-		t.Skip("cannot build a network namespace here: ", err)
+		needs.Skip(t, "cannot build a network namespace here: ", err)
 	}
 	defer func() {
 		if err := l.Close(); err != nil {

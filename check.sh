@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# check.sh — every check CI runs, in one command (README's test command):
+#
+#   ./check.sh            go.mod tidy, gofmt, vet, the tests, the tests again
+#                         under the race detector, then every fuzz target for
+#                         FUZZTIME (default 10s) each
+#
+# Environment: FUZZTIME (e.g. 30s; 0 skips fuzzing), RACE=0 skips the race
+# run, ANYEDGE_REQUIRE=1 turns the skips of tests that need root or a Debian
+# tool into failures (.ci/run sets it). Each step prints its duration.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+fuzztime=${FUZZTIME:-10s}
+step() {
+	local name=$1
+	shift
+	local start=$SECONDS
+	echo "== $name"
+	"$@"
+	echo "== $name: $((SECONDS - start))s"
+}
+
+lint() {
+	go mod tidy -diff
+	local unformatted
+	unformatted=$(gofmt -l .)
+	if [ -n "$unformatted" ]; then
+		echo "gofmt would change:" >&2
+		echo "$unformatted" >&2
+		return 1
+	fi
+	go vet ./...
+}
+
+# fuzz runs each Fuzz target of the module, one at a time (go test -fuzz
+# takes one target per package and run), from its seeds in f.Add calls and
+# testdata/fuzz.
+fuzz() {
+	local file pkg target
+	grep -rl --include='*_test.go' '^func Fuzz' . | sort | while read -r file; do
+		pkg=./$(dirname "${file#./}")
+		for target in $(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$file"); do
+			echo "-- $pkg $target"
+			go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg"
+		done
+	done
+}
+
+start=$SECONDS
+step "tidy, gofmt, vet" lint
+step "tests" go test -count=1 ./...
+if [ "${RACE:-1}" != 0 ]; then
+	step "tests under the race detector" go test -race -count=1 ./...
+fi
+if [ "$fuzztime" != 0 ]; then
+	step "fuzzing, $fuzztime per target" fuzz
+fi
+echo "== all checks passed in $((SECONDS - start))s"
