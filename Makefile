@@ -26,3 +26,17 @@ WAN ?=
 .PHONY: bench-wan
 bench-wan:
 	bench/wan.sh $(WAN)
+
+# Static release binaries for linux/amd64 and linux/arm64 in dist/, with the
+# version (git describe, or VERSION=...) stamped in: `anyedge version`.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+DIST ?= $(CURDIR)/dist
+.PHONY: dist
+dist:
+	@mkdir -p $(DIST)
+	@for arch in amd64 arm64; do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath \
+			-ldflags "-s -w -X main.version=$(VERSION)" \
+			-o $(DIST)/anyedge-linux-$$arch ./cmd/anyedge || exit 1; \
+		echo "$(DIST)/anyedge-linux-$$arch ($(VERSION))"; \
+	done
