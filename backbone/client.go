@@ -585,7 +585,7 @@ func (c *Client) Reachable() bool {
 // when the region has not reported it (or is unreachable).
 func (c *Client) EndpointHealthy(id string) (healthy, known bool) {
 	m := c.health.Load()
-	if m == nil {
+	if m == nil || !c.Reachable() {
 		return false, false
 	}
 	healthy, known = (*m)[id]
@@ -596,7 +596,7 @@ func (c *Client) EndpointHealthy(id string) (healthy, known bool) {
 // has sent none or is unreachable.
 func (c *Client) Load() (l wire.Load, ok bool) {
 	p := c.load.Load()
-	if p == nil {
+	if p == nil || !c.Reachable() {
 		return wire.Load{}, false
 	}
 	return *p, true

@@ -158,9 +158,15 @@ func TestDeadPeerDetectedAndRecoveredWithResumption(t *testing.T) {
 	rl := startRelay(t, r.addr)
 	c := l.startClient(t, edgeName, rl.addr(), 2)
 	waitLive(t, c, 2)
+	// The slots dial at once, but the pool shares one session cache: a
+	// slot that dials after the other's handshake has finished resumes.
+	full := 0
 	for range 2 {
-		require.False(t, r.rec.nextConn(t).ConnectionState().TLS.DidResume)
+		if !r.rec.nextConn(t).ConnectionState().TLS.DidResume {
+			full++
+		}
 	}
+	require.Positive(t, full, "the pool's first connection resumed a session it never had")
 	eventually(t, 5*time.Second, func() bool { _, ok := c.Load(); return ok }, "no load report")
 	healthy, known := c.EndpointHealthy(endpointID)
 	require.True(t, healthy && known)
