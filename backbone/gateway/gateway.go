@@ -282,6 +282,14 @@ func (g *Gateway) ServeStream(ctx context.Context, peer backbone.Peer, s *quic.S
 	h, err := wire.ReadHeader(s)
 	_ = s.SetReadDeadline(time.Time{})
 	if err != nil {
+		var se *quic.StreamError
+		if errors.As(err, &se) && se.Remote {
+			// The edge gave the stream up before its header arrived: a
+			// hedge's loser, or a client that went away. Nothing is wrong.
+			g.log.Debug("stream cancelled before its header", "peer", peer.Name, "err", err)
+			s.CancelWrite(wire.StreamReset)
+			return
+		}
 		g.rl.Log(slog.LevelWarn, "bad stream header "+peer.Name, "bad stream header", "peer", peer.Name, "err", err)
 		g.refuse(s, wire.CodeBadHeader)
 		return
