@@ -361,6 +361,8 @@ func TestAnycastLab(t *testing.T) {
 		ready, pings, _ := sup.state()
 		require.True(t, ready, "edge1 said READY=1")
 		require.Positive(t, pings, "edge1 pinged its watchdog")
+		sup.armed.Store(true)
+		l.eventually(t, 5*time.Second, "a ping after arming", func() bool { _, n, _ := sup.state(); return n > pings })
 		require.True(t, l.learnt(labV4, "edge1"))
 		l.edge1.Kill(syscall.SIGSTOP)
 		stopped := time.Now()
