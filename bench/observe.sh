@@ -20,11 +20,18 @@ out="$here/results/$(date -u +%Y-%m-%dT%H%MZ)-observe.md"
 cd "$repo"
 run() {
 	ANYEDGE_OBSERVE_BENCH=1 ANYEDGE_OBSERVE_SECS="${1:-3}" ANYEDGE_OBSERVE_ROUNDS="${2:-5}" \
-		go test -count=1 -run '^TestObservabilityOverhead$' -timeout 30m ./bench/
+		go test -count=1 -v -run '^TestObservabilityOverhead$' -timeout 30m ./bench/
 }
 if [ -e /work/bench.lock ] && command -v flock >/dev/null; then
 	exec 9>/work/bench.lock
 	flock 9
 fi
-run "$@" | grep '^|' | tee "$out"
+log=$(mktemp "${TMPDIR:-/tmp}/anyedge-observe.XXXXXX")
+trap 'rm -f "$log"' EXIT
+if ! run "$@" >"$log" 2>&1; then
+	cat "$log" >&2
+	echo "bench/observe.sh: FAILED" >&2
+	exit 1
+fi
+grep '^|' "$log" | tee "$out"
 echo "bench/observe.sh: written to $out" >&2

@@ -183,6 +183,9 @@ func (f *Forwarder) connect(ctx context.Context, fl *udpFlow) (*link, error) {
 			choice = c
 		}
 		hdr.EndpointID = choice.EndpointID
+		if attempt > 0 {
+			fl.sock.meter.Retry()
+		}
 		str, err := f.regions.OpenFlow(ctx, choice.Region, &hdr, nil, f.cfg.OpenTimeout)
 		if err == nil {
 			fl.mu.Lock()

@@ -99,17 +99,19 @@ func TestUDPCloseReasons(t *testing.T) {
 		})
 	}
 	t.Run("endpoint_failed", func(t *testing.T) {
-		// The edge names an endpoint the region does not have: refused.
+		// The edge names endpoints the region does not have: refused, and
+		// refused again on the retry.
 		f := newFleet(t, "pop-1")
 		port := freeUDPPort(t)
 		r := f.startRegion(t, "127.0.0.1:0", []gateway.Endpoint{gatewayEndpoint("other", netip.MustParseAddrPort("127.0.0.1:9"), port, false)})
-		e := f.startEdge(t, "pop-1", r.addr(), edgeOpts{port: port, endpoints: []string{"missing"}})
+		e := f.startEdge(t, "pop-1", r.addr(), edgeOpts{port: port, endpoints: []string{"missing-1", "missing-2"}})
 		rec := recorded(t, e)
 		c := dialClient(t, e.addrs[0])
 		_, err := c.Write([]byte("x"))
 		require.NoError(t, err)
 		got := rec.wait(t, 1)[0]
 		require.Equal(t, flow.EndpointFailed, got.Reason)
+		require.EqualValues(t, 1, e.fwd.Meters()[0].Snapshot().Retries, "the second endpoint was tried once")
 		require.EqualValues(t, 1, got.PacketsIn)
 		s := e.fwd.Meters()[0].Snapshot()
 		require.Zero(t, s.Active, "a failed flow leaves the table")
