@@ -14,10 +14,14 @@ repo=$(cd "$here/.." && pwd)
 cd "$repo"
 go build -o "${TMPDIR:-/tmp}/dnsbench.$$" ./bench/cmd/dnsbench
 trap 'rm -f "${TMPDIR:-/tmp}/dnsbench.$$"' EXIT
-cmd=("${TMPDIR:-/tmp}/dnsbench.$$" -clients "${1:-64}" -duration "${2:-5}s" -rounds "${3:-5}")
-echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) CPUs, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+bin="${TMPDIR:-/tmp}/dnsbench.$$"
+measure() {
+	echo "# start $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	"$bin" -clients "${1:-64}" -duration "${2:-5}s" -rounds "${3:-5}"
+	echo "# end $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
 if [ -e /work/bench.lock ]; then
-	flock /work/bench.lock "${cmd[@]}"
-else
-	"${cmd[@]}"
+	exec 9>>/work/bench.lock
+	flock 9
 fi
+measure "$@"
