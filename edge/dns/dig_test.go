@@ -335,3 +335,20 @@ func TestSteeringECS(t *testing.T) {
 	r = dig(t, s, "game.accel.example.net", "A", "+subnet=198.18.20.0/25")
 	require.Equal(t, []string{"198.18.2.1"}, r.addrs())
 }
+
+// TestWildcardListen: a server bound to every address answers from the
+// address it was asked on (dig rejects a reply from another source).
+func TestWildcardListen(t *testing.T) {
+	needDig(t)
+	s := startServer(t, testZoneConfig(), Config{Listen: []string{":0"}})
+	port := strconv.Itoa(int(s.Addrs()[0].Port()))
+	for _, server := range []string{"127.0.0.1", "127.0.0.2", "::1"} {
+		out, err := exec.Command("dig", "@"+server, "-p", port, "+time=2", "+tries=1", "+short",
+			"web.accel.example.net", "A").CombinedOutput()
+		if server == "::1" && err != nil && strings.Contains(string(out), "network unreachable") {
+			continue // no IPv6 loopback here
+		}
+		require.NoError(t, err, "%s: %s", server, out)
+		require.Equal(t, []string{"203.0.113.10", "203.0.113.11"}, strings.Fields(string(out)), "asked on %s", server)
+	}
+}
