@@ -43,6 +43,7 @@ func main() {
 	flag.StringVar(&tcpAddr, "tcp", "127.0.0.1:8080", "the TCP listener")
 	flag.StringVar(&udpAddr, "udp", "127.0.0.1:8053", "the UDP listener")
 	admin := flag.String("admin", "127.0.0.1:9180", "the edge's admin API (metrics)")
+	flag.StringVar(&dashboard, "dashboard", "127.0.0.1:9190", "where anyedge dev serves its dashboard")
 	flag.Parse()
 	if err := run(*bin, *config, *duration, *every, *tcpRate, *udpFlows, *admin); err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
@@ -50,8 +51,9 @@ func main() {
 	}
 }
 
-// tcpAddr and udpAddr are the listeners the load goes to.
-var tcpAddr, udpAddr string
+// tcpAddr and udpAddr are the listeners the load goes to; dashboard is
+// anyedge dev's dashboard address.
+var tcpAddr, udpAddr, dashboard string
 
 // counts are the load's outcomes since the last sample.
 type counts struct{ tcpOK, tcpFail, udpSent, udpAnswered atomic.Int64 }
@@ -59,7 +61,7 @@ type counts struct{ tcpOK, tcpFail, udpSent, udpAnswered atomic.Int64 }
 func run(bin, config string, duration, every time.Duration, tcpRate, udpFlows int, admin string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	args := []string{"dev", "--log-level", "warn"}
+	args := []string{"dev", "--log-level", "warn", "--dashboard", dashboard}
 	if config != "" {
 		args = append(args, "--config", config)
 	}
@@ -98,14 +100,14 @@ func run(bin, config string, duration, every time.Duration, tcpRate, udpFlows in
 
 	fmt.Printf("soak: anyedge dev (pid %d), %d TCP connections/s, %d UDP flows at 10 queries/s, sample every %s for %s\n\n",
 		pid, tcpRate, udpFlows, every, duration)
-	fmt.Println("| elapsed | RSS MiB | goroutines | fds | threads | TCP ok | TCP failed | UDP sent | UDP answered |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| elapsed | RSS MiB | goroutines | fds | threads | TCP ok | TCP failed | UDP sent | UDP answered | machine load (1 min) |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	start := time.Now()
 	sample := func() {
 		rss, threads := procStatus(pid)
-		fmt.Printf("| %s | %.1f | %s | %d | %d | %d | %d | %d | %d |\n", time.Since(start).Round(time.Second),
+		fmt.Printf("| %s | %.1f | %s | %d | %d | %d | %d | %d | %d | %s |\n", time.Since(start).Round(time.Second),
 			float64(rss)/1024, goroutines(admin), fds(pid), threads,
-			c.tcpOK.Swap(0), c.tcpFail.Swap(0), c.udpSent.Swap(0), c.udpAnswered.Swap(0))
+			c.tcpOK.Swap(0), c.tcpFail.Swap(0), c.udpSent.Swap(0), c.udpAnswered.Swap(0), loadavg())
 	}
 	sample()
 	tick := time.NewTicker(every)
@@ -204,6 +206,16 @@ func udpLoad(ctx context.Context, i int, c *counts) {
 			}
 		}
 	}
+}
+
+// loadavg is the machine's one-minute load average: the soak shares the
+// machine, and a busy machine explains slow minutes.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
 }
 
 // procStatus returns the resident set in KiB and the thread count.
