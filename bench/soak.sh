@@ -19,7 +19,8 @@ trap 'rm -rf "$bin"' EXIT
 (cd "$repo" && go build -o "$bin/anyedge" ./cmd/anyedge && go build -o "$bin/soak" ./bench/cmd/soak)
 mkdir -p "$repo/bench/results"
 out="$repo/bench/results/soak-$(date -u +%Y-%m-%dT%H%MZ).md"
-sed -E 's/\b(8080|8053|9001|9002|9053|9180|9181|7443)\b/1\1/g' "$repo/configs/quickstart.yaml" >"$bin/soak.yaml"
+# Every port of the quickstart lies in 7000–9999: prefix each with 1.
+sed -E 's/\b([7-9][0-9]{3})\b/1\1/g' "$repo/configs/quickstart.yaml" >"$bin/soak.yaml"
 "$bin/soak" -bin "$bin/anyedge" -config "$bin/soak.yaml" -tcp 127.0.0.1:18080 -udp 127.0.0.1:18053 \
 	-admin 127.0.0.1:19180 -dashboard 127.0.0.1:19190 "$@" | tee "$out"
 echo "written to $out" >&2
