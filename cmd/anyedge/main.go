@@ -163,13 +163,23 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-func printConfigError(stderr io.Writer, err error) {
+// printConfigError prints a config error, each problem of a
+// *config.ValidationError on its own line as "file:line:column: path:
+// message", then their count.
+func printConfigError(stderr io.Writer, file string, err error) {
 	var ve *config.ValidationError
 	if errors.As(err, &ve) {
 		for _, p := range ve.Problems {
-			fmt.Fprintln(stderr, p.String())
+			if p.Line > 0 {
+				fmt.Fprintf(stderr, "%s:%s\n", file, p)
+			} else {
+				fmt.Fprintf(stderr, "%s: %s\n", file, p)
+			}
 		}
-		fmt.Fprintf(stderr, "%d error(s)\n", len(ve.Problems))
+		if ve.Omitted > 0 {
+			fmt.Fprintf(stderr, "… and %d more not listed\n", ve.Omitted)
+		}
+		fmt.Fprintf(stderr, "%d error(s)\n", ve.Total())
 		return
 	}
 	fmt.Fprintln(stderr, err)
@@ -187,13 +197,15 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		doc *config.Document
 		err error
 	)
-	if c.config != "" {
-		doc, err = config.LoadFile(c.config, config.LoadOptions{})
+	file := c.config
+	if file != "" {
+		doc, err = config.LoadFile(file, config.LoadOptions{})
 	} else {
+		file = "configs/quickstart.yaml (embedded)"
 		doc, err = config.Load(configs.Quickstart, config.LoadOptions{})
 	}
 	if err != nil {
-		printConfigError(stderr, err)
+		printConfigError(stderr, file, err)
 		return exitConfig
 	}
 	ctx, stop := signalContext()
@@ -219,7 +231,7 @@ func runNode(role string, args []string, stderr io.Writer) int {
 	}
 	doc, err := config.LoadFile(c.config, config.LoadOptions{})
 	if err != nil {
-		printConfigError(stderr, err)
+		printConfigError(stderr, c.config, err)
 		return exitConfig
 	}
 	n, err := doc.Node(c.node)
@@ -299,11 +311,12 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "anyedge validate: name a config file")
 		return exitConfig
 	}
-	doc, err := config.LoadFile(file, config.LoadOptions{})
+	loaded, err := config.ParseFile(file, config.LoadOptions{})
 	if err != nil {
-		printConfigError(stderr, err)
+		printConfigError(stderr, file, err)
 		return exitConfig
 	}
+	doc := loaded.Doc
 	if c.node != "" {
 		if _, err := doc.Node(c.node); err != nil {
 			fmt.Fprintln(stderr, err)
@@ -313,8 +326,8 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	for _, w := range doc.Warnings() {
 		fmt.Fprintln(stderr, "warning:", w.String())
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d accelerators, %d pops, %d regions)\n", file,
-		len(doc.Accelerators), len(doc.Topology.PoPs), len(doc.Topology.Regions))
+	fmt.Fprintf(stdout, "%s: ok (%d accelerators, %d pops, %d regions; revision %s)\n", file,
+		len(doc.Accelerators), len(doc.Topology.PoPs), len(doc.Topology.Regions), loaded.Revision)
 	return exitOK
 }
 
@@ -509,7 +522,7 @@ func runDashboard(args []string, stdout, stderr io.Writer) int {
 	}
 	doc, err := config.LoadFile(c.config, config.LoadOptions{})
 	if err != nil {
-		printConfigError(stderr, err)
+		printConfigError(stderr, c.config, err)
 		return exitConfig
 	}
 	op, err := creds.load()

@@ -141,7 +141,8 @@ func TestREADMEValidateExample(t *testing.T) {
 	require.True(t, ok, "README.md lost its validate example")
 	block, _, _ = strings.Cut(block, "```")
 	var out, errb bytes.Buffer
-	require.Equal(t, exitConfig, run([]string{"validate", "../../configs/testdata/broken.yaml"}, &out, &errb))
+	t.Chdir("../..") // run as README shows it, from the repository's root
+	require.Equal(t, exitConfig, run([]string{"validate", "configs/testdata/broken.yaml"}, &out, &errb))
 	require.Equal(t, block, errb.String())
 }
 

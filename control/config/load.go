@@ -1,25 +1,23 @@
 package config
 
 import (
-	"bytes"
-	"errors"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
-	"math"
 	"os"
 	"reflect"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 )
 
 // EnvPrefix starts the name of every environment variable that overrides a
 // document key: topology.pki_dir is overridden by ANYEDGE_TOPOLOGY_PKI_DIR.
 const EnvPrefix = "ANYEDGE_"
 
-// LoadOptions tunes Load and LoadFile.
+// LoadOptions tunes Parse, Load and LoadFile.
 type LoadOptions struct {
 	// Env is the environment consulted for ANYEDGE_* overrides, as
 	// "KEY=value" strings. Nil means os.Environ(); an empty non-nil slice
@@ -27,59 +25,116 @@ type LoadOptions struct {
 	Env []string
 }
 
-// LoadFile reads the YAML document at path and returns it decoded, with
-// defaults applied and validated. See Load for the errors it returns.
-func LoadFile(path string, opts LoadOptions) (*Document, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: read %s: %w", path, err)
-	}
-	return Load(data, opts)
+// keepTreeSize is the largest text whose node tree Parse keeps while it
+// decodes and validates.
+const keepTreeSize = 1 << 20
+
+// Revision identifies the exact bytes a document was read from: the first
+// 16 hex digits of their SHA-256. Environment overrides are not part of it.
+type Revision string
+
+// RevisionOf returns the revision of data.
+func RevisionOf(data []byte) Revision {
+	sum := sha256.Sum256(data)
+	return Revision(hex.EncodeToString(sum[:8]))
 }
 
-// Load decodes a YAML document strictly, overrides scalar keys from the
-// environment, applies defaults and validates the result.
-//
-// Only keys outside lists can be overridden from the environment (today that
-// is topology.pki_dir); items of accelerators, pops and regions cannot. The
-// variable name is EnvPrefix followed by the key path in upper case with dots
-// replaced by underscores.
-//
-// Malformed YAML yields an error of the form "config: yaml: line N: ...".
-// Unknown keys, values of the wrong type and every validation problem yield a
-// *ValidationError that lists all of them with their document paths.
+// Loaded is a document that Parse accepted, with the revision of its bytes.
+type Loaded struct {
+	// Doc is decoded, has its defaults applied and is valid.
+	Doc *Document
+	// Revision is RevisionOf the bytes.
+	Revision Revision
+}
+
+// LoadFile is ParseFile without the revision.
+func LoadFile(path string, opts LoadOptions) (*Document, error) {
+	l, err := ParseFile(path, opts)
+	return l.Doc, err
+}
+
+// ParseFile reads the file at path and parses it with Parse.
+func ParseFile(path string, opts LoadOptions) (Loaded, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Loaded{}, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	return Parse(data, opts)
+}
+
+// Load is Parse without the revision.
 func Load(data []byte, opts LoadOptions) (*Document, error) {
+	l, err := Parse(data, opts)
+	return l.Doc, err
+}
+
+// Parse is the one way from bytes to a valid Document: files, `anyedge
+// validate`, `anyedge dev` and reloads all come through here, so that they
+// apply the same rules. It
+//
+//  1. checks the YAML text strictly against the schema: keys are exact
+//     (case included) and given once per mapping, every value has the
+//     schema's type;
+//  2. decodes the checked values with a fresh viper and overrides scalar
+//     keys from the environment;
+//  3. applies the defaults (WithDefaults);
+//  4. validates the result (Validate), which calls each component's own
+//     rules.
+//
+// Text that is not one YAML document (malformed YAML, binary data, a second
+// document) yields an error of the form "config: yaml: line N: ..." or
+// "config: line N, column M: ...". Everything else yields a
+// *ValidationError that lists every problem of steps 1, 2 and 4 at once
+// with its document path, line and column, in document order. A value
+// that step 1 refuses is left out, and step 4 says nothing more about it.
+func Parse(data []byte, opts LoadOptions) (Loaded, error) {
+	root, err := parseYAML(data)
+	if err != nil {
+		return Loaded{}, err
+	}
+	var decodeProbs, validateProbs problems
+	d := decoder{probs: &decodeProbs, bad: make(map[string]bool), budget: 10*len(data) + 10000}
+	tree := d.decodeTree(root)
+	// The node tree is the largest thing a load holds (some twenty times
+	// the text). Past keepTreeSize, let it go before decoding, and parse
+	// the text again only if validation finds problems to place.
+	if len(data) > keepTreeSize {
+		root = nil
+	}
+
 	v := viper.New()
-	v.SetConfigType("yaml")
-	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
-		var pe viper.ConfigParseError
-		if errors.As(err, &pe) && pe.Unwrap() != nil {
-			err = pe.Unwrap()
-		}
-		return nil, fmt.Errorf("config: %w", err)
+	if err := v.MergeConfigMap(tree); err != nil {
+		return Loaded{}, fmt.Errorf("config: %w", err)
 	}
-
-	var probs problems
-	applyEnv(v, opts.Env, &probs)
-	if len(probs) > 0 {
-		return nil, probs.err()
-	}
-
+	applyEnv(v, opts.Env, &decodeProbs)
 	var doc Document
-	err := v.UnmarshalExact(&doc, func(c *mapstructure.DecoderConfig) {
+	err = v.UnmarshalExact(&doc, func(c *mapstructure.DecoderConfig) {
+		// The tree holds values of exactly the schema's types already.
+		c.DecodeHook = nil
 		c.WeaklyTypedInput = false
-		c.DecodeHook = mapstructure.DecodeHookFuncValue(strictHook)
 	})
 	if err != nil {
-		decodeProblems(err, &probs)
-		return nil, probs.err()
+		// Step 1 admits only what the schema can hold: this is a bug.
+		decodeProbs.add("", "internal error decoding checked values: %v", err)
+		return Loaded{}, decodeProbs.err()
 	}
 
 	doc = doc.WithDefaults()
-	if err := doc.Validate(); err != nil {
-		return nil, err
+	validateProbs.skip = d.bad
+	doc.validate(&validateProbs)
+	if len(validateProbs.list) > 0 {
+		if root == nil {
+			if root, err = parseYAML(data); err != nil {
+				return Loaded{}, err // cannot happen: it parsed before
+			}
+		}
+		loc := locator{root: root}
+		loc.locate(&validateProbs)
 	}
-	return &doc, nil
+	if err := mergeProblems(&decodeProbs, &validateProbs); err != nil {
+		return Loaded{}, err
+	}
+	return Loaded{Doc: &doc, Revision: RevisionOf(data)}, nil
 }
 
 // envKey is one document key that may be overridden from the environment.
@@ -88,25 +143,24 @@ type envKey struct {
 	typ  reflect.Type
 }
 
-// envKeys lists the keys of t (a struct) that do not sit inside a list.
+// envKeys lists the keys of t (a struct) that do not sit inside a list or
+// behind a pointer.
 func envKeys(prefix string, t reflect.Type) []envKey {
 	var keys []envKey
-	for i := range t.NumField() {
-		f := t.Field(i)
-		tag := f.Tag.Get("mapstructure")
-		if tag == "" || tag == "-" {
-			continue
-		}
-		path := tag
+	s := schemaOf(t)
+	for _, k := range s.keys {
+		ft := s.fields[k].typ
+		path := k
 		if prefix != "" {
-			path = prefix + "." + tag
+			path = prefix + "." + k
 		}
-		switch ft := f.Type; ft.Kind() {
-		case reflect.Struct:
+		switch {
+		case ft == durationType:
+			keys = append(keys, envKey{path: path, typ: ft})
+		case ft.Kind() == reflect.Struct:
 			keys = append(keys, envKeys(path, ft)...)
-		case reflect.Slice, reflect.Map, reflect.Pointer:
-			// Lists are not overridable; the schema has no maps or
-			// pointers outside lists.
+		case ft.Kind() == reflect.Slice, ft.Kind() == reflect.Map, ft.Kind() == reflect.Pointer:
+			// Not overridable.
 		default:
 			keys = append(keys, envKey{path: path, typ: ft})
 		}
@@ -119,7 +173,9 @@ func envName(path string) string {
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
 }
 
-// applyEnv sets every overridable key that has a variable in env.
+// applyEnv sets every overridable key that has a non-empty variable in env.
+// A value is read as it would be in the document (a string key takes the
+// text as it is).
 func applyEnv(v *viper.Viper, env []string, probs *problems) {
 	if env == nil {
 		env = os.Environ()
@@ -139,268 +195,17 @@ func applyEnv(v *viper.Viper, env []string, probs *problems) {
 		if !ok || raw == "" {
 			continue
 		}
-		val, err := envValue(raw, k.typ)
-		if err != nil {
-			probs.add(k.path, "from %s: %v", name, err)
-			continue
-		}
-		// A scalar where a mapping belongs would make viper's nested Set
-		// meaningless; let the decoder report it instead.
-		if parent, _, ok := cutLast(k.path, "."); ok && v.IsSet(parent) {
-			if _, isMap := v.Get(parent).(map[string]any); !isMap {
+		var val any
+		if k.typ.Kind() == reflect.String {
+			val = raw
+		} else {
+			n := yaml.Node{Kind: yaml.ScalarNode, Value: raw}
+			var msg string
+			if val, msg = scalar(raw, n.ShortTag(), k.typ); msg != "" {
+				probs.add(k.path, "from %s: %s", name, msg)
 				continue
 			}
 		}
 		v.Set(k.path, val)
-	}
-}
-
-// cutLast splits s around the last sep.
-func cutLast(s, sep string) (before, after string, found bool) {
-	i := strings.LastIndex(s, sep)
-	if i < 0 {
-		return s, "", false
-	}
-	return s[:i], s[i+len(sep):], true
-}
-
-// envValue converts an environment string to what the decoder expects for t.
-func envValue(raw string, t reflect.Type) (any, error) {
-	if t == reflect.TypeFor[time.Duration]() {
-		return raw, nil // decoded by strictHook
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return raw, nil
-	case reflect.Bool:
-		b, err := strconv.ParseBool(raw)
-		if err != nil {
-			return nil, fmt.Errorf("expected true or false, got %q", raw)
-		}
-		return b, nil
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		n, err := strconv.ParseInt(raw, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("expected a number, got %q", raw)
-		}
-		return int(n), nil
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		n, err := strconv.ParseUint(raw, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("expected a number, got %q", raw)
-		}
-		return n, nil
-	default:
-		return nil, fmt.Errorf("cannot be set from the environment")
-	}
-}
-
-// typeError is a value of the wrong type in the document.
-type typeError struct {
-	want reflect.Type
-	got  any
-	msg  string // replaces the generic message when set
-}
-
-func (e *typeError) Error() string {
-	if e.msg != "" {
-		return e.msg
-	}
-	return fmt.Sprintf("expected %s, got %s", describeType(e.want), describeValue(e.got))
-}
-
-var durationType = reflect.TypeFor[time.Duration]()
-
-// strictHook checks every value against the schema before mapstructure sees
-// it, so that type errors are uniform and nothing is converted silently:
-// durations are strings such as "10s", numbers must be whole and fit, lists
-// stay lists. Integers are accepted where a string belongs (port-like values
-// such as status_codes: 200).
-func strictHook(from, to reflect.Value) (any, error) {
-	data := from.Interface()
-	tt := to.Type()
-	fk := from.Kind()
-	if tt == durationType {
-		switch fk {
-		case reflect.String:
-			d, err := time.ParseDuration(from.String())
-			if err != nil {
-				return nil, &typeError{want: tt, got: data}
-			}
-			return d, nil
-		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-			reflect.Float32, reflect.Float64:
-			if from.Equal(reflect.Zero(from.Type())) {
-				return time.Duration(0), nil
-			}
-			return nil, &typeError{want: tt, got: data}
-		default:
-			if from.Type() == tt {
-				return data, nil
-			}
-			return nil, &typeError{want: tt, got: data}
-		}
-	}
-	switch tk := tt.Kind(); tk {
-	case reflect.Pointer, reflect.Interface:
-		return data, nil
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return checkNumber(from, tt)
-	case reflect.String:
-		switch fk {
-		case reflect.String:
-			return data, nil
-		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-			return strconv.FormatInt(from.Int(), 10), nil
-		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-			return strconv.FormatUint(from.Uint(), 10), nil
-		}
-	case reflect.Bool:
-		if fk == reflect.Bool {
-			return data, nil
-		}
-	case reflect.Slice:
-		if fk == reflect.Slice || fk == reflect.Array {
-			return data, nil
-		}
-	case reflect.Struct, reflect.Map:
-		if fk == reflect.Map || (fk == reflect.Struct && from.Type() == tt) {
-			return data, nil
-		}
-	default:
-		return data, nil
-	}
-	return nil, &typeError{want: tt, got: data}
-}
-
-// checkNumber accepts whole numbers that fit in t.
-func checkNumber(from reflect.Value, t reflect.Type) (any, error) {
-	data := from.Interface()
-	out := reflect.New(t).Elem()
-	signed := t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64
-	outOfRange := &typeError{msg: fmt.Sprintf("number %v is out of range", data)}
-	switch from.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		n := from.Int()
-		if signed {
-			if out.OverflowInt(n) {
-				return nil, outOfRange
-			}
-		} else if n < 0 || out.OverflowUint(uint64(n)) {
-			return nil, outOfRange
-		}
-		return data, nil
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		n := from.Uint()
-		if signed {
-			if n > math.MaxInt64 || out.OverflowInt(int64(n)) {
-				return nil, outOfRange
-			}
-		} else if out.OverflowUint(n) {
-			return nil, outOfRange
-		}
-		return data, nil
-	case reflect.Float32, reflect.Float64:
-		f := from.Float()
-		if f != math.Trunc(f) || math.IsInf(f, 0) || math.IsNaN(f) {
-			return nil, &typeError{msg: fmt.Sprintf("expected a whole number, got %v", data)}
-		}
-		if f < math.MinInt64 || f >= math.MaxInt64 {
-			return nil, outOfRange
-		}
-		return checkNumber(reflect.ValueOf(int64(f)), t)
-	}
-	return nil, &typeError{want: t, got: data}
-}
-
-// describeType names what a key of type t expects.
-func describeType(t reflect.Type) string {
-	if t == durationType {
-		return `a duration such as "10s"`
-	}
-	switch t.Kind() {
-	case reflect.Pointer:
-		return describeType(t.Elem())
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "a number"
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Slice, reflect.Array:
-		return "a list"
-	case reflect.Struct, reflect.Map:
-		return "a mapping"
-	}
-	return t.String()
-}
-
-// describeValue shows a value the document gave.
-func describeValue(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "nothing"
-	case string:
-		return strconv.Quote(x)
-	}
-	switch reflect.ValueOf(v).Kind() {
-	case reflect.Map, reflect.Struct:
-		return "a mapping"
-	case reflect.Slice, reflect.Array:
-		return "a list"
-	}
-	return fmt.Sprint(v)
-}
-
-// decodeProblems turns mapstructure's joined errors into problems with
-// document paths.
-func decodeProblems(err error, probs *problems) {
-	switch e := err.(type) {
-	case nil:
-	case interface{ Unwrap() []error }:
-		for _, inner := range e.Unwrap() {
-			decodeProblems(inner, probs)
-		}
-	case *mapstructure.DecodeError:
-		decodeProblem(e.Name(), e.Unwrap(), probs)
-	default:
-		if inner := errors.Unwrap(err); inner != nil {
-			decodeProblems(inner, probs)
-			return
-		}
-		probs.add("", "%v", err)
-	}
-}
-
-// decodeProblem records what went wrong at path.
-func decodeProblem(path string, err error, probs *problems) {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, inner := range j.Unwrap() {
-			decodeProblems(inner, probs)
-		}
-		return
-	}
-	var te *typeError
-	var ue *mapstructure.UnconvertibleTypeError
-	var pe *mapstructure.ParseError
-	switch {
-	case errors.As(err, &te):
-		probs.add(path, "%s", te.Error())
-	case errors.As(err, &ue):
-		probs.add(path, "expected %s, got %s", describeType(ue.Expected.Type()), describeValue(ue.Value))
-	case errors.As(err, &pe):
-		probs.add(path, "expected %s, got %s", describeType(pe.Expected.Type()), describeValue(pe.Value))
-	default:
-		msg := err.Error()
-		if keys, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
-			for _, k := range strings.Split(keys, ", ") {
-				probs.add(path, "unknown key %q", k)
-			}
-			return
-		}
-		probs.add(path, "%s", msg)
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,7 +127,7 @@ func TestLoadBroken(t *testing.T) {
 		{"malformed yaml", []string{"            to: 443\n", "            to: [443\n"},
 			[]string{"config: yaml: line 9: "}},
 		{"duplicate yaml key", []string{"          - from: 53\n", "          - from: 53\n        port_ranges: []\n"},
-			[]string{`config: yaml: unmarshal errors:`, `line 28: mapping key "port_ranges" already defined at line 26`}},
+			[]string{`28:9: ` + l1 + `: key "port_ranges" is given twice in one mapping (first at line 26, column 9)`}},
 		{"inverted range", []string{"          - from: 53\n", "          - from: 9000\n            to: 8000\n"},
 			[]string{l1 + ".port_ranges[0]: from 9000 is above to 8000"}},
 		{"port out of range", []string{"- from: 80", "- from: 70000"},
@@ -251,7 +252,8 @@ func TestValidateCollectsEveryProblem(t *testing.T) {
 	lines := strings.Split(err.Error(), "\n")
 	require.Len(t, lines, len(ve.Problems))
 	for i := 1; i < len(ve.Problems); i++ {
-		require.LessOrEqual(t, comparePaths(ve.Problems[i-1].Path, ve.Problems[i].Path), 0, "not in document order:\n%s", err)
+		a, b := ve.Problems[i-1], ve.Problems[i]
+		require.LessOrEqual(t, [2]int{a.Line, a.Column}[0]*1000+a.Column, b.Line*1000+b.Column, "not in document order:\n%s", err)
 	}
 }
 
@@ -356,23 +358,47 @@ func TestParseStatusCodes(t *testing.T) {
 	}
 }
 
+// FuzzLoad feeds the decoder arbitrary bytes (seeds: testdata/fuzz/FuzzLoad,
+// every YAML file under testdata/ and configs/, and the documents above).
+// It must never panic, every problem it reports must have a place in the
+// text when the text has a YAML root, and what it accepts must stay valid.
 func FuzzLoad(f *testing.F) {
 	f.Add([]byte(base))
 	f.Add([]byte(strings.Replace(base, "accelerators:\n", customAccel, 1)))
-	if b, err := os.ReadFile("../../configs/example-global.yaml"); err == nil {
-		f.Add(b)
+	for _, pattern := range []string{"testdata/*.yaml", "../../configs/*.yaml", "../../configs/testdata/*.yaml"} {
+		files, err := filepath.Glob(pattern)
+		require.NoError(f, err)
+		for _, name := range files {
+			b, err := os.ReadFile(name)
+			require.NoError(f, err)
+			f.Add(b)
+		}
 	}
 	f.Add([]byte("accelerators: 5\ntopology: x\n"))
 	f.Add([]byte("topology:\n  pops: [{name: a, bgp: {neighbors: [{}]}}]\n"))
 	f.Add([]byte("a: &x [*x]\n"))
 	f.Add([]byte("{1: 2}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		doc, err := Load(data, LoadOptions{Env: []string{"ANYEDGE_TOPOLOGY_PKI_DIR=/x"}})
+		l, err := Parse(data, LoadOptions{Env: []string{"ANYEDGE_TOPOLOGY_PKI_DIR=/x"}})
 		if err != nil {
+			var ve *ValidationError
+			if errors.As(err, &ve) {
+				require.LessOrEqual(t, len(ve.Problems), MaxProblems)
+				root, perr := parseYAML(data)
+				require.NoError(t, perr, "a ValidationError comes from a parsed document")
+				for _, p := range ve.Problems {
+					if root != nil {
+						require.Positive(t, p.Line, "problem without a line: %s", p)
+					}
+					require.LessOrEqual(t, len(p.Msg), maxMsgLen+len("…"))
+				}
+			}
 			return
 		}
+		require.Equal(t, RevisionOf(data), l.Revision)
 		// A valid document stays valid and unchanged under defaults.
-		again := doc.WithDefaults()
+		again := l.Doc.WithDefaults()
 		require.NoError(t, again.Validate())
+		require.Equal(t, *l.Doc, again)
 	})
 }

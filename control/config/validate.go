@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,9 +17,18 @@ import (
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 // Validate checks a document (normally after WithDefaults) and returns a
-// *ValidationError listing every problem with its path, or nil.
+// *ValidationError listing every problem with its path, or nil. The
+// problems have no line and column: Parse adds them.
 func (d *Document) Validate() error {
+	var ps problems
+	d.validate(&ps)
+	return ps.err()
+}
+
+// validate reports every problem of d into ps.
+func (d *Document) validate(ps *problems) {
 	v := validator{
+		probs:       ps,
 		regions:     make(map[string]bool),
 		endpointIDs: make(map[string]string),
 		addrOwner:   make(map[netip.Addr]string),
@@ -49,12 +59,11 @@ func (d *Document) Validate() error {
 	}
 	v.topology("topology", &d.Topology)
 	v.dns(d)
-	return v.probs.err()
 }
 
 // validator carries the cross-references of one Validate call.
 type validator struct {
-	probs       problems
+	probs       *problems
 	regions     map[string]bool
 	regionNames []string
 	endpointIDs map[string]string     // id → path of first use
@@ -273,7 +282,9 @@ func (v *validator) portRanges(p string, rs []PortRange) {
 	for i, r := range rs {
 		rp := fmt.Sprintf("%s[%d]", p, i)
 		okFrom := v.port(rp+".from", r.From)
-		okTo := v.port(rp+".to", r.To)
+		// A "to" equal to "from" is most often the default: one
+		// problem is enough.
+		okTo := r.To == r.From || v.port(rp+".to", r.To)
 		if okFrom && okTo && r.From > r.To {
 			v.add(rp, "from %d is above to %d", r.From, r.To)
 		}
@@ -299,13 +310,16 @@ func (v *validator) group(p string, g *EndpointGroup, l *Listener) {
 	v.healthCheck(p+".health_check", &g.HealthCheck)
 
 	overridden := make(map[int]string)
+	// With a broken port range (reported at the range) the listener's
+	// ports are unknown.
+	rangesOK := !slices.ContainsFunc(l.PortRanges, func(r PortRange) bool { return !validRange(r) })
 	for i, o := range g.PortOverrides {
 		op := fmt.Sprintf("%s.port_overrides[%d]", p, i)
 		inRange := false
 		for _, r := range l.PortRanges {
 			inRange = inRange || (o.ListenerPort >= r.From && o.ListenerPort <= r.To)
 		}
-		if !inRange {
+		if !inRange && rangesOK {
 			v.add(op+".listener_port", "%d is not in any of the listener's port ranges", o.ListenerPort)
 		}
 		if first, dup := overridden[o.ListenerPort]; dup {
