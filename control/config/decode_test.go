@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,17 +21,22 @@ func problemsOf(t *testing.T, doc string) []Problem {
 	return ve.Problems
 }
 
+// rendered returns the String of each problem.
+func rendered(ps []Problem) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}
+
 // requireProblem fails unless ps has a problem with exactly this rendering.
 func requireProblem(t *testing.T, ps []Problem, want string) {
 	t.Helper()
-	var got []string
-	for _, p := range ps {
-		if p.String() == want {
-			return
-		}
-		got = append(got, p.String())
+	got := rendered(ps)
+	if !slices.Contains(got, want) {
+		t.Fatalf("no problem %q in:\n%s", want, strings.Join(got, "\n"))
 	}
-	t.Fatalf("no problem %q in:\n%s", want, strings.Join(got, "\n"))
 }
 
 // TestKeysAreExact: keys differing only in case are unknown keys, with a
@@ -75,10 +81,7 @@ func TestEveryProblemAtOnce(t *testing.T) {
 		"traffic_dial: 50", "traffic_dial: 101",
 		"local_asn: 64512", "local_asn: 0",
 	))
-	var got []string
-	for _, p := range ps {
-		got = append(got, p.String())
-	}
+	got := rendered(ps)
 	require.Equal(t, []string{
 		`22:25: accelerators[0].listeners[0].endpoint_groups[0].endpoints[0].weight: expected a number, got "many"`,
 		"30:27: accelerators[0].listeners[1].endpoint_groups[0].traffic_dial: 101 is outside 0–100",
@@ -105,10 +108,7 @@ func TestProblemsHavePositions(t *testing.T) {
 		"32:51: accelerators[0].listeners[1].endpoint_groups[0].health_check.timeout: 3s is above interval 2s",
 		"40:20: topology.pops[0].bgp.local_asn: 0 is not a valid AS number",
 	}
-	var got []string
-	for _, p := range ps {
-		got = append(got, p.String())
-	}
+	got := rendered(ps)
 	require.Equal(t, want, got)
 
 	// A value the document leaves out: the nearest enclosing value.
