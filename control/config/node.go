@@ -47,6 +47,19 @@ func (d *Document) Node(name string) (Node, error) {
 		name, list(pops), list(regions))
 }
 
+// NodeNames lists the names of every node: the regions, then the PoPs, in
+// document order.
+func (d *Document) NodeNames() []string {
+	names := make([]string, 0, len(d.Topology.Regions)+len(d.Topology.PoPs))
+	for _, r := range d.Topology.Regions {
+		names = append(names, r.Name)
+	}
+	for _, p := range d.Topology.PoPs {
+		names = append(names, p.Name)
+	}
+	return names
+}
+
 // EndpointByID finds the endpoint with the given ID and the accelerator,
 // listener and group it belongs to. The pointers point into d.
 func (d *Document) EndpointByID(id string) (acc *Accelerator, l *Listener, g *EndpointGroup, e *Endpoint, ok bool) {

@@ -10,10 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/miekg/dns"
+	"github.com/anyedge/anyedge/backbone/pki"
+	"github.com/anyedge/anyedge/healthcheck/probe"
 )
 
-// idPattern is the shape of endpoint IDs and node names.
+// idPattern is the shape of endpoint IDs.
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 // Validate checks a document (normally after WithDefaults) and returns a
@@ -415,29 +416,24 @@ func isHostname(s string) bool {
 }
 
 func (v *validator) healthCheck(p string, h *HealthCheck) {
-	switch h.Protocol {
-	case "tcp", "http", "https", "dns":
-	default:
-		v.add(p+".protocol", `must be "tcp", "http", "https" or "dns", got %q`, h.Protocol)
+	// The probe's own rules (healthcheck/probe), then the checker's.
+	check := func(field string, err error) {
+		if err != nil {
+			v.add(p+"."+field, "%v", err)
+		}
 	}
+	check("protocol", probe.CheckProtocol(h.Protocol))
 	if h.Port < 0 || h.Port > 65535 {
 		v.add(p+".port", "%d is outside 0–65535", h.Port)
 	}
-	if !strings.HasPrefix(h.Path, "/") {
-		v.add(p+".path", "%q must start with /", h.Path)
-	}
-	if _, _, err := ParseStatusCodes(h.StatusCodes); err != nil {
-		v.add(p+".status_codes", "%v", err)
-	}
-	if _, ok := dns.IsDomainName(h.DNSName); !ok || h.DNSName == "" {
-		v.add(p+".dns_name", "%q is not a domain name", h.DNSName)
-	}
-	if t, ok := dns.StringToType[strings.ToUpper(h.DNSType)]; !ok || t == dns.TypeNone || t == dns.TypeReserved || t == dns.TypeOPT {
-		v.add(p+".dns_type", "%q is not a DNS record type", h.DNSType)
-	}
-	if _, ok := dns.StringToRcode[strings.ToUpper(h.DNSRcode)]; !ok {
-		v.add(p+".dns_rcode", "%q is not a DNS response code", h.DNSRcode)
-	}
+	check("path", probe.CheckPath(h.Path))
+	_, _, err := probe.ParseStatusRange(h.StatusCodes)
+	check("status_codes", err)
+	check("dns_name", probe.CheckDNSName(h.DNSName))
+	_, err = probe.ParseDNSType(h.DNSType)
+	check("dns_type", err)
+	_, err = probe.ParseRcode(h.DNSRcode)
+	check("dns_rcode", err)
 	if h.Interval < time.Second {
 		v.add(p+".interval", "%s is below 1s", h.Interval)
 	}
@@ -455,25 +451,6 @@ func (v *validator) healthCheck(p string, h *HealthCheck) {
 	}
 }
 
-// ParseStatusCodes parses "N" or "N-M" (100 ≤ N ≤ M ≤ 599) into an inclusive
-// range of HTTP status codes.
-func ParseStatusCodes(s string) (lo, hi int, err error) {
-	a, b, isRange := strings.Cut(s, "-")
-	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
-	hi = lo
-	var err2 error
-	if isRange {
-		hi, err2 = strconv.Atoi(strings.TrimSpace(b))
-	}
-	switch {
-	case err1 != nil || err2 != nil:
-		return 0, 0, fmt.Errorf(`%q is not "N" or "N-M"`, s)
-	case lo < 100 || hi > 599 || lo > hi:
-		return 0, 0, fmt.Errorf("%q is not a range within 100–599", s)
-	}
-	return lo, hi, nil
-}
-
 func (v *validator) topology(p string, t *Topology) {
 	if len(t.PoPs) == 0 && len(t.Regions) == 0 {
 		v.add(p, "at least one pop or region is required")
@@ -486,8 +463,10 @@ func (v *validator) topology(p string, t *Topology) {
 		switch first, dup := nodes[name]; {
 		case name == "":
 			v.add(np, "required")
-		case !idPattern.MatchString(name):
-			v.add(np, "%q must be 1–63 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+		case pki.ValidNodeName(name) != nil:
+			// The name is in the node's certificate and names its
+			// files: backbone/pki's rule.
+			v.add(np, "%v", pki.ValidNodeName(name))
 		case dup:
 			v.add(np, "duplicate node name %q (first at %s)", name, first)
 		default:
@@ -644,112 +623,6 @@ func (v *validator) flowLogs(p string, f *FlowLogs) {
 	if f.Path == "-" && f.MaxSizeMB > 0 {
 		v.add(p+".max_size_mb", "standard output (path \"-\") cannot be rotated")
 	}
-}
-
-// asnProblem says why n cannot be used as an AS number, or "".
-func asnProblem(n uint32) string {
-	switch n {
-	case 0:
-		return "0 is not a valid AS number"
-	case 23456:
-		return "23456 is AS_TRANS and cannot be used"
-	case 65535, 4294967295:
-		return fmt.Sprintf("%d is a reserved AS number", n)
-	}
-	return ""
-}
-
-func (v *validator) bgp(p string, b *BGP) {
-	if msg := asnProblem(b.LocalASN); msg != "" {
-		v.add(p+".local_asn", "%s", msg)
-	}
-	if b.RouterID == "" {
-		v.add(p+".router_id", "required (an IPv4 address)")
-	} else if addr, err := netip.ParseAddr(b.RouterID); err != nil || !addr.Is4() {
-		v.add(p+".router_id", "%q is not an IPv4 address", b.RouterID)
-	}
-	if b.ListenPort < 0 || b.ListenPort > 65535 {
-		v.add(p+".listen_port", "%d is outside 0–65535", b.ListenPort)
-	}
-	for i, c := range b.Communities {
-		if !communityOK(c, 2, 16) {
-			v.add(fmt.Sprintf("%s.communities[%d]", p, i), `%q is not "a:b" with 16-bit numbers`, c)
-		}
-	}
-	for i, c := range b.LargeCommunities {
-		if !communityOK(c, 3, 32) {
-			v.add(fmt.Sprintf("%s.large_communities[%d]", p, i), `%q is not "a:b:c" with 32-bit numbers`, c)
-		}
-	}
-	if b.ASPathPrepend < 0 || b.ASPathPrepend > 10 {
-		v.add(p+".as_path_prepend", "%d is outside 0–10", b.ASPathPrepend)
-	}
-	if b.HoldDown < 0 {
-		v.add(p+".hold_down", "%s is negative", b.HoldDown)
-	}
-	if b.NextHopIPv4 != "" {
-		if a, err := netip.ParseAddr(b.NextHopIPv4); err != nil || !a.Is4() {
-			v.add(p+".next_hop_ipv4", "%q is not an IPv4 address", b.NextHopIPv4)
-		}
-	}
-	if b.NextHopIPv6 != "" {
-		if a, err := netip.ParseAddr(b.NextHopIPv6); err != nil || !a.Is6() || a.Is4In6() {
-			v.add(p+".next_hop_ipv6", "%q is not an IPv6 address", b.NextHopIPv6)
-		}
-	}
-	seen := make(map[netip.Addr]string)
-	for i := range b.Neighbors {
-		np := fmt.Sprintf("%s.neighbors[%d]", p, i)
-		n := &b.Neighbors[i]
-		addr, err := netip.ParseAddr(n.Address)
-		switch first, dup := seen[addr]; {
-		case n.Address == "":
-			v.add(np+".address", "required (an IP address)")
-		case err != nil:
-			v.add(np+".address", "%q is not an IP address", n.Address)
-		case dup:
-			v.add(np+".address", "duplicate neighbor %s (first at %s)", n.Address, first)
-		default:
-			seen[addr] = np
-		}
-		if msg := asnProblem(n.PeerASN); msg != "" {
-			v.add(np+".peer_asn", "%s", msg)
-		}
-		switch {
-		case n.HoldTime < 0 || (n.HoldTime > 0 && n.HoldTime < 3*time.Second):
-			v.add(np+".hold_time", "%s must be 0 or at least 3s", n.HoldTime)
-		case n.HoldTime > 65535*time.Second:
-			v.add(np+".hold_time", "%s is above 65535s", n.HoldTime)
-		case n.HoldTime > 0 && (n.Keepalive <= 0 || n.Keepalive >= n.HoldTime):
-			v.add(np+".keepalive", "%s must be positive and below hold_time %s", n.Keepalive, n.HoldTime)
-		}
-		if n.Multihop < 0 || n.Multihop > 255 {
-			v.add(np+".multihop", "%d is outside 0–255", n.Multihop)
-		}
-		if n.TTLSecurity && n.Multihop > 0 {
-			v.add(np+".ttl_security", "only for a directly connected neighbor (multihop 0), not with multihop %d", n.Multihop)
-		}
-		if n.LocalAddress != "" {
-			if _, err := netip.ParseAddr(n.LocalAddress); err != nil {
-				v.add(np+".local_address", "%q is not an IP address", n.LocalAddress)
-			}
-		}
-	}
-}
-
-// communityOK reports whether s is parts numbers of the given bit size
-// separated by colons.
-func communityOK(s string, parts, bits int) bool {
-	fields := strings.Split(s, ":")
-	if len(fields) != parts {
-		return false
-	}
-	for _, f := range fields {
-		if _, err := strconv.ParseUint(f, 10, bits); err != nil {
-			return false
-		}
-	}
-	return true
 }
 
 // list joins names for messages; an empty list reads "none".

@@ -44,13 +44,7 @@ const DefaultDashboard = "127.0.0.1:9190"
 // document, prints what to try, and runs until ctx ends.
 func Run(ctx context.Context, opts Options) error {
 	doc := opts.Doc
-	var names []string
-	for _, r := range doc.Topology.Regions {
-		names = append(names, r.Name)
-	}
-	for _, p := range doc.Topology.PoPs {
-		names = append(names, p.Name)
-	}
+	names := doc.NodeNames()
 	p, err := pki.NewEphemeral(names...)
 	if err != nil {
 		return err

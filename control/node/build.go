@@ -6,11 +6,19 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/anyedge/anyedge/backbone"
 	"github.com/anyedge/anyedge/backbone/gateway"
+	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/edge"
+	"github.com/anyedge/anyedge/edge/bgp"
+	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/router"
+	"github.com/anyedge/anyedge/edge/udp"
 	"github.com/anyedge/anyedge/healthcheck"
 	"github.com/anyedge/anyedge/healthcheck/probe"
 )
@@ -228,4 +236,118 @@ func healthTarget(id, host string, trafficPort uint16, hc config.HealthCheck) (h
 		HealthyThreshold:   hc.HealthyThreshold,
 		UnhealthyThreshold: hc.UnhealthyThreshold,
 	}, nil
+}
+
+// builtEdge is an edge made from the document: every component's
+// constructor has run, nothing is bound, opened or started.
+type builtEdge struct {
+	en  *edgeNode
+	fwd *udp.Forwarder // nil without udp listeners
+	reg *prometheus.Registry
+}
+
+// buildEdge is the compile step of the edge n: it maps the document onto
+// each component's own Config and runs the constructors, which apply the
+// components' rules. runEdge binds and runs what it returns; tests build
+// every node of every document the config package accepts with it.
+func buildEdge(opts Options, n config.Node, store *pki.Store) (*builtEdge, error) {
+	log := opts.Logger
+	listeners, err := edgeListeners(opts.Doc, n.Name)
+	if err != nil {
+		return nil, err
+	}
+	for i := range listeners {
+		l := &listeners[i]
+		l.Meter = flow.NewMeter(flow.Listener{Key: l.Route.Key, Accelerator: l.Accelerator, Protocol: l.Protocol}, nil)
+	}
+	en := &edgeNode{opts: opts, n: n, log: log, accels: accelViews(opts.Doc, n.Name), listeners: listeners,
+		cmds: make(chan command), epoch: time.Now().UnixNano()}
+	plan, err := planCustom(opts.Doc)
+	if err != nil {
+		return nil, err
+	}
+	en.custom = plan
+	regions := edge.Regions{}
+	en.regions = regions
+	for _, r := range usedRegions(opts.Doc) {
+		c, err := backbone.NewClient(backbone.ClientConfig{
+			Region:          r.Name,
+			Addr:            r.Backbone.Address,
+			Connections:     n.PoP.Backbone.Connections,
+			KeepAlivePeriod: n.PoP.Backbone.KeepAlivePeriod,
+			IdleTimeout:     n.PoP.Backbone.IdleTimeout,
+			TLSConfigs:      pki.ClientConfigs(store, r.Name),
+			Hello:           backbone.Hello(n.Name, opts.Version),
+			CustomRules:     plan.customRules(),
+			Logger:          log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		regions[r.Name] = c
+		en.clients = append(en.clients, c)
+	}
+	if len(n.PoP.BGP.Neighbors) > 0 {
+		bc, err := n.PoP.BGP.Speaker()
+		if err != nil {
+			return nil, err
+		}
+		if en.speaker, err = bgp.New(bc, log); err != nil {
+			return nil, err
+		}
+	}
+	hb := heartbeat(opts.Notify.Watchdog())
+	en.e, err = edge.New(edge.Config{Node: n.Name, Listeners: listeners, Logger: log, Heartbeat: hb}, regions)
+	if err != nil {
+		return nil, err
+	}
+	// Listen compiles the routing tables; compile them here too, so that
+	// the build finds what the router refuses.
+	for _, l := range listeners {
+		if l.Custom == nil {
+			if _, err := router.Compile(l.Route); err != nil {
+				return nil, err
+			}
+		}
+	}
+	fwd, err := udpForwarder(listeners, n.PoP, regions, hb, log) // see udp.go
+	if err != nil {
+		return nil, err
+	}
+	reg := newRegistry(opts.Version)
+	if en.dns, err = newEdgeDNS(opts.Doc, n, reg, log); err != nil {
+		return nil, err
+	}
+	return &builtEdge{en: en, fwd: fwd, reg: reg}, nil
+}
+
+// builtRegion is a region made from the document: every component's
+// constructor has run, nothing is bound or started.
+type builtRegion struct {
+	eps     []gateway.Endpoint
+	plan    *customPlan
+	checker *healthcheck.Checker
+	metrics *backbone.Metrics
+	gw      *gateway.Gateway
+}
+
+// buildRegion is the compile step of the region n, as buildEdge is of an
+// edge.
+func buildRegion(opts Options, n config.Node) (*builtRegion, error) {
+	eps, targets, err := regionParts(opts.Doc, n.Name)
+	if err != nil {
+		return nil, err
+	}
+	checker, err := healthcheck.New(targets, healthcheck.Options{Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("region %s: %w", n.Name, err)
+	}
+	plan, err := planCustom(opts.Doc)
+	if err != nil {
+		return nil, fmt.Errorf("region %s: %w", n.Name, err)
+	}
+	metrics := &backbone.Metrics{} // refused handshakes and streams, exported at /metrics
+	gw := gateway.New(gateway.Config{Endpoints: eps, Ejector: ejector{checker}, Logger: opts.Logger, Metrics: metrics,
+		Custom: plan.regionCustom(n.Name)})
+	return &builtRegion{eps: eps, plan: plan, checker: checker, metrics: metrics, gw: gw}, nil
 }

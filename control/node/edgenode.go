@@ -3,12 +3,9 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -312,95 +309,14 @@ func servedAddrs(a *config.Accelerator, addrs []netip.Addr, serves func(zone str
 	return out
 }
 
-func bgpConfig(b config.BGP) (bgp.Config, error) {
-	c := bgp.Config{
-		LocalASN: b.LocalASN, ListenPort: b.ListenPort, MED: b.MED,
-		ASPathPrepend: b.ASPathPrepend, HoldDown: b.HoldDown,
-	}
-	var err error
-	if c.RouterID, err = netip.ParseAddr(b.RouterID); err != nil {
-		return c, fmt.Errorf("bgp.router_id: %w", err)
-	}
-	if b.NextHopIPv4 != "" {
-		c.NextHop4, _ = netip.ParseAddr(b.NextHopIPv4)
-	}
-	if b.NextHopIPv6 != "" {
-		c.NextHop6, _ = netip.ParseAddr(b.NextHopIPv6)
-	}
-	for _, s := range b.Communities {
-		parts := strings.Split(s, ":")
-		hi, _ := strconv.ParseUint(parts[0], 10, 16)
-		lo, _ := strconv.ParseUint(parts[1], 10, 16)
-		c.Communities = append(c.Communities, uint32(hi)<<16|uint32(lo))
-	}
-	for _, s := range b.LargeCommunities {
-		var lc [3]uint32
-		for i, p := range strings.Split(s, ":") {
-			v, _ := strconv.ParseUint(p, 10, 32)
-			lc[i] = uint32(v)
-		}
-		c.LargeCommunities = append(c.LargeCommunities, lc)
-	}
-	for _, n := range b.Neighbors {
-		nb := bgp.Neighbor{PeerASN: n.PeerASN, HoldTime: n.HoldTime, Keepalive: n.Keepalive,
-			Password: n.Password, Multihop: uint8(n.Multihop), Passive: n.Passive, TTLSecurity: n.TTLSecurity}
-		if nb.Address, err = netip.ParseAddr(n.Address); err != nil {
-			return c, fmt.Errorf("bgp neighbour %q: %w", n.Address, err)
-		}
-		if n.LocalAddress != "" {
-			nb.LocalAddress, _ = netip.ParseAddr(n.LocalAddress)
-		}
-		c.Neighbors = append(c.Neighbors, nb)
-	}
-	return c, nil
-}
-
 func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store) error {
 	log := opts.Logger
-	listeners, err := edgeListeners(opts.Doc, n.Name)
+	b, err := buildEdge(opts, n, store) // see build.go
 	if err != nil {
 		return err
 	}
-	for i := range listeners {
-		l := &listeners[i]
-		l.Meter = flow.NewMeter(flow.Listener{Key: l.Route.Key, Accelerator: l.Accelerator, Protocol: l.Protocol}, nil)
-	}
-	en := &edgeNode{opts: opts, n: n, log: log, accels: accelViews(opts.Doc, n.Name), listeners: listeners,
-		cmds: make(chan command), epoch: time.Now().UnixNano()}
-	plan, err := planCustom(opts.Doc)
-	if err != nil {
-		return err
-	}
-	en.custom = plan
-	regions := edge.Regions{}
-	en.regions = regions
-	for _, r := range usedRegions(opts.Doc) {
-		c, err := backbone.NewClient(backbone.ClientConfig{
-			Region:          r.Name,
-			Addr:            r.Backbone.Address,
-			Connections:     n.PoP.Backbone.Connections,
-			KeepAlivePeriod: n.PoP.Backbone.KeepAlivePeriod,
-			IdleTimeout:     n.PoP.Backbone.IdleTimeout,
-			TLSConfigs:      pki.ClientConfigs(store, r.Name),
-			Hello:           backbone.Hello(n.Name, opts.Version),
-			CustomRules:     plan.customRules(),
-			Logger:          log,
-		})
-		if err != nil {
-			return err
-		}
-		regions[r.Name] = c
-		en.clients = append(en.clients, c)
-	}
-	if len(n.PoP.BGP.Neighbors) > 0 {
-		bc, err := bgpConfig(n.PoP.BGP)
-		if err != nil {
-			return err
-		}
-		if en.speaker, err = bgp.New(bc, log); err != nil {
-			return err
-		}
-	}
+	en, fwd, reg := b.en, b.fwd, b.reg
+	listeners := en.listeners
 	if n.PoP.BGP.ManageAddresses {
 		var addrs []netip.Addr
 		for _, l := range listeners {
@@ -426,19 +342,14 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 		return err
 	}
 	defer stopFlowLogs() // after every component below has returned
-	hb := heartbeat(opts.Notify.Watchdog())
-	en.e, err = edge.New(edge.Config{Node: n.Name, Listeners: listeners, Logger: log, Heartbeat: hb}, regions)
-	if err != nil {
-		return err
-	}
 	if err := en.e.Listen(); err != nil {
 		return err
 	}
-	fwd, err := udpForwarder(listeners, n.PoP, regions, hb, log) // see udp.go
-	if err != nil {
-		return err
+	if fwd != nil {
+		if err := fwd.Listen(); err != nil {
+			return err
+		}
 	}
-	reg := newRegistry(opts.Version)
 	reg.MustRegister(edgeCollector{en: en, fwd: fwd, fc: flow.NewCollector(func() []*flow.Meter {
 		out := make([]*flow.Meter, 0, len(en.listeners))
 		for _, l := range en.listeners {
@@ -446,9 +357,6 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 		}
 		return out
 	})})
-	if en.dns, err = newEdgeDNS(opts.Doc, n, reg, log); err != nil {
-		return err
-	}
 	if en.dns != nil {
 		if err := en.dns.srv.Listen(); err != nil {
 			return err

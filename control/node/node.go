@@ -84,21 +84,11 @@ func Run(ctx context.Context, opts Options) error {
 
 func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Store) error {
 	log := opts.Logger
-	eps, targets, err := regionParts(opts.Doc, n.Name)
+	b, err := buildRegion(opts, n) // see build.go
 	if err != nil {
 		return err
 	}
-	checker, err := healthcheck.New(targets, healthcheck.Options{Logger: log})
-	if err != nil {
-		return fmt.Errorf("region %s: %w", n.Name, err)
-	}
-	plan, err := planCustom(opts.Doc)
-	if err != nil {
-		return fmt.Errorf("region %s: %w", n.Name, err)
-	}
-	metrics := &backbone.Metrics{} // refused handshakes and streams, exported at /metrics
-	gw := gateway.New(gateway.Config{Endpoints: eps, Ejector: ejector{checker}, Logger: log, Metrics: metrics,
-		Custom: plan.regionCustom(n.Name)})
+	eps, plan, checker, metrics, gw := b.eps, b.plan, b.checker, b.metrics, b.gw
 	pops := map[string]bool{}
 	for _, p := range opts.Doc.Topology.PoPs {
 		pops[p.Name] = true

@@ -9,7 +9,7 @@ import (
 	"github.com/anyedge/anyedge/edge/udp"
 )
 
-// udpForwarder builds and binds the edge's UDP forwarder from the
+// udpForwarder builds (Listen binds) the edge's UDP forwarder from the
 // document's "udp" listeners (edge.New skips them); nil when there are
 // none. The forwarder runs next to the TCP edge on the same backbone
 // clients.
@@ -36,9 +36,6 @@ func udpForwarder(listeners []edge.Listener, pop *config.PoP, regions edge.Regio
 		Heartbeat:         heartbeat,
 	}, udp.Regions(regions))
 	if err != nil {
-		return nil, err
-	}
-	if err := f.Listen(); err != nil {
 		return nil, err
 	}
 	return f, nil

@@ -34,9 +34,11 @@ type Neighbor struct {
 	// PeerASN is the AS number the peer must present; equal to the local
 	// ASN means iBGP.
 	PeerASN uint32
-	// HoldTime proposed in OPEN, whole seconds, 0 → 9s; at least 3s.
+	// HoldTime proposed in OPEN, whole seconds, 0 → 9s; 3s–65535s
+	// (CheckHoldTime).
 	HoldTime time.Duration
-	// Keepalive interval, whole seconds, 0 → 3s; less than HoldTime.
+	// Keepalive interval, whole seconds, 0 → 3s; less than HoldTime
+	// (CheckKeepalive).
 	Keepalive time.Duration
 	// Password enables TCP MD5 signatures (RFC 2385) when not empty.
 	Password string
@@ -59,7 +61,7 @@ type Neighbor struct {
 
 // Config configures a Speaker. Zero fields take the documented defaults.
 type Config struct {
-	// LocalASN is the edge's AS number (required).
+	// LocalASN is the edge's AS number (required; CheckASN).
 	LocalASN uint32
 	// RouterID is an IPv4 address identifying the speaker (required).
 	RouterID netip.Addr
@@ -75,7 +77,8 @@ type Config struct {
 	// MED of every announcement.
 	MED uint32
 	// ASPathPrepend adds the local ASN this many extra times to the AS path
-	// (0–16). eBGP only: an iBGP neighbour would see its own AS.
+	// (0–MaxASPathPrepend). eBGP only: an iBGP neighbour would see its own
+	// AS.
 	ASPathPrepend int
 	// HoldDown is the minimum time between withdrawing a prefix and
 	// announcing it again, 0 → 2s. Withdrawals are never delayed.
@@ -118,63 +121,94 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// validate reports every problem of a defaulted config.
-func (c Config) validate() error {
-	var errs []error
-	if c.LocalASN == 0 {
-		errs = append(errs, errors.New("local_asn: required"))
+// Problem is one rule a Config breaks. Field names the key as the config
+// document spells it, relative to a PoP's bgp section
+// ("neighbors[1].hold_time"); Msg says what is wrong.
+type Problem struct {
+	Field, Msg string
+}
+
+// Error returns "field: msg".
+func (p Problem) Error() string { return p.Field + ": " + p.Msg }
+
+// Check reports every rule c breaks once its defaults are applied. New
+// refuses a Config with any; the config validator calls Check too, so that
+// a document it accepts is one the speaker starts with.
+func (c Config) Check() []Problem {
+	c = c.withDefaults()
+	var ps []Problem
+	add := func(field string, err error) {
+		if err != nil {
+			ps = append(ps, Problem{Field: field, Msg: err.Error()})
+		}
 	}
+	add("local_asn", CheckASN(c.LocalASN))
 	if !c.RouterID.Is4() {
-		errs = append(errs, fmt.Errorf("router_id: %q is not an IPv4 address", c.RouterID))
+		add("router_id", fmt.Errorf("%s is not an IPv4 address", describeAddr(c.RouterID)))
 	}
 	if c.ListenPort < 0 || c.ListenPort > 65535 {
-		errs = append(errs, fmt.Errorf("listen_port: %d out of range 0-65535", c.ListenPort))
+		add("listen_port", fmt.Errorf("%d is outside 0–65535", c.ListenPort))
 	}
-	if c.ASPathPrepend < 0 || c.ASPathPrepend > 16 {
-		errs = append(errs, fmt.Errorf("as_path_prepend: %d out of range 0-16", c.ASPathPrepend))
+	if c.ASPathPrepend < 0 || c.ASPathPrepend > MaxASPathPrepend {
+		add("as_path_prepend", fmt.Errorf("%d is outside 0–%d", c.ASPathPrepend, MaxASPathPrepend))
 	}
 	if c.HoldDown < 0 {
-		errs = append(errs, errors.New("hold_down: negative"))
+		add("hold_down", fmt.Errorf("%s is negative", c.HoldDown))
 	}
 	if c.ConnectRetry < time.Second {
-		errs = append(errs, errors.New("connect_retry: less than 1s"))
+		add("connect_retry", fmt.Errorf("%s is below 1s", c.ConnectRetry))
 	}
 	if c.NextHop4.IsValid() && !c.NextHop4.Is4() {
-		errs = append(errs, fmt.Errorf("next_hop4: %s is not IPv4", c.NextHop4))
+		add("next_hop_ipv4", fmt.Errorf("%s is not an IPv4 address", c.NextHop4))
 	}
 	if c.NextHop6.IsValid() && (!c.NextHop6.Is6() || c.NextHop6.Is4In6()) {
-		errs = append(errs, fmt.Errorf("next_hop6: %s is not IPv6", c.NextHop6))
+		add("next_hop_ipv6", fmt.Errorf("%s is not an IPv6 address", c.NextHop6))
 	}
-	seen := make(map[netip.Addr]bool)
+	first := make(map[netip.Addr]int)
 	for i, n := range c.Neighbors {
 		p := fmt.Sprintf("neighbors[%d]", i)
 		if !n.Address.IsValid() {
-			errs = append(errs, fmt.Errorf("%s.address: required", p))
-		} else if seen[n.Address.Unmap()] {
-			errs = append(errs, fmt.Errorf("%s.address: duplicate %s", p, n.Address))
+			add(p+".address", errors.New("required (an IP address)"))
+		} else if j, dup := first[n.Address.Unmap()]; dup {
+			add(p+".address", fmt.Errorf("%s is also neighbors[%d]", n.Address, j))
+		} else {
+			first[n.Address.Unmap()] = i
 		}
-		seen[n.Address.Unmap()] = true
-		if n.PeerASN == 0 {
-			errs = append(errs, fmt.Errorf("%s.peer_asn: required", p))
-		}
+		add(p+".peer_asn", CheckASN(n.PeerASN))
 		if n.PeerASN == c.LocalASN && c.ASPathPrepend > 0 {
-			errs = append(errs, fmt.Errorf("%s: as_path_prepend cannot be used with an iBGP neighbour", p))
+			add(p+".peer_asn", fmt.Errorf("%d is the local ASN (iBGP), and as_path_prepend %d cannot be used with an iBGP neighbor", n.PeerASN, c.ASPathPrepend))
 		}
-		if n.HoldTime < 3*time.Second || n.HoldTime%time.Second != 0 {
-			errs = append(errs, fmt.Errorf("%s.hold_time: %s is not whole seconds >= 3s", p, n.HoldTime))
-		}
-		if n.Keepalive < time.Second || n.Keepalive%time.Second != 0 || n.Keepalive >= n.HoldTime {
-			errs = append(errs, fmt.Errorf("%s.keepalive: %s is not whole seconds >= 1s and below hold_time", p, n.Keepalive))
+		if err := CheckHoldTime(n.HoldTime); err != nil {
+			add(p+".hold_time", err)
+		} else {
+			add(p+".keepalive", CheckKeepalive(n.Keepalive, n.HoldTime))
 		}
 		if n.TTLSecurity && n.Multihop > 0 {
-			errs = append(errs, fmt.Errorf("%s.ttl_security: only for directly connected neighbours (multihop 0)", p))
+			add(p+".ttl_security", fmt.Errorf("only for a directly connected neighbor (multihop 0), not with multihop %d", n.Multihop))
 		}
 		if n.Passive && c.ListenPort == 0 {
-			errs = append(errs, fmt.Errorf("%s.passive: needs listen_port", p))
+			add(p+".passive", errors.New("a passive neighbor needs listen_port (the speaker does not listen without it)"))
 		}
-		if n.LocalAddress.IsValid() && n.LocalAddress.Is4() != n.Address.Unmap().Is4() {
-			errs = append(errs, fmt.Errorf("%s.local_address: %s is not of the neighbour's family", p, n.LocalAddress))
+		if n.LocalAddress.IsValid() && n.Address.IsValid() && n.LocalAddress.Unmap().Is4() != n.Address.Unmap().Is4() {
+			add(p+".local_address", fmt.Errorf("%s is not of the neighbor's address family (%s)", n.LocalAddress, n.Address))
 		}
 	}
+	return ps
+}
+
+// validate returns the problems of Check as one error.
+func (c Config) validate() error {
+	var errs []error
+	for _, p := range c.Check() {
+		errs = append(errs, p)
+	}
 	return errors.Join(errs...)
+}
+
+// describeAddr quotes an address for a message; the zero Addr is "none".
+func describeAddr(a netip.Addr) string {
+	if !a.IsValid() {
+		return "none"
+	}
+	return a.String()
 }

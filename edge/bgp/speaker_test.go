@@ -34,18 +34,22 @@ func TestNewValidates(t *testing.T) {
 		want   string // substring of the error; "" means valid
 	}{
 		{"valid", func(*Config) {}, ""},
-		{"no asn", func(c *Config) { c.LocalASN = 0 }, "local_asn: required"},
+		{"no asn", func(c *Config) { c.LocalASN = 0 }, "local_asn: 0 is not a valid AS number"},
+		{"as_trans", func(c *Config) { c.LocalASN = 23456 }, "local_asn: 23456 is AS_TRANS"},
+		{"reserved peer asn", func(c *Config) { c.Neighbors[0].PeerASN = 65535 }, "neighbors[0].peer_asn: 65535 is a reserved AS number"},
 		{"v6 router id", func(c *Config) { c.RouterID = netip.MustParseAddr("2001:db8::1") }, "router_id"},
 		{"bad port", func(c *Config) { c.ListenPort = 70000 }, "listen_port"},
-		{"prepend", func(c *Config) { c.ASPathPrepend = 17 }, "as_path_prepend"},
+		{"prepend", func(c *Config) { c.ASPathPrepend = 11 }, "as_path_prepend: 11 is outside 0–10"},
 		{"ibgp prepend", func(c *Config) { c.ASPathPrepend = 1; c.Neighbors[0].PeerASN = 65001 }, "iBGP"},
-		{"hold time", func(c *Config) { c.Neighbors[0].HoldTime = 2 * time.Second }, "hold_time"},
+		{"hold time", func(c *Config) { c.Neighbors[0].HoldTime = 2 * time.Second }, "hold_time: 2s is below 3s"},
+		{"hold time not whole seconds", func(c *Config) { c.Neighbors[0].HoldTime = 3500 * time.Millisecond }, "hold_time: 3.5s is not a whole number of seconds"},
+		{"hold time too long", func(c *Config) { c.Neighbors[0].HoldTime = 65536 * time.Second }, "hold_time: 18h12m16s is above 65535s"},
 		{"keepalive", func(c *Config) { c.Neighbors[0].HoldTime = 3 * time.Second; c.Neighbors[0].Keepalive = 3 * time.Second }, "keepalive"},
 		{"passive without listen", func(c *Config) { c.Neighbors[0].Passive = true }, "passive"},
 		{"ttl security with multihop", func(c *Config) { c.Neighbors[0].TTLSecurity, c.Neighbors[0].Multihop = true, 2 }, "ttl_security"},
-		{"duplicate", func(c *Config) { c.Neighbors = append(c.Neighbors, c.Neighbors[0]) }, "duplicate"},
+		{"duplicate", func(c *Config) { c.Neighbors = append(c.Neighbors, c.Neighbors[0]) }, "neighbors[1].address: 198.18.0.2 is also neighbors[0]"},
 		{"no peer asn", func(c *Config) { c.Neighbors[0].PeerASN = 0 }, "peer_asn"},
-		{"next hop 6", func(c *Config) { c.NextHop6 = netip.MustParseAddr("198.18.0.1") }, "next_hop6"},
+		{"next hop 6", func(c *Config) { c.NextHop6 = netip.MustParseAddr("198.18.0.1") }, "next_hop_ipv6: 198.18.0.1 is not an IPv6 address"},
 		{"local address family", func(c *Config) { c.Neighbors[0].LocalAddress = netip.MustParseAddr("2001:db8::1") }, "local_address"},
 	}
 	for _, tt := range tests {

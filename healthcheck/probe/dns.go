@@ -24,8 +24,8 @@ func newDNSProber(cfg Config) (*dnsProber, error) {
 	if name == "" {
 		name = "."
 	}
-	if _, ok := dns.IsDomainName(name); !ok {
-		return nil, fmt.Errorf("dns: bad name %q", name)
+	if err := CheckDNSName(name); err != nil {
+		return nil, fmt.Errorf("dns: name: %w", err)
 	}
 	qtype := cfg.DNSType
 	if qtype == 0 {

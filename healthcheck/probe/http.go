@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 )
 
@@ -36,8 +35,8 @@ func newHTTPProber(cfg Config, secure bool) (*httpProber, error) {
 	if path == "" {
 		path = "/"
 	}
-	if !strings.HasPrefix(path, "/") {
-		path = "/" + path
+	if err := CheckPath(path); err != nil {
+		return nil, fmt.Errorf("%s: path: %w", scheme, err)
 	}
 	u, err := url.Parse(scheme + "://" + cfg.Address + path)
 	if err != nil {

@@ -42,7 +42,9 @@ func TestNewInvalid(t *testing.T) {
 		{"negative timeout", Config{Address: "127.0.0.1:1", Timeout: -1}, "negative timeout"},
 		{"bad status range", Config{Protocol: "http", Address: "127.0.0.1:1", StatusMin: 400, StatusMax: 200}, "bad status range"},
 		{"bad dns rcode", Config{Protocol: "dns", Address: "127.0.0.1:1", DNSRcode: 4242}, "unknown rcode"},
-		{"bad dns name", Config{Protocol: "dns", Address: "127.0.0.1:1", DNSName: "a..b"}, "bad name"},
+		{"bad dns name", Config{Protocol: "dns", Address: "127.0.0.1:1", DNSName: "a..b"}, `"a..b" is not a domain name`},
+		{"path without slash", Config{Protocol: "http", Address: "127.0.0.1:1", Path: "healthz"}, `"healthz" must start with /`},
+		{"path with a bad escape", Config{Protocol: "http", Address: "127.0.0.1:1", Path: "/a%zz"}, "is not a request path"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(tc.cfg)
@@ -248,6 +250,15 @@ func TestParse(t *testing.T) {
 	require.Equal(t, dns.TypeA, typ)
 	_, err = ParseDNSType("BOGUS")
 	require.Error(t, err)
+	_, err = ParseDNSType("OPT")
+	require.Error(t, err, "not a question")
+
+	require.NoError(t, CheckProtocol("https"))
+	require.Error(t, CheckProtocol("HTTP"), "exact")
+	require.NoError(t, CheckPath("/healthz?deep=1&x=%20"))
+	require.Error(t, CheckPath("/a b"))
+	require.NoError(t, CheckDNSName("health.example."))
+	require.NoError(t, CheckDNSName(""))
 
 	rc, err := ParseRcode("nxdomain")
 	require.NoError(t, err)
