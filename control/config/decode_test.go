@@ -96,7 +96,7 @@ func TestProblemsHavePositions(t *testing.T) {
 		"  - name: web\n", "  - name: [web]\n",
 		"      - protocol: tcp\n", "      - protocl: tcp\n        protocol: tcp\n",
 		"weight: 100", "weight: 300",
-		"            traffic_dial: 50\n", "            traffic_dial: 50\n            health_check: {interval: 2s, timeout: 3s}\n",
+		"health_check: {protocol: dns}", "health_check: {protocol: dns, interval: 2s, timeout: 3s}",
 		"local_asn: 64512", "local_asn: 0",
 	)
 	ps := problemsOf(t, doc)
@@ -105,8 +105,8 @@ func TestProblemsHavePositions(t *testing.T) {
 		`6:9: accelerators[0].listeners[0]: unknown key "protocl" (did you mean "protocol"?)`,
 		"23:25: accelerators[0].listeners[0].endpoint_groups[0].endpoints[0].weight: 300 is outside 0–255",
 		// A value the document gives: its own place.
-		"32:51: accelerators[0].listeners[1].endpoint_groups[0].health_check.timeout: 3s is above interval 2s",
-		"40:20: topology.pops[0].bgp.local_asn: 0 is not a valid AS number",
+		"32:66: accelerators[0].listeners[1].endpoint_groups[0].health_check.timeout: 3s is above interval 2s",
+		"39:20: topology.pops[0].bgp.local_asn: 0 is not a valid AS number",
 	}
 	got := rendered(ps)
 	require.Equal(t, want, got)
@@ -197,7 +197,7 @@ func TestNotYAMLText(t *testing.T) {
 func TestAnchorsAndMerges(t *testing.T) {
 	doc := edit(t, base,
 		"            health_check:\n              protocol: http\n", "            health_check: &hc\n              protocol: http\n",
-		"            traffic_dial: 50\n", "            traffic_dial: 50\n            health_check:\n              <<: *hc\n              path: /other\n",
+		"            health_check: {protocol: dns}\n", "            health_check:\n              <<: *hc\n              path: /other\n",
 	)
 	d, err := Load([]byte(doc), noEnv)
 	require.NoError(t, err)

@@ -109,6 +109,11 @@ func (d Document) WithDefaults() Document {
 				if g.TrafficDial == nil {
 					g.TrafficDial = ptr(defaultTrafficDial)
 				}
+				// A udp listener's group has no default probe: Validate
+				// asks for one (see udpProbe).
+				if l.Protocol != "udp" {
+					setDefault(&g.HealthCheck.Protocol, defaultHealthProtocol)
+				}
 				g.HealthCheck = g.HealthCheck.withDefaults()
 				for ei := range g.Endpoints {
 					if g.Endpoints[ei].Weight == nil {
@@ -206,6 +211,7 @@ func customDefaults(l *Listener) {
 	}
 	for gi := range l.EndpointGroups {
 		g := &l.EndpointGroups[gi]
+		setDefault(&g.HealthCheck.Protocol, defaultHealthProtocol)
 		g.HealthCheck = g.HealthCheck.withDefaults()
 		for di := range g.DestinationPorts {
 			d := &g.DestinationPorts[di]
@@ -217,9 +223,9 @@ func customDefaults(l *Listener) {
 	}
 }
 
-// withDefaults fills the unset fields of a health check.
+// withDefaults fills the unset fields of a health check but its protocol,
+// whose default depends on the listener.
 func (h HealthCheck) withDefaults() HealthCheck {
-	setDefault(&h.Protocol, defaultHealthProtocol)
 	setDefault(&h.Path, defaultHealthPath)
 	setDefault(&h.StatusCodes, defaultStatusCodes)
 	setDefault(&h.DNSName, defaultDNSName)

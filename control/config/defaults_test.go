@@ -39,6 +39,8 @@ func TestWithDefaults(t *testing.T) {
 	g := l[0].EndpointGroups[0]
 	require.Equal(t, 100, *g.TrafficDial)
 	require.Equal(t, 0, *l[1].EndpointGroups[0].TrafficDial, "explicit 0 kept")
+	require.Empty(t, l[1].EndpointGroups[0].HealthCheck.Protocol, "a udp listener's group has no default probe")
+	require.Equal(t, "/", l[1].EndpointGroups[0].HealthCheck.Path, "its other keys have their defaults")
 	require.Equal(t, 128, *g.Endpoints[0].Weight)
 	require.Equal(t, 0, *g.Endpoints[1].Weight, "explicit 0 kept")
 	require.Equal(t, HealthCheck{

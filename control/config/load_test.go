@@ -132,7 +132,7 @@ func TestLoadBroken(t *testing.T) {
 			[]string{`accelerators[0].ip_addresses[0]: "203.0.113.300" is not an IP address`}},
 		{"prefix covers nothing", []string{"203.0.113.0/24", "198.51.100.0/24"},
 			[]string{"accelerators[0].prefixes[0]: 198.51.100.0/24 covers none", "accelerators[0].ip_addresses[0]: 203.0.113.10 is not covered"}},
-		{"no endpoint groups", []string{"        endpoint_groups:\n          - region: us\n            traffic_dial: 50\n            endpoints:\n              - id: us-dns-1\n                address: dns1.example.net\n", ""},
+		{"no endpoint groups", []string{"        endpoint_groups:\n          - region: us\n            traffic_dial: 50\n            health_check: {protocol: dns}\n            endpoints:\n              - {id: us-dns-1, address: dns1.example.net}\n", ""},
 			[]string{l1 + ".endpoint_groups: at least one endpoint group is required"}},
 		{"node name used twice", []string{"    - name: us\n", "    - name: pop-a\n"},
 			[]string{`topology.regions[1].name: duplicate node name "pop-a" (first at topology.pops[0].name)`}},

@@ -308,6 +308,7 @@ func (v *validator) group(p string, g *EndpointGroup, l *Listener) {
 	if g.Preference < 0 {
 		v.add(p+".preference", "%d is negative", g.Preference)
 	}
+	v.udpProbe(p+".health_check.protocol", &g.HealthCheck, l)
 	v.healthCheck(p+".health_check", &g.HealthCheck)
 
 	overridden := make(map[int]string)
@@ -415,6 +416,18 @@ func isHostname(s string) bool {
 	return true
 }
 
+// udpProbe asks a udp listener's group for an explicit probe. No probe can
+// tell a healthy UDP service from a silent one without speaking its
+// protocol, and a TCP probe (the default of other groups) of a UDP-only
+// endpoint always fails: the group would be marked unhealthy and served
+// only through fail-open, with nothing said.
+func (v *validator) udpProbe(p string, h *HealthCheck, l *Listener) {
+	if l.Protocol == "udp" && h.Protocol == "" {
+		v.add(p, "required for a udp listener's group (a tcp probe of a UDP-only endpoint always fails): "+
+			"dns if the endpoints answer DNS, else tcp, http or https on a port they serve over TCP (health_check.port)")
+	}
+}
+
 func (v *validator) healthCheck(p string, h *HealthCheck) {
 	// The probe's own rules (healthcheck/probe), then the checker's.
 	check := func(field string, err error) {
@@ -422,7 +435,9 @@ func (v *validator) healthCheck(p string, h *HealthCheck) {
 			v.add(p+"."+field, "%v", err)
 		}
 	}
-	check("protocol", probe.CheckProtocol(h.Protocol))
+	if h.Protocol != "" { // udpProbe reports a missing one
+		check("protocol", probe.CheckProtocol(h.Protocol))
+	}
 	if h.Port < 0 || h.Port > 65535 {
 		v.add(p+".port", "%d is outside 0–65535", h.Port)
 	}
