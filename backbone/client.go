@@ -73,6 +73,8 @@ type Client struct {
 	custom  atomic.Pointer[customView]       // the region's custom routing state; nil when none or unreachable (custom.go)
 	changed chan struct{}                    // coalescing signal of reachability, health or fleet changes
 	dgram   datagrams                        // see datagram.go
+	rtt     rttFilter                        // the routing RTT (rtt.go)
+	now     func() time.Time                 // the clock of RTT samples
 
 	// stateMu guards state and stateSubs: what this edge says of itself,
 	// and the control streams waiting to send it.
@@ -213,6 +215,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		log:       logger.With("component", "backbone-client", "region", cfg.Region),
 		changed:   make(chan struct{}, 1),
 		stateSubs: map[chan struct{}]struct{}{},
+		now:       time.Now,
 	}
 	for i := range cfg.Connections {
 		c.slots = append(c.slots, &slot{idx: i})
@@ -352,6 +355,8 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 	case <-established:
 		up = true
 		s.state.Store(uint32(SlotUp))
+		// The handshake's RTT is the first sample of the routing RTT.
+		c.rtt.observe(c.now(), conn.ConnectionStats().MinRTT)
 		s.conn.Store(conn)
 		c.signal()
 		log.Info("backbone connected", "addr", c.cfg.Addr, "local", conn.LocalAddr().String(),
@@ -377,6 +382,7 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 	<-done
 	waitDatagrams()
 	if !c.Reachable() {
+		c.rtt.reset()
 		c.health.Store(nil)
 		c.load.Store(nil)
 		c.fleet.Store(nil)
@@ -428,6 +434,9 @@ func (c *Client) control(conn *quic.Conn, established chan<- struct{}) error {
 			}
 			return err
 		}
+		// The region speaks at least once a second (load): a steady
+		// sample of the connection's RTT for the routing RTT.
+		c.rtt.observe(c.now(), conn.ConnectionStats().LatestRTT)
 		switch t {
 		case wire.MsgHealth:
 			var h wire.Health
@@ -604,8 +613,10 @@ func (c *Client) Load() (l wire.Load, ok bool) {
 
 // Stats is the measured state of the pool.
 type Stats struct {
-	Live        int
-	SmoothedRTT time.Duration
+	Live int
+	// SmoothedRTT is the best smoothed RTT of the live connections;
+	// RoutingRTT the figure the router orders regions by (RTT).
+	SmoothedRTT, RoutingRTT time.Duration
 	// LossRatio is packets lost over packets sent, across live connections.
 	LossRatio   float64
 	OpenStreams int64
@@ -666,11 +677,15 @@ func (c *Client) Stats() Stats {
 	if sent > 0 {
 		st.LossRatio = float64(lost) / float64(sent)
 	}
+	if st.Live > 0 {
+		st.RoutingRTT, _ = c.RTT()
+	}
 	return st
 }
 
-// RTT returns the smoothed RTT of the best live connection; ok is false
-// when the region is unreachable.
+// RTT returns the routing RTT of the region: the minimum RTT its
+// connections measured over the last RTTWindow, with hysteresis (rtt.go);
+// ok is false when the region is unreachable.
 func (c *Client) RTT() (time.Duration, bool) {
 	var best time.Duration
 	ok := false
@@ -679,6 +694,12 @@ func (c *Client) RTT() (time.Duration, bool) {
 		if conn == nil {
 			continue
 		}
+		if !ok {
+			if v := c.rtt.value(); v > 0 {
+				return v, true
+			}
+		}
+		// No sample yet (a connection just published): its smoothed RTT.
 		rtt := conn.ConnectionStats().SmoothedRTT
 		if !ok || rtt < best {
 			best, ok = rtt, true
@@ -693,7 +714,36 @@ type Stream struct {
 	*quic.Stream
 	slot *slot
 	conn *quic.Conn
+	// since is the connection's silence from the moment the stream opened.
+	since Silence
 }
+
+// Silence watches a connection from one moment on: whether the peer has
+// sent anything at all since. A flow's header is ack-eliciting, so a
+// region that is alive acknowledges it within one RTT plus its ack delay
+// (25 ms) whether or not its endpoint answers; a stream whose connection
+// stays silent for longer is waiting on a region (or path) that is gone,
+// not on a slow endpoint.
+type Silence struct {
+	conn *quic.Conn
+	rx   uint64 // packets received at the start
+}
+
+// Silent reports whether no packet arrived since the start (a closed
+// connection is silent).
+func (s Silence) Silent() bool {
+	if s.conn == nil {
+		return false
+	}
+	return s.conn.Context().Err() != nil || s.conn.ConnectionStats().PacketsReceived == s.rx
+}
+
+// Closed reports whether the connection has closed.
+func (s Silence) Closed() bool { return s.conn != nil && s.conn.Context().Err() != nil }
+
+// Silence returns the silence of the stream's connection since the stream
+// opened.
+func (s Stream) Silence() Silence { return s.since }
 
 // Release returns the stream's share of its connection's load.
 func (s Stream) Release() { s.slot.active.Add(-1) }
@@ -717,9 +767,10 @@ func (c *Client) OpenStream(ctx context.Context) (Stream, error) {
 			return Stream{}, fmt.Errorf("%s: %w", c.cfg.Region, ErrUnreachable)
 		}
 		best.active.Add(1)
+		since := Silence{conn: bestConn, rx: bestConn.ConnectionStats().PacketsReceived}
 		str, err := bestConn.OpenStreamSync(ctx)
 		if err == nil {
-			return Stream{Stream: str, slot: best, conn: bestConn}, nil
+			return Stream{Stream: str, slot: best, conn: bestConn, since: since}, nil
 		}
 		best.active.Add(-1)
 		if ctx.Err() != nil {

@@ -210,7 +210,11 @@ func TestStats(t *testing.T) {
 	require.EqualValues(t, 1, st.OpenStreams)
 	rtt, ok := c.RTT()
 	require.True(t, ok)
-	require.Equal(t, st.SmoothedRTT, rtt)
+	require.Greater(t, rtt, time.Duration(0))
+	// The routing RTT is a minimum of samples: never above the smoothed
+	// RTT by more than the hysteresis margin.
+	require.LessOrEqual(t, rtt, st.SmoothedRTT+backbone.RTTMarginAbs)
+	require.Equal(t, rtt, st.RoutingRTT)
 	require.NoError(t, s.Close())
 	_, _ = io.ReadAll(s)
 }

@@ -454,7 +454,7 @@ func (e *Edge) endSetup(bl *boundListener, c *net.TCPConn, rec *flow.Record) {
 // returned attempt is either failed (err set) or still pending (str set,
 // err nil): the hedged path takes it from there.
 func (e *Edge) firstAttempt(ctx context.Context, bl *boundListener, flow router.Flow, hdr *wire.Header, c *net.TCPConn, ed *early) (attempt, bool) {
-	choice, err := bl.table.Pick(flow, e.view, nil)
+	choice, err := e.pickFirst(bl, flow)
 	if err != nil {
 		e.rl.Warn("no route for flow", "listener", bl.l.Route.Key, "client", flow.Src.String(), "err", err)
 		return attempt{err: err}, true
@@ -518,10 +518,37 @@ func (e *Edge) awaitReading(ctx context.Context, c *net.TCPConn, a *attempt, ed 
 	return err
 }
 
+// pickFirst picks a new flow's first choice, trying regions suspected of
+// silence only when nothing else can take it.
+func (e *Edge) pickFirst(bl *boundListener, flow router.Flow) (router.Choice, error) {
+	if e.view.nsilent.Load() > 0 {
+		if c, err := bl.table.Pick(flow, e.view, e.view.avoidSilent); err == nil {
+			return c, nil
+		}
+	}
+	return bl.table.Pick(flow, e.view, nil)
+}
+
+// pending is an attempt whose answer hedged is waiting for.
+type pending struct {
+	choice router.Choice
+	// since is set once the attempt's stream is open.
+	since atomic.Pointer[backbone.Silence]
+}
+
 // hedged continues after a first attempt that failed or is slow: it keeps
 // waiting for a pending first attempt while it tries further choices, at
 // most MaxRetries more, none started after the retry budget. Every new
 // attempt carries early, the client bytes allowed before an answer.
+//
+// Where the next attempt goes depends on why the last is slow. If its
+// connection has heard nothing from the region since the attempt started
+// (a live region acknowledges the header within one RTT, whatever its
+// endpoint does), the region itself is silent: the next attempt goes to
+// another region, and new flows try other regions first while the silence
+// lasts. Otherwise the endpoint is slow, and the next attempt goes to the
+// flow's next endpoint in the same region (at most two attempts per
+// region).
 func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, hdr wire.Header, first attempt, early []byte) attempt {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -553,11 +580,38 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 		e.rl.Info("flow attempt failed", "client", flow.Src.String(), "region", a.choice.Region,
 			"endpoint", a.choice.EndpointID, "err", a.err)
 	}
-	inflight := 0
+	var waiting []*pending // attempts started and not answered yet
+	// silent moves the next attempt away from the regions whose pending
+	// attempts have heard nothing from them.
+	silent := func() {
+		for _, p := range waiting {
+			since := p.since.Load()
+			if since == nil || !since.Silent() || slices.Contains(unreachable, p.choice.Region) {
+				continue
+			}
+			unreachable = append(unreachable, p.choice.Region)
+			if !since.Closed() {
+				e.view.suspectRegion(p.choice.Region, *since)
+				e.rl.Info("region suspected: silent since the flow started", "region", p.choice.Region,
+					"for", e.cfg.SuspectFor)
+			}
+		}
+	}
+	answered := func(r attempt) {
+		for i, p := range waiting {
+			if p.choice == r.choice {
+				waiting = slices.Delete(waiting, i, i+1)
+				return
+			}
+		}
+	}
 	if first.err != nil {
 		failed(first)
 	} else {
-		inflight++
+		p := &pending{choice: first.choice}
+		since := first.str.Silence()
+		p.since.Store(&since)
+		waiting = append(waiting, p)
 		go func(a attempt) {
 			a.err = backbone.AwaitAnswer(actx, a.str, time.Now().Add(e.cfg.OpenTimeout))
 			if a.err != nil {
@@ -578,29 +632,40 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 		}
 		bl.meter.Retry()
 		launched++
-		inflight++
 		tried = append(tried, choice)
+		p := &pending{choice: choice}
+		waiting = append(waiting, p)
 		h := hdr
 		h.EndpointID = choice.EndpointID
 		go func() {
-			str, err := e.regions.OpenFlow(actx, choice.Region, &h, early, e.cfg.OpenTimeout)
-			results <- attempt{choice: choice, str: str, err: err, sent: len(early)}
+			a := attempt{choice: choice, sent: len(early)}
+			a.str, a.err = e.regions.StartFlow(actx, choice.Region, &h, early, e.cfg.OpenTimeout)
+			if a.err == nil {
+				since := a.str.Silence()
+				p.since.Store(&since)
+				if a.err = backbone.AwaitAnswer(actx, a.str, time.Now().Add(e.cfg.OpenTimeout)); a.err != nil {
+					backbone.CancelFlow(a.str)
+					a.str = backbone.Stream{}
+				}
+			}
+			results <- a
 		}()
 		return true
 	}
 	last := attempt{choice: first.choice, err: first.err}
 	// Either the first attempt failed, or its hedge delay has already
 	// passed in firstAttempt: the next attempt starts now.
+	silent()
 	if launch() && first.err == nil {
 		bl.meter.Hedge()
 	}
 	hedge := time.NewTimer(e.hedgeDelay(tried[len(tried)-1].Region))
 	defer hedge.Stop()
 	var won *attempt
-	for inflight > 0 && won == nil {
+	for len(waiting) > 0 && won == nil {
 		select {
 		case r := <-results:
-			inflight--
+			answered(r)
 			if r.err == nil {
 				won = &r
 				break
@@ -611,20 +676,22 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 				hedge.Reset(e.hedgeDelay(tried[len(tried)-1].Region))
 			}
 		case <-hedge.C:
+			silent()
 			if launch() {
 				bl.meter.Hedge()
 				hedge.Reset(e.hedgeDelay(tried[len(tried)-1].Region))
 			}
 		}
 	}
-	if won != nil && first.err == nil && won.choice != first.choice {
-		// The first attempt was still pending when another won: new flows
-		// avoid its endpoint for a while instead of each waiting for it.
+	if won != nil && first.err == nil && won.choice != first.choice && !slices.Contains(unreachable, first.choice.Region) {
+		// The first attempt was still pending when another won, and its
+		// region was not silent: new flows avoid its endpoint for a while
+		// instead of each waiting for it.
 		e.view.suspect(first.choice.Region, first.choice.EndpointID)
 		e.rl.Info("endpoint suspected: answer slower than a hedge", "region", first.choice.Region,
 			"endpoint", first.choice.EndpointID, "for", e.cfg.SuspectFor)
 	}
-	if inflight > 0 {
+	if n := len(waiting); n > 0 {
 		// Losers: cancel them and release whatever they opened.
 		cancel()
 		go func(n int) {
@@ -633,7 +700,7 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 					backbone.CancelFlow(r.str)
 				}
 			}
-		}(inflight)
+		}(n)
 	}
 	if won == nil {
 		if last.err == nil {

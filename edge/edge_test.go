@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -391,6 +392,13 @@ func BenchmarkEcho1MiB(b *testing.B) {
 // stops at cleanup.
 func delayRelay(t testing.TB, target string, oneWay time.Duration) string {
 	t.Helper()
+	return cutRelay(t, target, oneWay, nil)
+}
+
+// cutRelay is delayRelay that drops every packet, both ways, while cut
+// (if not nil) is set: a region or path that fell silent without a word.
+func cutRelay(t testing.TB, target string, oneWay time.Duration, cut *atomic.Bool) string {
+	t.Helper()
 	dst, err := net.ResolveUDPAddr("udp", target)
 	require.NoError(t, err)
 	ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -408,7 +416,9 @@ func delayRelay(t testing.TB, target string, oneWay time.Duration) string {
 	sender.Go(func() {
 		for p := range queue {
 			time.Sleep(time.Until(p.due))
-			_, _ = p.via.WriteToUDP(p.b, p.to)
+			if cut == nil || !cut.Load() {
+				_, _ = p.via.WriteToUDP(p.b, p.to)
+			}
 		}
 	})
 	var mu sync.Mutex

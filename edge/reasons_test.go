@@ -54,6 +54,33 @@ func (r *records) wait(t *testing.T) flow.Record {
 	}
 }
 
+// count returns how many records arrived.
+func (r *records) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.recs)
+}
+
+// waitN waits up to 10 s for n records and returns them.
+func (r *records) waitN(t *testing.T, n int) []flow.Record {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		r.mu.Lock()
+		if len(r.recs) >= n {
+			recs := append([]flow.Record(nil), r.recs...)
+			r.mu.Unlock()
+			return recs
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.more:
+		case <-deadline:
+			t.Fatalf("%d flow records, want %d", r.count(), n)
+		}
+	}
+}
+
 // reasonLab is a lab whose listener reports to a recording meter.
 func reasonLab(t *testing.T, endpoint string, o labOpts) (*lab, *records, *flow.Meter) {
 	t.Helper()

@@ -3,31 +3,48 @@ package edge
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/anyedge/anyedge/backbone"
 	"github.com/anyedge/anyedge/edge/router"
 )
 
-// suspects is the edge's own short-lived view of endpoints that failed to
-// answer in time: when a hedged attempt wins over a slow one, the slow
-// endpoint is avoided by new flows for a while, so that only the first
-// flow pays the hedge delay until its region's health push (or its
-// unreachability) catches up. It wraps the backbone's view for the router.
+// suspects is the edge's own short-lived view of endpoints and regions
+// that failed to answer in time, so that only the first flow pays the
+// hedge delay until its region's health push (or its unreachability)
+// catches up. It wraps the backbone's view for the router.
+//
+//   - An endpoint is suspected when a hedged attempt won over a slow
+//     answer from it: new flows avoid it for the hold time.
+//   - A region is suspected when an attempt's whole connection stayed
+//     silent until the hedge (the silence is the region's or its path's,
+//     not an endpoint's): new flows try other regions first, until the
+//     region speaks again on that connection, the connection closes (the
+//     pool then takes over) or the hold time passes.
 type suspects struct {
 	regions Regions
 	hold    time.Duration
 
-	// mu guards until.
-	mu    sync.RWMutex
-	until map[suspectKey]time.Time
+	// mu guards until and silent.
+	mu     sync.RWMutex
+	until  map[suspectKey]time.Time
+	silent map[string]silentRegion
+	// nsilent is len(silent), read without the lock on every pick.
+	nsilent atomic.Int32
 }
 
 type suspectKey struct{ region, endpoint string }
 
+type silentRegion struct {
+	since backbone.Silence
+	until time.Time
+}
+
 var _ router.View = (*suspects)(nil)
 
 func newSuspects(regions Regions, hold time.Duration) *suspects {
-	return &suspects{regions: regions, hold: hold, until: map[suspectKey]time.Time{}}
+	return &suspects{regions: regions, hold: hold, until: map[suspectKey]time.Time{}, silent: map[string]silentRegion{}}
 }
 
 // RegionRTT implements router.View.
@@ -66,4 +83,43 @@ func (s *suspects) suspect(region, id string) {
 			delete(s.until, k)
 		}
 	}
+}
+
+// suspectRegion avoids a region while the connection of since stays
+// silent, for at most the hold time.
+func (s *suspects) suspectRegion(region string, since backbone.Silence) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.silent[region] = silentRegion{since: since, until: time.Now().Add(s.hold)}
+	s.nsilent.Store(int32(len(s.silent)))
+}
+
+// regionSilent reports whether new flows should try other regions before
+// region: it is suspected and still silent.
+func (s *suspects) regionSilent(region string) bool {
+	if s.nsilent.Load() == 0 {
+		return false
+	}
+	s.mu.RLock()
+	r, ok := s.silent[region]
+	s.mu.RUnlock()
+	if !ok {
+		return false
+	}
+	if r.since.Silent() && !r.since.Closed() && time.Now().Before(r.until) {
+		return true
+	}
+	s.mu.Lock()
+	if cur, ok := s.silent[region]; ok && cur == r {
+		delete(s.silent, region)
+		s.nsilent.Store(int32(len(s.silent)))
+	}
+	s.mu.Unlock()
+	return false
+}
+
+// avoidSilent is the Exclude of a flow's first pick: regions suspected of
+// silence, if any.
+func (s *suspects) avoidSilent(region, id string) bool {
+	return id == "" && s.regionSilent(region)
 }

@@ -180,12 +180,16 @@ func flowCounters(c flow.Counters, udp bool) FlowCounters {
 
 // RegionState is the edge's view of one region: its backbone pool.
 type RegionState struct {
-	Name        string  `json:"name"`
-	Reachable   bool    `json:"reachable"`
-	Connections int     `json:"connections"`
-	RTTMillis   float64 `json:"rtt_ms"`
-	LossRatio   float64 `json:"loss_ratio"`
-	OpenStreams int64   `json:"open_streams"`
+	Name        string `json:"name"`
+	Reachable   bool   `json:"reachable"`
+	Connections int    `json:"connections"`
+	// RTTMillis is the routing RTT (what regions are ordered by: the
+	// minimum over a window, with hysteresis); SmoothedRTTMillis the best
+	// smoothed RTT of the pool's connections.
+	RTTMillis         float64 `json:"rtt_ms"`
+	SmoothedRTTMillis float64 `json:"smoothed_rtt_ms"`
+	LossRatio         float64 `json:"loss_ratio"`
+	OpenStreams       int64   `json:"open_streams"`
 	// Pool is each connection of the pool.
 	Pool []PoolConn `json:"pool"`
 	// Dials counts connection attempts, DialFailures the failed ones by
@@ -208,7 +212,7 @@ type PoolConn struct {
 func regionState(name string, s backbone.Stats) RegionState {
 	rs := RegionState{
 		Name: name, Reachable: s.Live > 0, Connections: s.Live,
-		RTTMillis: millis(s.SmoothedRTT), LossRatio: s.LossRatio, OpenStreams: s.OpenStreams,
+		RTTMillis: millis(s.RoutingRTT), SmoothedRTTMillis: millis(s.SmoothedRTT), LossRatio: s.LossRatio, OpenStreams: s.OpenStreams,
 		Dials: s.Dials, DialFailures: map[string]int64{}, Reconnects: s.Lost, DroppedDatagrams: s.DroppedDatagrams,
 	}
 	for _, f := range backbone.DialFailures {

@@ -178,7 +178,7 @@ var (
 
 	bbReachableDesc = prometheus.NewDesc("anyedge_backbone_region_reachable", "1 when a connection to the region is up.", []string{"region"}, nil)
 	bbConnsDesc     = prometheus.NewDesc("anyedge_backbone_connections", "Connections of the pool to the region, by state.", []string{"region", "state"}, nil)
-	bbRTTDesc       = prometheus.NewDesc("anyedge_backbone_rtt_seconds", "Smoothed RTT of the best live connection to the region.", []string{"region"}, nil)
+	bbRTTDesc       = prometheus.NewDesc("anyedge_backbone_rtt_seconds", "The region's routing RTT: the minimum RTT of its live connections over the last 10 s, with hysteresis.", []string{"region"}, nil)
 	bbLossDesc      = prometheus.NewDesc("anyedge_backbone_loss_ratio", "Packets lost over packets sent on live connections to the region.", []string{"region"}, nil)
 	bbStreamsDesc   = prometheus.NewDesc("anyedge_backbone_open_streams", "Flow streams open to the region.", []string{"region"}, nil)
 	bbDialsDesc     = prometheus.NewDesc("anyedge_backbone_dials_total", "Connection attempts to the region.", []string{"region"}, nil)
@@ -241,7 +241,7 @@ func (c edgeCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, state := range backbone.SlotStates {
 			ch <- gauge(bbConnsDesc, float64(byState[state]), r, state.String())
 		}
-		ch <- gauge(bbRTTDesc, s.SmoothedRTT.Seconds(), r)
+		ch <- gauge(bbRTTDesc, s.RoutingRTT.Seconds(), r)
 		ch <- gauge(bbLossDesc, s.LossRatio, r)
 		ch <- gauge(bbStreamsDesc, float64(s.OpenStreams), r)
 		ch <- counter(bbDialsDesc, s.Dials, r)

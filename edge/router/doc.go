@@ -7,7 +7,9 @@
 //
 // For every new flow the listener's groups are ordered by static preference
 // (groups with a non-zero Preference first, lower first), then by measured
-// backbone RTT to the group's region, then by region name so that ties
+// backbone RTT to the group's region (the View's; the backbone reports a
+// windowed minimum with hysteresis, so that noise does not reorder
+// regions), then by region name so that ties
 // resolve the same way everywhere. Walking that order, a group is a
 // candidate when its region is reachable, its traffic dial is above zero and
 // it has at least one healthy endpoint with a weight above zero. A candidate
