@@ -360,3 +360,29 @@ func TestFloatValues(t *testing.T) {
 		require.ErrorContains(t, err, "topology.pops[0].flow_logs.sample_rate: "+want, in)
 	}
 }
+
+func TestPortSet(t *testing.T) {
+	s := newPortSet([]PortRange{{From: 10, To: 20}, {From: 1, To: 100}, {From: 200, To: 200}, {From: 150, To: 160}})
+	for port, want := range map[int]bool{0: false, 1: true, 50: true, 100: true, 101: false, 155: true, 199: false, 200: true, 201: false} {
+		require.Equal(t, want, s.has(port), "port %d", port)
+	}
+	require.False(t, newPortSet(nil).has(1))
+}
+
+// TestOverlaps: ports used twice, within a listener and across listeners
+// of one protocol (tcp and udp may share a port), each reported once.
+func TestOverlaps(t *testing.T) {
+	doc := `accelerators:
+  - name: a
+    ip_addresses: [203.0.113.1]
+    listeners:
+      - {protocol: tcp, port_ranges: [{from: 1, to: 100}, {from: 50}], endpoint_groups: [{region: r}]}
+      - {protocol: udp, port_ranges: [{from: 1, to: 100}], endpoint_groups: [{region: r, health_check: {protocol: dns}}]}
+      - {protocol: tcp, port_ranges: [{from: 200}, {from: 90, to: 110}], endpoint_groups: [{region: r}]}
+topology: {pops: [{name: p}], regions: [{name: r, backbone: {listen: "127.0.0.1:1"}}]}
+`
+	require.Equal(t, []string{
+		"5:59: accelerators[0].listeners[0].port_ranges[1]: port 50 is also in port_ranges[0] of the same listener",
+		"7:52: accelerators[0].listeners[2].port_ranges[1]: tcp port 90 is also used by accelerators[0].listeners[0].port_ranges[0]",
+	}, rendered(problemsOf(t, doc)))
+}

@@ -87,8 +87,49 @@ func flatDoc(size int, nested bool) []byte {
 	return []byte(b.String())
 }
 
-// BenchmarkLoad5MB loads 5 MB documents full of mistakes (and one without):
-// the time to report them must stay linear in the size. See BENCHMARKS.md
+// wideDoc is one accelerator of size bytes whose lists are long: what a
+// validator that compares items pairwise would take the square of.
+// shape is "listeners" (listeners of one protocol, one port each, some
+// shared), "prefixes" (addresses and prefixes that cover none of them) or
+// "overrides" (port ranges and port overrides of one listener).
+func wideDoc(size int, shape string) []byte {
+	var b strings.Builder
+	b.Grow(size + 4096)
+	b.WriteString("accelerators:\n  - name: a\n")
+	end := "topology: {pops: [{name: p}], regions: [{name: r, backbone: {listen: \"127.0.0.1:7000\"}}]}\n"
+	switch shape {
+	case "listeners":
+		b.WriteString("    ip_addresses: [203.0.113.1]\n    listeners:\n")
+		for i := 0; b.Len() < size; i++ {
+			fmt.Fprintf(&b, "      - {protocol: tcp, port_ranges: [{from: %d}], endpoint_groups: [{region: r}]}\n", 1+i%60000)
+		}
+	case "prefixes":
+		b.WriteString("    ip_addresses:\n")
+		for i := 0; b.Len() < size/2; i++ {
+			fmt.Fprintf(&b, "      - \"2001:db8::%x\"\n", i)
+		}
+		b.WriteString("    prefixes:\n")
+		for i := 0; b.Len() < size; i++ {
+			fmt.Fprintf(&b, "      - \"2001:db8:%x::/48\"\n", i+1)
+		}
+		b.WriteString("    listeners: [{protocol: tcp, port_ranges: [{from: 80}], endpoint_groups: [{region: r}]}]\n")
+	case "overrides":
+		b.WriteString("    ip_addresses: [203.0.113.1]\n    listeners:\n      - protocol: tcp\n        port_ranges:\n")
+		for i := 0; b.Len() < size/2; i++ {
+			fmt.Fprintf(&b, "          - {from: %d}\n", 1+2*(i%30000))
+		}
+		b.WriteString("        endpoint_groups:\n          - region: r\n            port_overrides:\n")
+		for i := 0; b.Len() < size; i++ {
+			fmt.Fprintf(&b, "              - {listener_port: %d, endpoint_port: 1}\n", 1+i%60000)
+		}
+	}
+	b.WriteString(end)
+	return []byte(b.String())
+}
+
+// BenchmarkLoad5MB loads 5 MB documents full of mistakes (and one without),
+// and documents with very long lists: the time to report them must stay
+// linear in the size. See BENCHMARKS.md
 // ("Config") and bench/config.sh, which also measures peak memory.
 func BenchmarkLoad5MB(b *testing.B) {
 	type doc struct {
@@ -101,6 +142,9 @@ func BenchmarkLoad5MB(b *testing.B) {
 	}
 	for _, d := range benchDocs {
 		docs = append(docs, doc{d.name, func() []byte { return bigDoc(benchSize, d.item) }})
+	}
+	for _, shape := range []string{"listeners", "prefixes", "overrides"} {
+		docs = append(docs, doc{"wide-" + shape, func() []byte { return wideDoc(benchSize, shape) }})
 	}
 	for _, d := range docs {
 		b.Run(d.name, func(b *testing.B) {

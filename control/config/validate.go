@@ -115,6 +115,7 @@ func (v *validator) accelerator(p string, a *Accelerator) {
 	}
 
 	var prefixes []netip.Prefix
+	prefixAt := make(map[netip.Prefix]string) // prefix → its path
 	for i, s := range a.Prefixes {
 		pp := fmt.Sprintf("%s.prefixes[%d]", p, i)
 		pfx, err := netip.ParsePrefix(s)
@@ -126,27 +127,42 @@ func (v *validator) accelerator(p string, a *Accelerator) {
 			v.add(pp, "%s has host bits set (did you mean %s?)", s, pfx.Masked())
 			continue
 		}
-		covers := false
-		for _, addr := range addrs {
-			covers = covers || pfx.Contains(addr)
-		}
-		if !covers && len(addrs) > 0 {
-			v.add(pp, "%s covers none of the accelerator's ip_addresses", s)
+		if _, dup := prefixAt[pfx]; !dup {
+			prefixAt[pfx] = pp
 		}
 		prefixes = append(prefixes, pfx)
 	}
 	if len(a.Prefixes) > 0 {
+		// Which prefixes cover which addresses, in time linear in their
+		// numbers: an address is covered by a prefix of its own masked to
+		// one of the lengths the prefixes have.
+		var lengths []int
+		for pfx := range prefixAt {
+			if !slices.Contains(lengths, pfx.Bits()) {
+				lengths = append(lengths, pfx.Bits())
+			}
+		}
+		covering := make(map[netip.Prefix]bool)
 		for i, s := range a.IPAddresses {
 			addr, err := netip.ParseAddr(s)
 			if err != nil {
 				continue
 			}
 			covered := false
-			for _, pfx := range prefixes {
-				covered = covered || pfx.Contains(addr)
+			for _, bits := range lengths {
+				if pfx, err := addr.Prefix(bits); err == nil {
+					if _, ok := prefixAt[pfx]; ok {
+						covered, covering[pfx] = true, true
+					}
+				}
 			}
 			if !covered {
 				v.add(fmt.Sprintf("%s.ip_addresses[%d]", p, i), "%s is not covered by any of prefixes", s)
+			}
+		}
+		for i, pfx := range prefixes {
+			if !covering[pfx] && len(addrs) > 0 {
+				v.add(prefixAt[pfx], "%s covers none of the accelerator's ip_addresses", a.Prefixes[i])
 			}
 		}
 	}
@@ -180,38 +196,81 @@ func validRange(r PortRange) bool {
 	return r.From >= 1 && r.From <= 65535 && r.To >= 1 && r.To <= 65535 && r.From <= r.To
 }
 
+// portSet answers whether a port is in one of a list of ranges, in time
+// logarithmic in their number.
+type portSet struct {
+	from  []int // the ranges' starts, sorted
+	reach []int // reach[k]: the furthest end of the ranges from[0..k]
+}
+
+func newPortSet(ranges []PortRange) portSet {
+	sorted := slices.SortedFunc(slices.Values(ranges), func(a, b PortRange) int { return a.From - b.From })
+	var s portSet
+	for k, r := range sorted {
+		s.from = append(s.from, r.From)
+		s.reach = append(s.reach, r.To)
+		if k > 0 {
+			s.reach[k] = max(s.reach[k], s.reach[k-1])
+		}
+	}
+	return s
+}
+
+// has reports whether port is in one of the ranges: some range starting
+// at or below it reaches it.
+func (s portSet) has(port int) bool {
+	n, _ := slices.BinarySearch(s.from, port+1) // ranges starting at or below port
+	return n > 0 && s.reach[n-1] >= port
+}
+
 // overlaps reports ports used twice by listeners of one protocol, and ranges
-// of one listener that overlap each other.
+// of one listener that overlap each other. It sweeps the ranges of each
+// protocol in port order, so its time is that of a sort; each range is
+// reported with one range it overlaps (the one reaching furthest), at the
+// range of the two that comes later in the document.
 func (v *validator) overlaps(p string, ls []Listener) {
+	type span struct {
+		PortRange
+		listener, index int // document order
+	}
+	byProto := make(map[string][]span)
+	var protos []string
 	for i := range ls {
+		if _, ok := byProto[ls[i].Protocol]; !ok {
+			protos = append(protos, ls[i].Protocol)
+		}
 		for ri, r := range ls[i].PortRanges {
-			if !validRange(r) {
-				continue
+			if validRange(r) {
+				byProto[ls[i].Protocol] = append(byProto[ls[i].Protocol], span{r, i, ri})
 			}
-			here := fmt.Sprintf("%s.listeners[%d].port_ranges[%d]", p, i, ri)
-			// Earlier ranges of the same listener.
-			for rj := range ri {
-				o := ls[i].PortRanges[rj]
-				if validRange(o) && max(r.From, o.From) <= min(r.To, o.To) {
-					v.add(here, "port %d is also in port_ranges[%d] of the same listener", max(r.From, o.From), rj)
-					break
+		}
+	}
+	for _, proto := range protos {
+		spans := byProto[proto]
+		slices.SortStableFunc(spans, func(a, b span) int { return a.From - b.From })
+		var reach *span // the range seen so far that ends last
+		for k := range spans {
+			cur := &spans[k]
+			if reach != nil && cur.From <= reach.To {
+				first, later := reach, cur
+				if later.listener < first.listener || (later.listener == first.listener && later.index < first.index) {
+					first, later = later, first
 				}
-			}
-			// Ranges of earlier listeners with the same protocol.
-			for j := range i {
-				if ls[j].Protocol != ls[i].Protocol {
-					continue
-				}
-				for rj, o := range ls[j].PortRanges {
-					if validRange(o) && max(r.From, o.From) <= min(r.To, o.To) {
-						proto := ls[i].Protocol
-						if proto == "" {
-							proto = "custom routing"
-						}
-						v.add(here, "%s port %d is also used by %s.listeners[%d].port_ranges[%d]",
-							proto, max(r.From, o.From), p, j, rj)
+				here := fmt.Sprintf("%s.listeners[%d].port_ranges[%d]", p, later.listener, later.index)
+				port := max(first.From, later.From)
+				if first.listener == later.listener {
+					v.add(here, "port %d is also in port_ranges[%d] of the same listener", port, first.index)
+				} else {
+					name := proto
+					if name == "" {
+						name = "custom routing"
 					}
+					v.add(here, "%s port %d is also used by %s.listeners[%d].port_ranges[%d]",
+						name, port, p, first.listener, first.index)
 				}
+			}
+			if reach == nil || cur.To > reach.To {
+				reach = cur
 			}
 		}
 	}
@@ -315,13 +374,13 @@ func (v *validator) group(p string, g *EndpointGroup, l *Listener) {
 	// With a broken port range (reported at the range) the listener's
 	// ports are unknown.
 	rangesOK := !slices.ContainsFunc(l.PortRanges, func(r PortRange) bool { return !validRange(r) })
+	var ports portSet
+	if len(g.PortOverrides) > 0 && rangesOK {
+		ports = newPortSet(l.PortRanges)
+	}
 	for i, o := range g.PortOverrides {
 		op := fmt.Sprintf("%s.port_overrides[%d]", p, i)
-		inRange := false
-		for _, r := range l.PortRanges {
-			inRange = inRange || (o.ListenerPort >= r.From && o.ListenerPort <= r.To)
-		}
-		if !inRange && rangesOK {
+		if rangesOK && !ports.has(o.ListenerPort) {
 			v.add(op+".listener_port", "%d is not in any of the listener's port ranges", o.ListenerPort)
 		}
 		if first, dup := overridden[o.ListenerPort]; dup {
