@@ -115,10 +115,19 @@ type Edge struct {
 	view    *suspects // the router's view: regions, less suspected endpoints
 	lns     []*boundListener
 
+	// wg joins every goroutine Run starts: flows, attempts, the release of
+	// hedging's losers.
 	wg sync.WaitGroup
 	// stopping is set when Run's context has ended: flows cut from then
 	// on end with flow.Shutdown.
 	stopping atomic.Bool
+	// life guards closed, cancelRun and running's additions: Close ends a
+	// Run in progress and waits for it.
+	life      sync.Mutex
+	closed    bool
+	cancelRun context.CancelFunc
+	running   sync.WaitGroup
+	closeLns  sync.Once
 	// mu guards conns.
 	mu    sync.Mutex
 	conns map[*net.TCPConn]struct{}
@@ -209,10 +218,29 @@ func (e *Edge) Listen() error {
 	return nil
 }
 
+// closeListeners closes every bound listener, once.
 func (e *Edge) closeListeners() {
-	for _, bl := range e.lns {
-		_ = bl.ln.Close()
+	e.closeLns.Do(func() {
+		for _, bl := range e.lns {
+			_ = bl.ln.Close()
+		}
+	})
+}
+
+// Close releases the listeners and, when Run is running, ends it as if its
+// context had ended (open flows are reset) and waits for it to return. It
+// is idempotent; an Edge that was closed cannot Run.
+func (e *Edge) Close() error {
+	e.life.Lock()
+	e.closed = true
+	cancel := e.cancelRun
+	e.life.Unlock()
+	if cancel != nil {
+		cancel()
 	}
+	e.closeListeners()
+	e.running.Wait()
+	return nil
 }
 
 // Addrs returns the bound listener addresses.
@@ -252,6 +280,17 @@ func (e *Edge) Stats() flow.Counters {
 // Run serves the bound listeners until ctx ends, then stops accepting,
 // resets the flows still open, and returns when every goroutine has ended.
 func (e *Edge) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	e.life.Lock()
+	if e.closed {
+		e.life.Unlock()
+		return net.ErrClosed
+	}
+	e.cancelRun = cancel
+	e.running.Add(1)
+	e.life.Unlock()
+	defer e.running.Done()
 	stop := context.AfterFunc(ctx, func() {
 		e.stopping.Store(true)
 		e.closeListeners()
@@ -612,14 +651,15 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 		since := first.str.Silence()
 		p.since.Store(&since)
 		waiting = append(waiting, p)
-		go func(a attempt) {
+		e.wg.Go(func() {
+			a := first
 			a.err = backbone.AwaitAnswer(actx, a.str, time.Now().Add(e.cfg.OpenTimeout))
 			if a.err != nil {
 				backbone.CancelFlow(a.str)
 				a.str = backbone.Stream{}
 			}
 			results <- a
-		}(first)
+		})
 	}
 	launched := 1
 	launch := func() bool {
@@ -637,7 +677,7 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 		waiting = append(waiting, p)
 		h := hdr
 		h.EndpointID = choice.EndpointID
-		go func() {
+		e.wg.Go(func() {
 			a := attempt{choice: choice, sent: len(early)}
 			a.str, a.err = e.regions.StartFlow(actx, choice.Region, &h, early, e.cfg.OpenTimeout)
 			if a.err == nil {
@@ -649,7 +689,7 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 				}
 			}
 			results <- a
-		}()
+		})
 		return true
 	}
 	last := attempt{choice: first.choice, err: first.err}
@@ -694,13 +734,13 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 	if n := len(waiting); n > 0 {
 		// Losers: cancel them and release whatever they opened.
 		cancel()
-		go func(n int) {
+		e.wg.Go(func() {
 			for range n {
 				if r := <-results; r.err == nil {
 					backbone.CancelFlow(r.str)
 				}
 			}
-		}(n)
+		})
 	}
 	if won == nil {
 		if last.err == nil {

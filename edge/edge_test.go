@@ -473,3 +473,44 @@ func failed(e *edge.Edge) uint64 {
 	st := e.Stats()
 	return st.Ended(flow.NoHealthyEndpoint) + st.Ended(flow.EndpointFailed) + st.Ended(flow.RegionOverloaded)
 }
+
+// TestClose: Close releases the listeners of an Edge that never ran, ends
+// a running one (its Run returns), and may be called again.
+func TestClose(t *testing.T) {
+	newEdge := func() *edge.Edge {
+		port := freePort(t)
+		e, err := edge.New(edge.Config{Listeners: []edge.Listener{{
+			Protocol: "tcp", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+			Ports: []edge.PortRange{{From: port, To: port}},
+			Route: router.Listener{Key: "close"},
+		}}}, edge.Regions{})
+		require.NoError(t, err)
+		require.NoError(t, e.Listen())
+		return e
+	}
+	e := newEdge()
+	addr := e.Addrs()[0].String()
+	require.NoError(t, e.Close())
+	ln, err := net.Listen("tcp", addr)
+	require.NoError(t, err, "Close leaves the listener bound")
+	_ = ln.Close()
+	require.NoError(t, e.Close())
+	require.ErrorIs(t, e.Run(context.Background()), net.ErrClosed)
+
+	e = newEdge()
+	done := make(chan error, 1)
+	go func() { done <- e.Run(context.Background()) }()
+	// No route: Run takes the connection and resets it.
+	if c, err := net.Dial("tcp", e.Addrs()[0].String()); err == nil {
+		_, _ = c.Read(make([]byte, 1))
+		_ = c.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for e.Stats().Ended(flow.NoHealthyEndpoint) == 0 {
+		require.True(t, time.Now().Before(deadline), "Run did not take the connection")
+		time.Sleep(time.Millisecond)
+	}
+	require.NoError(t, e.Close())
+	require.NoError(t, <-done)
+	require.NoError(t, e.Close())
+}

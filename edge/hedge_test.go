@@ -5,7 +5,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -150,7 +152,16 @@ func startRegionsLab(t *testing.T, port uint16, mode edge.EarlyData, regs []labR
 	}, regions)
 	require.NoError(t, err)
 	require.NoError(t, e.Listen())
-	wg.Go(func() { _ = e.Run(ctx) })
+	ectx, ecancel := context.WithCancel(ctx)
+	var ewg sync.WaitGroup
+	ewg.Go(func() { _ = e.Run(ectx) })
+	t.Cleanup(func() {
+		// Run joins every goroutine it started: attempts and the release
+		// of hedging's losers included, not only the flows.
+		ecancel()
+		ewg.Wait()
+		require.Empty(t, edgeGoroutines(), "goroutines of the edge outlived Run")
+	})
 	for _, c := range regions {
 		waitReachable(t, c)
 	}
@@ -205,6 +216,21 @@ func TestHedgeSkipsSilentRegion(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "flows never returned to the region that spoke again")
 	}
 	require.EqualValues(t, 0, failed(e))
+}
+
+// edgeGoroutines returns the stacks of running goroutines that are in
+// the edge's code, looked at once (no retry: a goroutine Run has joined is
+// gone by the time Run returns).
+func edgeGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "anyedge/edge.(*Edge)") && !strings.Contains(g, "edgeGoroutines") {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }

@@ -50,27 +50,33 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	// fail stops what was started (the group's context ends with err)
+	// and returns err once every goroutine of the group has returned.
+	fail := func(err error) error {
+		g.Go(func() error { return err })
+		_ = g.Wait()
+		return err
+	}
 	demos, err := startDemos(gctx, g, doc, opts.Logger)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	udpDemos, err := startUDPDemos(gctx, g, doc, opts.Logger) // see udpdemo.go
 	if err != nil {
-		g.Go(func() error { return err })
-		return g.Wait()
+		return fail(err)
 	}
 	demos = append(demos, udpDemos...)
 	boardLn, err := listenDashboard(opts.Dashboard)
 	if err != nil {
-		g.Go(func() error { return err })
-		return g.Wait()
+		return fail(err)
 	}
 	board := "http://" + boardLn.Addr().String() + "/"
 	var ready sync.WaitGroup
 	for _, name := range names {
 		store, err := p.Store(name, opts.Logger)
 		if err != nil {
-			return err
+			_ = boardLn.Close()
+			return fail(err)
 		}
 		ready.Add(1)
 		var once sync.Once

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -349,10 +350,12 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 	if err := en.e.Listen(); err != nil {
 		return err
 	}
+	defer en.e.Close() // releases the listeners when start-up fails below
 	if fwd != nil {
 		if err := fwd.Listen(); err != nil {
 			return err
 		}
+		defer fwd.Close()
 	}
 	reg.MustRegister(edgeCollector{en: en, fwd: fwd, fc: flow.NewCollector(func() []*flow.Meter {
 		out := make([]*flow.Meter, 0, len(en.listeners))
@@ -425,11 +428,16 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 // announce on every backbone change, and runs drains.
 func (en *edgeNode) supervise(ctx context.Context) error {
 	changes := make(chan struct{}, 1)
+	// The forwarders of the clients' changes end with supervise.
+	fctx, stopForwarders := context.WithCancel(ctx)
+	var forwarders sync.WaitGroup
+	defer forwarders.Wait()
+	defer stopForwarders()
 	for _, c := range en.clients {
-		go func() {
+		forwarders.Go(func() {
 			for {
 				select {
-				case <-ctx.Done():
+				case <-fctx.Done():
 					return
 				case <-c.Changes():
 					select {
@@ -438,7 +446,7 @@ func (en *edgeNode) supervise(ctx context.Context) error {
 					}
 				}
 			}
-		}()
+		})
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()

@@ -29,13 +29,16 @@ type udpFlow struct {
 	// opening or after its stream died.
 	link atomic.Pointer[link]
 
-	// mu guards choice, opening, pending, closed and served.
+	// mu guards choice, opening, pending, flushing, closed and served.
 	mu      sync.Mutex
 	choice  router.Choice // the endpoint, picked once per flow
 	opening bool
 	pending [][]byte
-	closed  bool
-	served  bool // a stream was open once
+	// flushing is the new stream while open sends the queue on it, before
+	// link is set: remove cancels it, which ends a blocked write.
+	flushing *link
+	closed   bool
+	served   bool // a stream was open once
 }
 
 func (fl *udpFlow) touch() { fl.last.Store(time.Now().UnixNano()) }
@@ -107,16 +110,36 @@ func (f *Forwarder) open(ctx context.Context, fl *udpFlow) {
 		}
 		return
 	}
-	// Flush under mu so that no new packet overtakes the queued ones.
+	// Flush the queue without holding mu across a send (a packet too
+	// large for a datagram writes on the stream, which can block): packets
+	// that arrive meanwhile still queue, since link is not stored yet, and
+	// the next round sends them, so that none overtakes the queued ones.
 	buf := make([]byte, 8+wire.MaxPacketLen)
-	for _, p := range fl.pending {
-		n := copy(buf[8:], p)
-		if !f.send(fl, l, buf, 8, n) {
-			fl.sock.meter.Drop(flow.Backbone, 1)
+	fl.flushing = l
+	for len(fl.pending) > 0 && !fl.closed {
+		batch := fl.pending
+		fl.pending = nil
+		fl.mu.Unlock()
+		for _, p := range batch {
+			n := copy(buf[8:], p)
+			if !f.send(fl, l, buf, 8, n) {
+				fl.sock.meter.Drop(flow.Backbone, 1)
+			}
 		}
+		fl.mu.Lock()
 	}
-	fl.pending = nil
+	fl.flushing = nil
 	fl.opening = false
+	if fl.closed {
+		// Removed while flushing: remove found no link to end.
+		fl.mu.Unlock()
+		l.str.CancelRead(wire.StreamShutdown)
+		l.wmu.Lock()
+		l.str.CancelWrite(wire.StreamShutdown)
+		l.wmu.Unlock()
+		l.str.Release()
+		return
+	}
 	fl.served = true
 	fl.link.Store(l)
 	fl.mu.Unlock()

@@ -131,8 +131,16 @@ type Forwarder struct {
 	regions Regions
 	socks   []*socket
 	nextID  atomic.Uint64
-	unknown atomic.Int64 // datagrams from regions naming no open flow
-	wg      sync.WaitGroup
+	unknown atomic.Int64   // datagrams from regions naming no open flow
+	wg      sync.WaitGroup // the flows' open goroutines
+
+	// life guards closed, cancelRun and running's additions: Close ends a
+	// Run in progress and waits for it.
+	life       sync.Mutex
+	closed     bool
+	cancelRun  context.CancelFunc
+	running    sync.WaitGroup
+	closeSocks sync.Once
 
 	// mu guards flows, ids and perSource.
 	mu        sync.RWMutex
@@ -234,10 +242,29 @@ func (f *Forwarder) Listen() error {
 	return nil
 }
 
+// closeSockets closes every bound socket, once.
 func (f *Forwarder) closeSockets() {
-	for _, s := range f.socks {
-		_ = s.conn.Close()
+	f.closeSocks.Do(func() {
+		for _, s := range f.socks {
+			_ = s.conn.Close()
+		}
+	})
+}
+
+// Close releases the sockets and, when Run is running, ends it as if its
+// context had ended and waits for it to return. It is idempotent; a
+// Forwarder that was closed cannot Run.
+func (f *Forwarder) Close() error {
+	f.life.Lock()
+	f.closed = true
+	cancel := f.cancelRun
+	f.life.Unlock()
+	if cancel != nil {
+		cancel()
 	}
+	f.closeSockets()
+	f.running.Wait()
+	return nil
 }
 
 // Liveness returns when the read loop that has gone longest without
@@ -290,6 +317,17 @@ func (f *Forwarder) UnknownFlowDatagrams() int64 { return f.unknown.Load() }
 // every flow and returns once every goroutine has ended. It takes over the
 // datagrams of every region's backbone client for as long as it runs.
 func (f *Forwarder) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f.life.Lock()
+	if f.closed {
+		f.life.Unlock()
+		return net.ErrClosed
+	}
+	f.cancelRun = cancel
+	f.running.Add(1)
+	f.life.Unlock()
+	defer f.running.Done()
 	for _, c := range f.regions {
 		c.HandleDatagrams(f.receive)
 	}
@@ -494,8 +532,15 @@ func (f *Forwarder) remove(fl *udpFlow, code quic.StreamErrorCode, reason flow.R
 	}
 	fl.pending = nil
 	l := fl.link.Swap(nil)
+	flushing := fl.flushing
 	choice := fl.choice
 	fl.mu.Unlock()
+	if flushing != nil {
+		// open is sending the queue on it, maybe blocked: end that now
+		// (open releases the stream).
+		flushing.str.CancelWrite(code)
+		flushing.str.CancelRead(code)
+	}
 	if removed {
 		fl.sock.meter.End(flow.Record{
 			Client: fl.client, AcceleratorAddr: fl.sock.local, Region: choice.Region, Endpoint: choice.EndpointID,
