@@ -26,6 +26,7 @@ import (
 	"github.com/anyedge/anyedge/backbone/splice"
 	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/edge/flow"
+	"github.com/anyedge/anyedge/edge/internal/closer"
 	"github.com/anyedge/anyedge/edge/internal/liveness"
 	"github.com/anyedge/anyedge/edge/router"
 	"github.com/anyedge/anyedge/internal/ratelog"
@@ -121,13 +122,8 @@ type Edge struct {
 	// stopping is set when Run's context has ended: flows cut from then
 	// on end with flow.Shutdown.
 	stopping atomic.Bool
-	// life guards closed, cancelRun and running's additions: Close ends a
-	// Run in progress and waits for it.
-	life      sync.Mutex
-	closed    bool
-	cancelRun context.CancelFunc
-	running   sync.WaitGroup
-	closeLns  sync.Once
+	life     closer.Closer // Close ends Run
+	closeLns sync.Once
 	// mu guards conns.
 	mu    sync.Mutex
 	conns map[*net.TCPConn]struct{}
@@ -231,15 +227,8 @@ func (e *Edge) closeListeners() {
 // context had ended (open flows are reset) and waits for it to return. It
 // is idempotent; an Edge that was closed cannot Run.
 func (e *Edge) Close() error {
-	e.life.Lock()
-	e.closed = true
-	cancel := e.cancelRun
-	e.life.Unlock()
-	if cancel != nil {
-		cancel()
-	}
 	e.closeListeners()
-	e.running.Wait()
+	e.life.Close()
 	return nil
 }
 
@@ -280,17 +269,11 @@ func (e *Edge) Stats() flow.Counters {
 // Run serves the bound listeners until ctx ends, then stops accepting,
 // resets the flows still open, and returns when every goroutine has ended.
 func (e *Edge) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	e.life.Lock()
-	if e.closed {
-		e.life.Unlock()
-		return net.ErrClosed
+	ctx, done, err := e.life.Start(ctx)
+	if err != nil {
+		return err
 	}
-	e.cancelRun = cancel
-	e.running.Add(1)
-	e.life.Unlock()
-	defer e.running.Done()
+	defer done()
 	stop := context.AfterFunc(ctx, func() {
 		e.stopping.Store(true)
 		e.closeListeners()

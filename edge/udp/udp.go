@@ -33,6 +33,7 @@ import (
 	"github.com/anyedge/anyedge/backbone/portmap"
 	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/edge/flow"
+	"github.com/anyedge/anyedge/edge/internal/closer"
 	"github.com/anyedge/anyedge/edge/internal/liveness"
 	"github.com/anyedge/anyedge/edge/router"
 	"github.com/anyedge/anyedge/internal/ratelog"
@@ -134,12 +135,7 @@ type Forwarder struct {
 	unknown atomic.Int64   // datagrams from regions naming no open flow
 	wg      sync.WaitGroup // the flows' open goroutines
 
-	// life guards closed, cancelRun and running's additions: Close ends a
-	// Run in progress and waits for it.
-	life       sync.Mutex
-	closed     bool
-	cancelRun  context.CancelFunc
-	running    sync.WaitGroup
+	life       closer.Closer // Close ends Run
 	closeSocks sync.Once
 
 	// mu guards flows, ids and perSource.
@@ -255,15 +251,8 @@ func (f *Forwarder) closeSockets() {
 // context had ended and waits for it to return. It is idempotent; a
 // Forwarder that was closed cannot Run.
 func (f *Forwarder) Close() error {
-	f.life.Lock()
-	f.closed = true
-	cancel := f.cancelRun
-	f.life.Unlock()
-	if cancel != nil {
-		cancel()
-	}
 	f.closeSockets()
-	f.running.Wait()
+	f.life.Close()
 	return nil
 }
 
@@ -317,17 +306,11 @@ func (f *Forwarder) UnknownFlowDatagrams() int64 { return f.unknown.Load() }
 // every flow and returns once every goroutine has ended. It takes over the
 // datagrams of every region's backbone client for as long as it runs.
 func (f *Forwarder) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	f.life.Lock()
-	if f.closed {
-		f.life.Unlock()
-		return net.ErrClosed
+	ctx, done, err := f.life.Start(ctx)
+	if err != nil {
+		return err
 	}
-	f.cancelRun = cancel
-	f.running.Add(1)
-	f.life.Unlock()
-	defer f.running.Done()
+	defer done()
 	for _, c := range f.regions {
 		c.HandleDatagrams(f.receive)
 	}
