@@ -274,7 +274,7 @@ func (e *Edge) Run(ctx context.Context) error {
 		return err
 	}
 	defer done()
-	stop := context.AfterFunc(ctx, func() {
+	stop := closer.AfterFunc(ctx, func() {
 		e.stopping.Store(true)
 		e.closeListeners()
 		e.mu.Lock()

@@ -319,7 +319,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			c.HandleDatagrams(nil)
 		}
 	}()
-	stop := context.AfterFunc(ctx, f.closeSockets)
+	stop := closer.AfterFunc(ctx, f.closeSockets)
 	defer stop()
 	var readers sync.WaitGroup
 	for _, s := range f.socks {

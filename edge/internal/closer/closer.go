@@ -46,3 +46,21 @@ func (c *Closer) Close() {
 	}
 	c.running.Wait()
 }
+
+// AfterFunc is context.AfterFunc whose stop waits: once stop returns, f
+// has either returned or will never run, so that no goroutine of f
+// outlives the caller.
+func AfterFunc(ctx context.Context, f func()) (stop func()) {
+	var ran sync.WaitGroup
+	ran.Add(1)
+	cancel := context.AfterFunc(ctx, func() {
+		defer ran.Done()
+		f()
+	})
+	return func() {
+		if cancel() {
+			ran.Done()
+		}
+		ran.Wait()
+	}
+}

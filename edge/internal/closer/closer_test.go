@@ -40,3 +40,19 @@ func TestCloseBeforeStart(t *testing.T) {
 	_, _, err := c.Start(context.Background())
 	require.ErrorIs(t, err, net.ErrClosed)
 }
+
+func TestAfterFuncStopWaits(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	release := make(chan struct{})
+	finished := false
+	stop := closer.AfterFunc(ctx, func() { <-release; finished = true })
+	cancel()
+	go close(release)
+	stop()
+	require.True(t, finished, "stop returned while f ran")
+
+	ran := false
+	stop = closer.AfterFunc(context.Background(), func() { ran = true })
+	stop()
+	require.False(t, ran)
+}
