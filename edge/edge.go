@@ -119,14 +119,18 @@ type Edge struct {
 	// wg joins every goroutine Run starts: flows, attempts, the release of
 	// hedging's losers.
 	wg sync.WaitGroup
+	// accepting joins the accept loops; Run adds them under mu unless
+	// noAccept is set.
+	accepting sync.WaitGroup
 	// stopping is set when Run's context has ended: flows cut from then
 	// on end with flow.Shutdown.
 	stopping atomic.Bool
 	life     closer.Closer // Close ends Run
 	closeLns sync.Once
-	// mu guards conns.
-	mu    sync.Mutex
-	conns map[*net.TCPConn]struct{}
+	// mu guards conns and noAccept.
+	mu       sync.Mutex
+	conns    map[*net.TCPConn]struct{}
+	noAccept bool // StopAccepting was called
 }
 
 type boundListener struct {
@@ -285,17 +289,33 @@ func (e *Edge) Run(ctx context.Context) error {
 		e.mu.Unlock()
 	})
 	defer stop()
-	var accept sync.WaitGroup
-	for _, bl := range e.lns {
-		accept.Go(func() { e.acceptLoop(ctx, bl) })
+	e.mu.Lock()
+	if !e.noAccept {
+		for _, bl := range e.lns {
+			e.accepting.Go(func() { e.acceptLoop(ctx, bl) })
+		}
 	}
-	accept.Wait()
+	e.mu.Unlock()
+	e.accepting.Wait()
 	e.wg.Wait()
 	return nil
 }
 
+// StopAccepting closes the listeners and returns once no accept loop
+// runs, so that every connection taken is counted by its listener's
+// meter. The flows already taken go on until they end or Run's context
+// ends. It is idempotent.
+func (e *Edge) StopAccepting() {
+	e.mu.Lock()
+	e.noAccept = true
+	e.mu.Unlock()
+	e.closeListeners()
+	e.accepting.Wait()
+}
+
 func (e *Edge) acceptLoop(ctx context.Context, bl *boundListener) {
 	live := e.live.Loop(bl.ln.SetDeadline)
+	defer live.Done()
 	for {
 		c, err := bl.ln.AcceptTCP()
 		if err != nil {

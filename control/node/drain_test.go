@@ -14,8 +14,9 @@ import (
 )
 
 // TestDrain: `ctl drain` and SIGTERM (Options.Drain) start a drain; the
-// edge keeps serving new flows through bgp_grace and drain.timeout, then
-// node.Run returns nil; `ctl undrain` before that reverses it.
+// edge keeps serving new flows through bgp_grace and, once withdrawn,
+// exits as soon as no flow is left (never before bgp_grace): node.Run
+// returns nil; `ctl undrain` before that reverses it.
 func TestDrain(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -75,8 +76,8 @@ func TestDrain(t *testing.T) {
 				case err := <-done:
 					require.NoError(t, err, "a completed drain is a clean exit")
 					took := time.Since(start)
-					require.GreaterOrEqual(t, took, 900*time.Millisecond, "exit before bgp_grace + timeout")
-					require.Greater(t, served, 5, "the edge served during the drain")
+					require.GreaterOrEqual(t, took, 300*time.Millisecond, "exit before bgp_grace")
+					require.Positive(t, served, "the edge served during the drain")
 					return
 				case <-time.After(50 * time.Millisecond):
 					if _, err := request(f.edgeAddr(), time.Second); err == nil {

@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/anyedge/anyedge/backbone"
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/backbone/wire"
@@ -378,36 +376,47 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 	}
 	en.refresh(false, "")
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return adm.Serve(gctx) })
-	g.Go(func() error { return page.Run(gctx) })
-	g.Go(func() error { return store.Run(gctx) })
+	// Components run in stages that stop in anycast order (shutdown,
+	// below); the first to fail, the end of ctx, or a completed drain
+	// (errDrained) starts it.
+	runCtx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	var (
+		ctl   = newStage(ctx, stopRun) // supervisor, watchdog, flow log reopening
+		data  = newStage(ctx, stopRun) // listeners: TCP, UDP, DNS
+		bb    = newStage(ctx, stopRun) // backbone clients
+		route = newStage(ctx, stopRun) // BGP speaker
+		ops   = newStage(ctx, stopRun) // admin API, page, certificates
+	)
+	ops.Go(adm.Serve)
+	ops.Go(page.Run)
+	ops.Go(store.Run)
 	for _, c := range en.clients {
-		g.Go(func() error { return c.Run(gctx) })
+		bb.Go(c.Run)
 	}
-	g.Go(func() error { return en.e.Run(gctx) })
+	data.Go(en.e.Run)
 	if fwd != nil {
-		g.Go(func() error { return fwd.Run(gctx) })
-	}
-	if en.speaker != nil {
-		g.Go(func() error { return en.speaker.Run(gctx) })
+		data.Go(fwd.Run)
 	}
 	if en.dns != nil {
-		g.Go(func() error { return en.dns.srv.Run(gctx) })
+		data.Go(en.dns.srv.Run)
 	}
-	g.Go(func() error { return en.supervise(gctx) })
+	if en.speaker != nil {
+		route.Go(en.speaker.Run)
+	}
+	ctl.Go(en.supervise)
 	if opts.Notify.Watchdog() > 0 {
 		sources := []func() time.Time{en.e.Liveness}
 		if fwd != nil {
 			sources = append(sources, fwd.Liveness)
 		}
-		g.Go(func() error { return watchdog(gctx, opts.Notify, log, sources...) })
+		ctl.Go(func(ctx context.Context) error { return watchdog(ctx, opts.Notify, log, sources...) })
 	}
 	if opts.Reopen != nil && en.flowLogs != nil {
-		g.Go(func() error {
+		ctl.Go(func(ctx context.Context) error {
 			for {
 				select {
-				case <-gctx.Done():
+				case <-ctx.Done():
 					return nil
 				case <-opts.Reopen:
 					en.flowLogs.Reopen()
@@ -416,12 +425,65 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 		})
 	}
 	notify(log, opts.Notify.Ready)
-	err = g.Wait()
+	<-runCtx.Done()
+	err = context.Cause(runCtx)
 	notify(log, opts.Notify.Stopping)
-	if errors.Is(err, errDrained) {
+	en.shutdown(errors.Is(err, errDrained), ctl, data, bb, route, ops)
+	if errors.Is(err, errDrained) || errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
+}
+
+// shutdown stops an edge's stages in anycast order: the supervisor first
+// (nothing is announced again), then, unless a drain already did, the
+// withdrawal and the end of readiness; the listeners and their flows (the
+// ones still open are reset, reason shutdown); the backbone connections,
+// closed with a reason; the BGP sessions last, so that the routers hear
+// the withdrawal before the sessions go; the admin API after everything.
+func (en *edgeNode) shutdown(drained bool, ctl, data, bb, route, ops *stage) {
+	ctl.stop()
+	if !drained {
+		en.refresh(true, "stopping")
+		if en.speaker != nil {
+			en.speaker.SetAnnounce(nil)
+		}
+	}
+	data.stop()
+	bb.stop()
+	route.stop()
+	ops.stop()
+}
+
+// stage is a group of a node's goroutines that stop together. The first
+// error other than a clean stop ends the node (fail).
+type stage struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	fail   context.CancelCauseFunc
+	wg     sync.WaitGroup
+}
+
+// newStage returns a stage whose context keeps parent's values but ends
+// only with stop.
+func newStage(parent context.Context, fail context.CancelCauseFunc) *stage {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	return &stage{ctx: ctx, cancel: cancel, fail: fail}
+}
+
+// Go runs f in the stage.
+func (s *stage) Go(f func(context.Context) error) {
+	s.wg.Go(func() {
+		if err := f(s.ctx); err != nil && !errors.Is(err, context.Canceled) {
+			s.fail(err)
+		}
+	})
+}
+
+// stop ends the stage's goroutines and waits for them.
+func (s *stage) stop() {
+	s.cancel()
+	s.wg.Wait()
 }
 
 // supervise owns readiness and the drain state: it recomputes what to
@@ -454,6 +516,16 @@ func (en *edgeNode) supervise(ctx context.Context) error {
 	var draining bool
 	var phase string
 	var grace, exit <-chan time.Time
+	// poll ticks while withdrawn: the drain ends as soon as no flow is
+	// left. stopped is set once the listeners no longer accept.
+	var poll *time.Ticker
+	var pollC <-chan time.Time
+	stopped := false
+	defer func() {
+		if poll != nil {
+			poll.Stop()
+		}
+	}()
 	readySent := false
 	drainSignal := en.opts.Drain
 	update := func() {
@@ -495,8 +567,14 @@ func (en *edgeNode) supervise(ctx context.Context) error {
 				cmd.done <- nil
 			case !draining:
 				cmd.done <- errors.New("not draining")
+			case stopped:
+				cmd.done <- errors.New("the drain is ending: the listeners are closed")
 			default:
 				draining, phase, grace, exit = false, "", nil, nil
+				if poll != nil {
+					poll.Stop()
+					poll, pollC = nil, nil
+				}
 				if en.speaker != nil {
 					en.speaker.SetGracefulShutdown(false)
 				}
@@ -509,14 +587,46 @@ func (en *edgeNode) supervise(ctx context.Context) error {
 			if en.speaker != nil {
 				en.speaker.SetAnnounce(nil)
 			}
-			en.log.Info("drain: withdrawn; serving what still arrives", "until", time.Now().Add(drainCfg.Timeout).Format(time.RFC3339))
+			en.log.Info("drain: withdrawn; serving what still arrives", "flows", en.activeFlows(),
+				"until", time.Now().Add(drainCfg.Timeout).Format(time.RFC3339))
 			exit = time.After(drainCfg.Timeout)
+			poll = time.NewTicker(drainPoll)
+			pollC = poll.C
 			update()
+		case <-pollC:
+			if en.activeFlows() > 0 {
+				continue
+			}
+			if !stopped {
+				// Stop accepting, then look again: a flow accepted
+				// meanwhile is served to its end (or to the timeout).
+				stopped, phase = true, "stopping"
+				en.e.StopAccepting()
+				update()
+				if en.activeFlows() > 0 {
+					continue
+				}
+			}
+			en.log.Info("drain: complete, no flow left")
+			return errDrained
 		case <-exit:
-			en.log.Info("drain: complete, exiting")
+			en.e.StopAccepting()
+			en.log.Info("drain: timeout, exiting", "flows_cut", en.activeFlows())
 			return errDrained
 		}
 	}
+}
+
+// drainPoll is how often a withdrawn edge looks whether any flow is left.
+const drainPoll = 50 * time.Millisecond
+
+// activeFlows is the number of flows open on every listener, TCP and UDP.
+func (en *edgeNode) activeFlows() int64 {
+	var n int64
+	for _, l := range en.listeners {
+		n += l.Meter.Active()
+	}
+	return n
 }
 
 // refresh recomputes readiness, pushes the announcements (unless

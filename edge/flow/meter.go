@@ -156,6 +156,9 @@ func (m *Meter) report(r Record) {
 	}
 }
 
+// Active returns the number of flows taken and not ended yet.
+func (m *Meter) Active() int64 { return m.active.Load() }
+
 // In counts n bytes in one packet from a client.
 func (m *Meter) In(n int) {
 	m.packetsIn.Add(1)

@@ -153,8 +153,23 @@ func runIperf(port uint16, rate string, length int, secs int, extra ...string) (
 	return res, err
 }
 
-// TestIperf3 pushes 100 Mbit/s of UDP through the path for 3 s with the
-// real iperf3: loss under 1 %.
+// TestIperf3 pushes 100 Mbit/s of UDP through the path for 2 s with the
+// real iperf3, once, and checks what the path did rather than how fast:
+// iperf3 completes (its TCP control connection through a relay, its UDP
+// stream — setup handshake included — through anyedge), the endpoint gets
+// the stream, and every packet the edge read is accounted for: sent as a
+// datagram, sent on the flow's stream, or counted as dropped. The loss
+// rate is logged; its bound lives in the benchmark (bench/udp.sh,
+// TestUDPBenchmark, each run against a fresh iperf3 server), because on a
+// 2-core machine shared with other test binaries CPU starvation alone
+// loses a few percent of packets in the kernel's socket buffers.
+//
+// One run, no rerun: a rerun against the same iperf3 server was what made
+// this test fail under load. The first run's packets still queued in the
+// path reached the server's freshly bound UDP socket for the second run,
+// which took the first stale packet for its client's setup message and
+// answered it, so the second client waited 30 s and failed with "unable
+// to read from stream socket".
 func TestIperf3(t *testing.T) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		needs.Skip(t, "iperf3 not installed (.ci/run installs it)")
@@ -166,33 +181,23 @@ func TestIperf3(t *testing.T) {
 	ep := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), iport)
 	r := f.startRegion(t, "127.0.0.1:0", []gateway.Endpoint{gatewayEndpoint("iperf-1", ep, port, false)})
 	e := f.startEdge(t, "pop-1", r.addr(), edgeOpts{port: port, endpoints: []string{"iperf-1"}})
-	// On a 2-core machine shared with other test binaries a run can lose a
-	// few hundred packets to CPU starvation alone (every stage then drops:
-	// kernel, quic-go's receive queue, iperf3's own socket); reruns tell
-	// that apart from a forwarding fault. -w 4M keeps iperf3's own socket
-	// buffers from being the limit, as in bench/udp.sh.
-	// A starved iperf3 can also fail its own UDP stream setup ("unable to
-	// read from stream socket"); that too gets a rerun.
-	var res iperfResult
-	var err error
-	for attempt := range 3 {
-		res, err = runIperf(port, "100M", 1200, 3, "-w", "4M")
-		if err != nil {
-			t.Logf("iperf3 attempt %d: %v", attempt+1, err)
-			time.Sleep(500 * time.Millisecond)
-			continue
-		}
-		t.Logf("iperf3 -u 100M through anyedge: %.1f Mbit/s, %d/%d lost (%.2f%%); edge %+v; region %+v",
-			res.End.Sum.BitsPerSecond/1e6, res.End.Sum.LostPackets, res.End.Sum.Packets, res.End.Sum.LostPercent,
-			e.fwd.Stats(), r.gw.UDPStats())
-		if res.End.Sum.LostPercent < 1 || needs.Race {
-			break
-		}
-	}
+	// -w 4M keeps iperf3's own socket buffers from being the limit, as in
+	// bench/udp.sh.
+	res, err := runIperf(port, "100M", 1200, 2, "-w", "4M")
 	require.NoError(t, err)
-	require.Positive(t, res.End.Sum.Packets)
-	if needs.Race {
-		return // the path ran; loss under the race detector's instrumentation says nothing
-	}
-	require.Less(t, res.End.Sum.LostPercent, 1.0)
+	st := e.fwd.Stats()
+	t.Logf("iperf3 -u 100M through anyedge: %.1f Mbit/s, %d/%d lost (%.2f%%); edge %+v; region %+v",
+		res.End.Sum.BitsPerSecond/1e6, res.End.Sum.LostPackets, res.End.Sum.Packets, res.End.Sum.LostPercent,
+		st, r.gw.UDPStats())
+	sum := res.End.Sum
+	require.Positive(t, sum.Packets)
+	require.Less(t, sum.LostPackets, sum.Packets, "nothing reached the endpoint")
+	// Every client packet the edge read left it one way or was counted
+	// (once the edge has worked through what its socket still held).
+	waitFor(t, 10*time.Second, func() bool {
+		st = e.fwd.Stats()
+		return st.FromClient == st.Datagrams+st.FallbackUp+st.Dropped
+	}, "a client packet the edge read is neither forwarded nor counted as dropped")
+	// The setup message and the data: at least what arrived went through.
+	require.GreaterOrEqual(t, st.FromClient, sum.Packets-sum.LostPackets)
 }

@@ -345,6 +345,7 @@ func (f *Forwarder) readLoop(ctx context.Context, s *socket) {
 	buf := make([]byte, 16+wire.MaxPacketLen)
 	const room = 8 // the longest varint flow ID
 	live := f.live.Loop(s.conn.SetReadDeadline)
+	defer live.Done()
 	for {
 		n, src, err := s.conn.ReadFromUDPAddrPort(buf[room:])
 		if err != nil {

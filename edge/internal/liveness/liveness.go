@@ -34,6 +34,7 @@ func NewSet(every time.Duration) *Set {
 
 // Loop is one loop's record.
 type Loop struct {
+	set   *Set
 	every time.Duration
 	arm   func(deadline time.Time) error
 	at    atomic.Int64 // unix nanoseconds of the last wake-up
@@ -47,7 +48,7 @@ func (s *Set) Loop(arm func(deadline time.Time) error) *Loop {
 		return nil
 	}
 	now := time.Now()
-	l := &Loop{every: s.every, arm: arm}
+	l := &Loop{set: s, every: s.every, arm: arm}
 	l.at.Store(now.UnixNano())
 	_ = arm(now.Add(s.every))
 	s.mu.Lock()
@@ -67,6 +68,22 @@ func (l *Loop) Woke(err error) bool {
 	l.at.Store(now.UnixNano())
 	_ = l.arm(now.Add(l.every))
 	return true
+}
+
+// Done unregisters a loop that ended on purpose (its listener was
+// closed), so that it is not taken for a stuck one. Nil-safe.
+func (l *Loop) Done() {
+	if l == nil {
+		return
+	}
+	l.set.mu.Lock()
+	defer l.set.mu.Unlock()
+	for i, x := range l.set.loops {
+		if x == l {
+			l.set.loops = append(l.set.loops[:i], l.set.loops[i+1:]...)
+			return
+		}
+	}
 }
 
 // Oldest returns when the loop that has gone longest without waking last

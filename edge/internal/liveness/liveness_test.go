@@ -51,3 +51,15 @@ func TestOtherErrorsAreNotWakeUps(t *testing.T) {
 	_, err = ln.Accept()
 	require.False(t, l.Woke(err), "a closed listener is not a wake-up")
 }
+
+// TestDone: a loop that ended on purpose no longer counts as the oldest.
+func TestDone(t *testing.T) {
+	s := NewSet(time.Hour)
+	a := s.Loop(func(time.Time) error { return nil })
+	require.False(t, s.Oldest().IsZero())
+	a.Done()
+	require.True(t, s.Oldest().IsZero(), "an ended loop is not stuck")
+	a.Done()
+	var none *Loop
+	none.Done()
+}
