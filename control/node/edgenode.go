@@ -22,7 +22,7 @@ import (
 	"github.com/anyedge/anyedge/edge/flow"
 )
 
-// errDrained ends an edge's errgroup once a drain has run its course.
+// errDrained ends an edge once a drain has run its course.
 var errDrained = errors.New("drain complete")
 
 // accelView is what readiness needs to know about one accelerator.
