@@ -10,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/anyedge/anyedge/backbone/gateway"
+	"github.com/anyedge/anyedge/backbone/wire"
 )
 
 // logRecorder is a slog.Handler that keeps every record.
@@ -131,4 +135,31 @@ func TestRegionStopLogsNoWarning(t *testing.T) {
 	}
 	require.Empty(t, unexpected, "a clean stop of either end logs no warning")
 	require.Len(t, rec.above(slog.LevelInfo), 2, "one warning per connection")
+}
+
+// TestStreamCancelledBeforeHeader: an edge that gives a stream up before
+// its header (a hedge's loser) gets a reset, not a bad-header refusal, and
+// the region neither counts nor warns about it.
+func TestStreamCancelledBeforeHeader(t *testing.T) {
+	l := newLab(t)
+	rec := &logRecorder{}
+	r := l.startRegion(t, regionOpts{gw: gateway.Config{Logger: slog.New(rec)}})
+	c := l.startClient(t, edgeName, r.addr, 1)
+	waitLive(t, c, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := c.OpenStream(ctx)
+	require.NoError(t, err)
+	defer s.Release()
+	s.CancelWrite(wire.StreamReset)
+	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := s.Read(make([]byte, 1))
+	require.Zero(t, n, "no answer code for a stream without a header")
+	var se *quic.StreamError
+	require.ErrorAs(t, err, &se)
+	require.True(t, se.Remote)
+	require.Equal(t, wire.StreamReset, se.ErrorCode)
+	require.Zero(t, r.metrics.StreamsRefused()[wire.CodeBadHeader])
+	require.Empty(t, rec.above(slog.LevelInfo))
+	goodFlow(t, c)
 }
