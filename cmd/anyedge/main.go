@@ -51,7 +51,7 @@ usage:
                                               run the quickstart (or FILE) in one process on 127.0.0.1
   anyedge edge     --config FILE --node NAME  run an edge (PoP)
   anyedge region   --config FILE --node NAME  run a region gateway
-  anyedge validate [--node NAME] FILE         check a config; every error with its path; exit 2 on error
+  anyedge validate [--node NAME] FILE         check a config: every error as FILE:LINE:COL: path: msg; exit 2 on error
                                               (warnings, e.g. of network zones, are printed; exit 0)
   anyedge certs init  --dir DIR               create the backbone CA
   anyedge certs issue --dir DIR --node NAME   issue a node certificate

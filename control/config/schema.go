@@ -1,8 +1,11 @@
 // Package config is the YAML document that describes a whole anyedge fleet:
 // accelerators, listeners, endpoint groups, endpoints and the topology (PoPs
 // and regions). Every node loads the same document and picks its own part by
-// name. Loading is strict (unknown keys are errors), defaults are applied by
-// one function, and Validate reports every problem with its document path.
+// name. Parse is the one way in: it checks the YAML text strictly against
+// the schema (the mapstructure tags of this file; keys exact, each once),
+// decodes it with viper, applies the defaults (WithDefaults) and validates
+// (Validate, which calls each component's own rules), reporting every
+// problem at once with its document path, line and column.
 package config
 
 import "time"
