@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/quic-go/quic-go/quicvarint"
 )
@@ -44,13 +45,27 @@ const MaxControlMsgLen = 1 << 20
 // ErrControlTooLong is returned for a control message over MaxControlMsgLen.
 var ErrControlTooLong = errors.New("control message too long")
 
-// Hello is sent by the edge on a new control stream.
+// Hello is sent by the edge on a new control stream; a region from
+// version 2 on answers with its own (older edges skip it: an edge never
+// expected type 1 from a region).
 type Hello struct {
 	Node    string `json:"node"`
 	Version string `json:"version"`
-	// Proto is the highest control protocol version the edge speaks.
+	// Proto is the highest control protocol version the sender speaks.
 	Proto int `json:"proto"`
+	// Caps lists optional features the sender serves (CapStripe); a peer
+	// uses a feature only when the other side listed it.
+	Caps []string `json:"caps,omitempty"`
 }
+
+// Capabilities a Hello may list.
+const (
+	// CapStripe: the region accepts striped flows (FlagStriped, KindLane).
+	CapStripe = "stripe"
+)
+
+// Has reports whether the hello lists capability c.
+func (h Hello) Has(c string) bool { return slices.Contains(h.Caps, c) }
 
 // EndpointHealth is the health of one endpoint as its region sees it.
 type EndpointHealth struct {

@@ -12,9 +12,24 @@ import (
 	"net/netip"
 )
 
-// Version is the header version this build writes. Readers accept every
-// version up to and including it.
-const Version = 1
+// Version is the newest header version this build reads and writes.
+// Readers accept every version up to and including it. A writer uses
+// version 1 unless the header needs a field of version 2 (flags, or a kind
+// added with it), so that a region from before version 2 still reads every
+// header an edge sends it unless the region itself advertised more (see
+// Hello.Caps).
+const Version = 2
+
+// Flags are the header's flag bits (version 2 and later).
+type Flags uint8
+
+// Header flags.
+const (
+	// FlagStriped says the stream's payload (after the header one way,
+	// after the one-byte answer the other way) is framed by backbone/stripe,
+	// and FlowID is the striped flow's ID for the lanes that join it.
+	FlagStriped Flags = 1 << 0
+)
 
 // Kind says what a stream carries.
 type Kind uint8
@@ -28,6 +43,9 @@ const (
 	KindUDP Kind = 2
 	// KindControl is the per-connection control stream.
 	KindControl Kind = 3
+	// KindLane is an extra lane of a striped flow (version 2): FlowID names
+	// the flow, there is no endpoint ID, and the payload is stripe frames.
+	KindLane Kind = 4
 )
 
 // String names the kind for logs.
@@ -39,6 +57,8 @@ func (k Kind) String() string {
 		return "udp"
 	case KindControl:
 		return "control"
+	case KindLane:
+		return "lane"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -47,13 +67,15 @@ func (k Kind) String() string {
 const MaxEndpointIDLen = 63
 
 // MaxHeaderLen bounds the encoded size of a Header.
-const MaxHeaderLen = 4 + 1 + MaxEndpointIDLen + 8 + 2*(1+16+2)
+const MaxHeaderLen = 5 + 1 + MaxEndpointIDLen + 8 + 2*(1+16+2)
 
 // Header opens a data stream. It names the endpoint by ID (never by
 // address), the client and the accelerator address the client reached, and
 // the listener port, which the region maps to the endpoint port.
 type Header struct {
 	Kind Kind
+	// Flags (version 2); zero in a version 1 header.
+	Flags Flags
 	// ListenerPort is the port of the listener that accepted the flow.
 	ListenerPort uint16
 	// EndpointID names the endpoint in the region's own configuration.
@@ -74,18 +96,26 @@ var (
 	ErrAddrFamily = errors.New("unknown address family")
 )
 
+// noEndpoint reports whether a kind carries no endpoint ID.
+func noEndpoint(k Kind) bool { return k == KindControl || k == KindLane }
+
 // AppendHeader appends the encoding of h to b:
 //
-//	version(1) kind(1) listener_port(2) id_len(1) id(id_len)
+//	version(1) kind(1) [flags(1), version 2] listener_port(2) id_len(1) id(id_len)
 //	flow_id(8) client(addr) accelerator(addr)
 //
 // where addr is family(1: 4 or 6) ip(4 or 16) port(2), big-endian. Callers
 // unmap IPv4-mapped IPv6 addresses first when they want the short form.
+// The version is 1 unless h has flags or a version 2 kind.
 func AppendHeader(b []byte, h *Header) ([]byte, error) {
-	if len(h.EndpointID) > MaxEndpointIDLen || (h.Kind != KindControl && len(h.EndpointID) == 0) {
+	if len(h.EndpointID) > MaxEndpointIDLen || (!noEndpoint(h.Kind) && len(h.EndpointID) == 0) {
 		return b, fmt.Errorf("%w: %d", ErrIDLength, len(h.EndpointID))
 	}
-	b = append(b, Version, byte(h.Kind))
+	if h.Flags == 0 && h.Kind != KindLane {
+		b = append(b, 1, byte(h.Kind))
+	} else {
+		b = append(b, 2, byte(h.Kind), byte(h.Flags))
+	}
 	b = binary.BigEndian.AppendUint16(b, h.ListenerPort)
 	b = append(b, byte(len(h.EndpointID)))
 	b = append(b, h.EndpointID...)
@@ -121,12 +151,23 @@ func ReadHeader(r io.Reader) (Header, error) {
 		return h, fmt.Errorf("%w: %d", ErrVersion, fixed[0])
 	}
 	h.Kind = Kind(fixed[1])
-	if h.Kind < KindTCP || h.Kind > KindControl {
+	if h.Kind < KindTCP || h.Kind > KindLane || (h.Kind == KindLane && fixed[0] < 2) {
 		return h, fmt.Errorf("%w: %d", ErrKind, fixed[1])
+	}
+	if fixed[0] >= 2 {
+		// Version 2 put the flags where version 1 starts the listener port.
+		h.Flags = Flags(fixed[2])
+		copy(fixed[2:4], fixed[3:5])
+		if _, err := io.ReadFull(r, fixed[4:5]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return h, fmt.Errorf("header: %w", err)
+		}
 	}
 	h.ListenerPort = binary.BigEndian.Uint16(fixed[2:4])
 	n := int(fixed[4])
-	if n > MaxEndpointIDLen || (n == 0 && h.Kind != KindControl) {
+	if n > MaxEndpointIDLen || (n == 0 && !noEndpoint(h.Kind)) {
 		return h, fmt.Errorf("%w: %d", ErrIDLength, n)
 	}
 	var buf [MaxEndpointIDLen + 8]byte

@@ -18,9 +18,18 @@ func TestHeaderRoundTrip(t *testing.T) {
 		{Kind: KindTCP, ListenerPort: 80, EndpointID: "web-1", Client: netip.MustParseAddrPort("198.18.0.5:40000"), Accelerator: netip.MustParseAddrPort("203.0.113.10:80")},
 		{Kind: KindUDP, ListenerPort: 3478, EndpointID: "a", FlowID: 1<<40 + 7, Client: netip.MustParseAddrPort("[2001:db8::5]:1"), Accelerator: netip.MustParseAddrPort("[2001:db8::10]:3478")},
 		{Kind: KindControl},
+		{Kind: KindTCP, Flags: FlagStriped, ListenerPort: 443, EndpointID: "web-2", FlowID: 42, Client: netip.MustParseAddrPort("198.18.0.5:40001"), Accelerator: netip.MustParseAddrPort("203.0.113.10:443")},
+		{Kind: KindLane, FlowID: 42},
 	} {
 		b, err := AppendHeader(nil, &h)
 		require.NoError(t, err)
+		// Version 1 unless the header needs version 2: a region from before
+		// version 2 reads every header an edge sends it unasked.
+		wantVersion := byte(1)
+		if h.Flags != 0 || h.Kind == KindLane {
+			wantVersion = 2
+		}
+		require.Equal(t, wantVersion, b[0])
 		require.LessOrEqual(t, len(b), MaxHeaderLen)
 		r := bytes.NewReader(append(b, "payload"...))
 		got, err := ReadHeader(r)
@@ -29,6 +38,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 			got.Client, got.Accelerator = h.Client, h.Accelerator
 		}
 		require.Equal(t, h.Kind, got.Kind)
+		require.Equal(t, h.Flags, got.Flags)
 		require.Equal(t, h.EndpointID, got.EndpointID)
 		require.Equal(t, h.FlowID, got.FlowID)
 		require.Equal(t, h.ListenerPort, got.ListenerPort)
@@ -52,6 +62,9 @@ func TestHeaderRejects(t *testing.T) {
 		"id too long":  {append([]byte{1, 1, 0, 80, 64}, bytes.Repeat([]byte{'a'}, 100)...), ErrIDLength},
 		"empty id tcp": {[]byte{1, 1, 0, 80, 0}, ErrIDLength},
 		"bad family":   {append(append([]byte{}, good[:5+1+8]...), 5), ErrAddrFamily},
+		"lane in v1":   {[]byte{1, 4, 0, 0, 0}, ErrKind},
+		"kind 5":       {[]byte{2, 5, 0, 0, 0, 0}, ErrKind},
+		"v2 truncated": {[]byte{2, 1, 1, 0, 80}, io.ErrUnexpectedEOF},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -68,6 +81,10 @@ func FuzzReadHeader(f *testing.F) {
 	good, _ := AppendHeader(nil, &Header{Kind: KindTCP, ListenerPort: 80, EndpointID: "web-1", Client: netip.MustParseAddrPort("127.0.0.1:1"), Accelerator: netip.MustParseAddrPort("[::1]:2")})
 	f.Add(good)
 	f.Add([]byte{1, 3, 0, 0, 0})
+	striped, _ := AppendHeader(nil, &Header{Kind: KindTCP, Flags: FlagStriped, FlowID: 9, ListenerPort: 80, EndpointID: "web-1", Client: netip.MustParseAddrPort("127.0.0.1:1"), Accelerator: netip.MustParseAddrPort("127.0.0.1:2")})
+	f.Add(striped)
+	lane, _ := AppendHeader(nil, &Header{Kind: KindLane, FlowID: 9})
+	f.Add(lane)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := ReadHeader(bytes.NewReader(b))
 		if err != nil {
