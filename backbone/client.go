@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,6 +49,8 @@ type ClientConfig struct {
 	TLSConfigs func() *tls.Config
 	// Hello is what the edge says about itself on every control stream.
 	Hello wire.Hello
+	// Stripe says when TCP flows are striped over several connections.
+	Stripe StripeConfig
 	// CustomRules are the configured custom routing rules of the
 	// region's subnets; the region's run-time overrides (control protocol
 	// 3) are applied to them. Nil: the edge serves no custom routing and
@@ -75,6 +78,8 @@ type Client struct {
 	dgram   datagrams                        // see datagram.go
 	rtt     rttFilter                        // the routing RTT (rtt.go)
 	now     func() time.Time                 // the clock of RTT samples
+	// stripeCap: the region's hello listed wire.CapStripe.
+	stripeCap atomic.Bool
 
 	// stateMu guards state and stateSubs: what this edge says of itself,
 	// and the control streams waiting to send it.
@@ -195,8 +200,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, fmt.Errorf("backbone client: region %s: no TLS configuration", cfg.Region)
 	}
 	if cfg.Connections <= 0 {
-		cfg.Connections = 2
+		cfg.Connections = DefaultConnections
 	}
+	cfg.Stripe.setDefaults()
+	cfg.Stripe.Lanes = min(cfg.Stripe.Lanes, cfg.Connections)
 	if cfg.TLS != nil {
 		tlsConf := cfg.TLS.Clone()
 		if tlsConf.ServerName == "" {
@@ -438,6 +445,13 @@ func (c *Client) control(conn *quic.Conn, established chan<- struct{}) error {
 		// sample of the connection's RTT for the routing RTT.
 		c.rtt.observe(c.now(), conn.ConnectionStats().LatestRTT)
 		switch t {
+		case wire.MsgHello:
+			// A region from control protocol 2 on says what it serves.
+			var h wire.Hello
+			if err := json.Unmarshal(body, &h); err != nil {
+				return fmt.Errorf("hello message: %w", err)
+			}
+			c.stripeCap.Store(h.Has(wire.CapStripe))
 		case wire.MsgHealth:
 			var h wire.Health
 			if err := json.Unmarshal(body, &h); err != nil {
@@ -709,13 +723,15 @@ func (c *Client) RTT() (time.Duration, bool) {
 }
 
 // Stream is an open data stream; Release must be called once when the flow
-// has ended.
+// has ended. A TCP flow to a region that can take it may be striped over
+// several connections (striped.go); its methods hide that.
 type Stream struct {
 	*quic.Stream
 	slot *slot
 	conn *quic.Conn
 	// since is the connection's silence from the moment the stream opened.
 	since Silence
+	st    *striped
 }
 
 // Silence watches a connection from one moment on: whether the peer has
@@ -748,19 +764,56 @@ func (s Stream) Silence() Silence { return s.since }
 // Release returns the stream's share of its connection's load.
 func (s Stream) Release() { s.slot.active.Add(-1) }
 
-// OpenStream opens a stream on the least loaded live connection. It never
-// waits for a dead connection: with none live it fails with ErrUnreachable.
+// OpenStream opens a stream on the live connection that can take it best
+// (see openStream). It never waits for a dead connection: with none live
+// it fails with ErrUnreachable.
 func (c *Client) OpenStream(ctx context.Context) (Stream, error) {
+	return c.openStream(ctx, nil)
+}
+
+// rate is a connection's recent delivery rate: its congestion window over
+// its smoothed RTT (what it can carry now; a loss on its path cuts it). RTTs
+// under 10 ms count as 10 ms, so that scheduling noise on a short path (a
+// busy host adds milliseconds) does not rank connections that carry the
+// same.
+func rate(conn *quic.Conn) float64 {
+	st := conn.ConnectionStats()
+	return float64(st.CongestionWindow) / max(st.SmoothedRTT, 10*time.Millisecond).Seconds()
+}
+
+// openStream opens a stream on the live connection that can take it best,
+// skipping the slots in exclude (a striped flow's lanes go to different
+// connections): the least loaded among those whose delivery rate is at
+// least half the best one, so that a connection whose window a loss has
+// just cut takes no new flows while the others can; ties go to the higher
+// rate, then the lowest slot.
+func (c *Client) openStream(ctx context.Context, exclude []*slot) (Stream, error) {
+	type cand struct {
+		s    *slot
+		conn *quic.Conn
+		rate float64
+	}
 	for range 2 {
-		var best *slot
-		var bestConn *quic.Conn
+		var cands []cand
+		top := 0.0
 		for _, s := range c.slots {
 			conn := s.conn.Load()
-			if conn == nil || conn.Context().Err() != nil {
+			if conn == nil || conn.Context().Err() != nil || slices.Contains(exclude, s) {
 				continue
 			}
-			if best == nil || s.active.Load() < best.active.Load() {
-				best, bestConn = s, conn
+			r := rate(conn)
+			top = max(top, r)
+			cands = append(cands, cand{s, conn, r})
+		}
+		var best *slot
+		var bestConn *quic.Conn
+		bestRate := 0.0
+		for _, k := range cands {
+			if k.rate < top/2 {
+				continue
+			}
+			if best == nil || k.s.active.Load() < best.active.Load() || (k.s.active.Load() == best.active.Load() && k.rate > bestRate) {
+				best, bestConn, bestRate = k.s, k.conn, k.rate
 			}
 		}
 		if best == nil {

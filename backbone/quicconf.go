@@ -23,6 +23,10 @@ const (
 	MaxStreamsPerConn = 1 << 14
 )
 
+// DefaultConnections is the pool size per region: room for a striped
+// flow's lanes (DefaultStripeLanes), each on its own connection.
+const DefaultConnections = 4
+
 // Default keep-alive and idle timeout: a dead peer is noticed within
 // IdleTimeout (3 s), with keep-alives every second so that an idle but
 // healthy connection never reaches it.

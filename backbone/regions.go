@@ -87,14 +87,26 @@ func (r Regions) StartFlow(ctx context.Context, region string, hdr *wire.Header,
 	if err != nil {
 		return str, err
 	}
+	h := *hdr
+	if h.Kind == wire.KindTCP && client.striping() {
+		str.st = newStriped(client)
+		h.Flags |= wire.FlagStriped
+		h.FlowID = str.st.id
+	}
 	var buf [wire.MaxHeaderLen]byte
 	b := buf[:0]
 	if len(early) > 0 {
-		b = make([]byte, 0, wire.MaxHeaderLen+len(early))
+		b = make([]byte, 0, wire.MaxHeaderLen+len(early)+16)
 	}
-	b, err = wire.AppendHeader(b, hdr)
-	b = append(b, early...)
-	if err == nil {
+	b, err = wire.AppendHeader(b, &h)
+	if err == nil && str.st != nil {
+		// Striped: the client's bytes travel as stripe frames from the start.
+		_, err = str.Stream.Write(b)
+		if err == nil && len(early) > 0 {
+			_, err = str.Write(early)
+		}
+	} else if err == nil {
+		b = append(b, early...)
 		_, err = str.Write(b)
 	}
 	if err != nil {
@@ -123,6 +135,9 @@ func AwaitAnswer(ctx context.Context, str Stream, deadline time.Time) error {
 	}
 	if c := wire.Code(code[0]); c != wire.CodeOK {
 		return &wire.RefusedError{Code: c}
+	}
+	if str.st != nil {
+		str.st.start(str)
 	}
 	return nil
 }

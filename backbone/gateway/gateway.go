@@ -30,6 +30,7 @@ import (
 
 	"github.com/anyedge/anyedge/backbone"
 	"github.com/anyedge/anyedge/backbone/splice"
+	"github.com/anyedge/anyedge/backbone/stripe"
 	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/internal/ratelog"
 )
@@ -106,6 +107,9 @@ type Config struct {
 	DownFor time.Duration
 	// Metrics, if set, counts refused streams by answer code.
 	Metrics *backbone.Metrics
+	// NoStripe, when set, does not offer striped flows to edges (the
+	// region's hello lists no CapStripe), so edges send none.
+	NoStripe bool
 	// Logger receives flow events.
 	Logger *slog.Logger
 }
@@ -131,6 +135,11 @@ type Gateway struct {
 	// last state it sent; fleetSubs are the control streams to tell.
 	edges     map[string]*edgeEntry
 	fleetSubs map[chan struct{}]struct{}
+
+	// stripeMu guards stripes: the striped flows, for their lanes to join
+	// (see stripe.go).
+	stripeMu sync.Mutex
+	stripes  map[stripeKey]*stripe.Conn
 }
 
 type edgeEntry struct {
@@ -301,6 +310,8 @@ func (g *Gateway) ServeStream(ctx context.Context, peer backbone.Peer, s *quic.S
 		g.serveTCP(ctx, peer, s, &h)
 	case wire.KindUDP:
 		g.serveUDP(ctx, peer, s, &h)
+	case wire.KindLane:
+		g.serveLane(peer, s, &h)
 	default:
 		g.refuse(s, wire.CodeNotAllowed)
 	}
@@ -387,14 +398,22 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 	g.tcp.Add(1)
 	// ctx ends with the backbone connection. Then the flow is over: reset
 	// the endpoint side too, or a flow the edge has half-closed would wait
-	// on a silent endpoint for its idle timeout (and hold up shutdown).
-	stop := context.AfterFunc(ctx, func() {
-		_ = tc.SetLinger(0)
-		_ = tc.Close()
-	})
+	// on a silent endpoint for its idle timeout (and hold up shutdown). A
+	// striped flow outlives any one of its connections: it fails when its
+	// last lane does, and the splice then resets the endpoint.
+	var str splice.Stream = s
+	stop := func() bool { return true }
+	if h.Flags&wire.FlagStriped != 0 {
+		str = g.startStripe(peer, s, h.FlowID)
+	} else {
+		stop = context.AfterFunc(ctx, func() {
+			_ = tc.SetLinger(0)
+			_ = tc.Close()
+		})
+	}
 	// The splice runs in goroutines of its own; this handler's goroutine
 	// returns so that an idle flow keeps no more than the copy loops alive.
-	splice.Start(tc, s, ep.IdleTimeout, func(splice.Result) {
+	splice.Start(tc, str, ep.IdleTimeout, func(splice.Result) {
 		stop()
 		g.flows.Add(-1)
 		st.activeTCP.Add(-1)
@@ -550,6 +569,18 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 		}
 		if err := sendCustom(); err != nil {
 			return
+		}
+		if full && hello.Proto >= 4 {
+			// Then say what this region serves, to edges that ask (control
+			// protocol 4); after the first health, which is what makes an
+			// edge count the connection as live.
+			var caps []string
+			if !g.cfg.NoStripe {
+				caps = append(caps, wire.CapStripe)
+			}
+			if err := wire.WriteMsg(s, wire.MsgHello, wire.Hello{Proto: wire.ControlProto, Caps: caps}); err != nil {
+				return
+			}
 		}
 		sent, full = view, false
 		// Push load on every tick until health changes.

@@ -84,6 +84,10 @@ type Config struct {
 	Grow func(*Conn)
 	// Done, if set, is called once when every lane's goroutines have ended.
 	Done func()
+	// Early are bytes already sent on the first lane as DATA frames from
+	// offset 0 (AppendData) before the flow started, e.g. while waiting for
+	// the region's answer; they are kept for resending until acknowledged.
+	Early []byte
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -139,17 +143,17 @@ type Conn struct {
 	done  bool  // Done called
 
 	// Sending.
-	sendNext   uint64   // offset the next written byte gets
-	unsent     []*chunk // in offset order
-	retx       []*chunk // to send again, in offset order
-	inflight   []*chunk // sent, not known received, in send order
-	peerRecv   uint64   // the peer received everything below
-	peerRead   uint64   // the peer's reader consumed everything below
-	finQueued  bool
-	writeShut  bool // CancelWrite
-	finOff     uint64
-	allClosed  bool // every lane reader saw a clean end: the peer is done
-	ackSeq     uint64 // acknowledgements requested so far; every lane sends the latest
+	sendNext  uint64   // offset the next written byte gets
+	unsent    []*chunk // in offset order
+	retx      []*chunk // to send again, in offset order
+	inflight  []*chunk // sent, not known received, in send order
+	peerRecv  uint64   // the peer received everything below
+	peerRead  uint64   // the peer's reader consumed everything below
+	finQueued bool
+	writeShut bool // CancelWrite
+	finOff    uint64
+	allClosed bool   // every lane reader saw a clean end: the peer is done
+	ackSeq    uint64 // acknowledgements requested so far; every lane sends the latest
 
 	// Receiving.
 	recvNext  uint64            // everything below has arrived
@@ -184,6 +188,14 @@ func New(first Lane, cfg Config) *Conn {
 	c := &Conn{cfg: cfg, ooo: map[uint64][]byte{}}
 	c.cond = sync.NewCond(&c.mu)
 	c.AddLane(first)
+	c.mu.Lock()
+	for off := 0; off < len(cfg.Early); off += ChunkSize {
+		data := cfg.Early[off:min(off+ChunkSize, len(cfg.Early))]
+		c.inflight = append(c.inflight, &chunk{off: uint64(off), data: data, lane: c.lanes[0], sent: cfg.Now()})
+	}
+	c.sendNext = uint64(len(cfg.Early))
+	c.moved = int64(len(cfg.Early))
+	c.mu.Unlock()
 	c.mu.Lock()
 	c.live++
 	c.mu.Unlock()
@@ -472,11 +484,21 @@ func (c *Conn) nextLocked(l *lane) (frame []byte, ch *chunk, ok bool) {
 		binary.BigEndian.PutUint64(b[1:], ch.off)
 		return b, ch, true
 	}
-	b := make([]byte, 11, 11+len(ch.data))
-	b[0] = frameData
-	binary.BigEndian.PutUint64(b[1:], ch.off)
-	binary.BigEndian.PutUint16(b[9:], uint16(len(ch.data)))
-	return append(b, ch.data...), ch, true
+	return AppendData(make([]byte, 0, 11+len(ch.data)), ch.off, ch.data), ch, true
+}
+
+// AppendData appends DATA frames carrying p at offset off to b, in chunks
+// of at most ChunkSize.
+func AppendData(b []byte, off uint64, p []byte) []byte {
+	for len(p) > 0 {
+		k := min(len(p), ChunkSize)
+		b = append(b, frameData)
+		b = binary.BigEndian.AppendUint64(b, off)
+		b = binary.BigEndian.AppendUint16(b, uint16(k))
+		b = append(b, p[:k]...)
+		p, off = p[k:], off+uint64(k)
+	}
+	return b
 }
 
 // writer sends on one lane until the flow is finished or the lane dies.

@@ -320,13 +320,34 @@ func TestProtocolErrors(t *testing.T) {
 	}
 }
 
-func dataFrame(off uint64, b []byte) []byte {
-	f := []byte{frameData, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-	for i := range 8 {
-		f[1+i] = byte(off >> (56 - 8*i))
-	}
-	f[9], f[10] = byte(len(b)>>8), byte(len(b))
-	return append(f, b...)
+func dataFrame(off uint64, b []byte) []byte { return AppendData(nil, off, b) }
+
+func TestEarlyBytes(t *testing.T) {
+	// The edge frames its first bytes before the flow starts (while it
+	// waits for the region's answer); the stripe then goes on from there.
+	a, b := lanePair()
+	early := payload(t, 40<<10)
+	aDone, bDone := make(chan struct{}), make(chan struct{})
+	cb := New(b, Config{Done: func() { close(bDone) }})
+	go func() { _, _ = a.Write(AppendData(nil, 0, early)) }()
+	buf := make([]byte, len(early))
+	_, err := io.ReadFull(cb, buf)
+	require.NoError(t, err)
+	require.Equal(t, early, buf)
+	ca := New(a, Config{Early: early, Done: func() { close(aDone) }})
+	rest := payload(t, 100<<10)
+	go func() {
+		_, _ = ca.Write(rest)
+		_ = ca.Close()
+	}()
+	got, err := io.ReadAll(cb)
+	require.NoError(t, err)
+	require.Equal(t, rest, got)
+	require.NoError(t, cb.Close())
+	_, err = io.ReadAll(ca)
+	require.NoError(t, err)
+	<-aDone
+	<-bDone
 }
 
 func TestLargeTransferManyLanes(t *testing.T) {

@@ -36,8 +36,9 @@ const (
 
 // ControlProto is the highest control protocol version this build speaks:
 // 1 is hello, health and load; 2 adds edge states and their relay; 3 adds
-// the custom routing state.
-const ControlProto = 3
+// the custom routing state; 4 adds the region's own hello, which lists the
+// capabilities it serves (Hello.Caps).
+const ControlProto = 4
 
 // MaxControlMsgLen bounds one control message body.
 const MaxControlMsgLen = 1 << 20

@@ -28,8 +28,11 @@ const (
 	defaultPKIDir            = "/etc/anyedge/pki"
 	defaultPoPAdmin          = "127.0.0.1:9180"
 	defaultRegionAdmin       = "127.0.0.1:9181"
-	defaultBackboneConns     = 2
+	defaultBackboneConns     = 4
 	defaultBackboneKeepAlive = 1 * time.Second
+	defaultStripeLanes       = 4
+	defaultStripeAfter       = 256 << 10
+	defaultStripeMinRTT      = 20 * time.Millisecond
 	defaultBackboneIdle      = 3 * time.Second
 	defaultUDPMaxFlows       = 262144
 	defaultUDPMaxFlowsPerSrc = 1024
@@ -132,6 +135,9 @@ func (d Document) WithDefaults() Document {
 		p := &t.PoPs[pi]
 		setDefault(&p.Admin, defaultPoPAdmin)
 		setDefault(&p.Backbone.Connections, defaultBackboneConns)
+		setDefault(&p.Backbone.StripeLanes, min(defaultStripeLanes, p.Backbone.Connections))
+		setDefault(&p.Backbone.StripeAfterBytes, defaultStripeAfter)
+		setDefault(&p.Backbone.StripeMinRTT, defaultStripeMinRTT)
 		setDefault(&p.Backbone.KeepAlivePeriod, defaultBackboneKeepAlive)
 		setDefault(&p.Backbone.IdleTimeout, defaultBackboneIdle)
 		setDefault(&p.UDP.MaxFlows, defaultUDPMaxFlows)

@@ -279,8 +279,18 @@ type FlowLogs struct {
 
 // BackboneClient tunes an edge's QUIC connections to each region.
 type BackboneClient struct {
-	// Connections per region, each on its own UDP socket (default 2).
+	// Connections per region, each on its own UDP socket (default 4).
 	Connections int `mapstructure:"connections"`
+	// StripeLanes is how many connections one TCP flow may be striped
+	// over, its first included (default 4; 1 turns striping off; at most
+	// connections).
+	StripeLanes int `mapstructure:"stripe_lanes"`
+	// StripeAfterBytes is how many bytes a flow carries on one connection
+	// before it is striped (default 262144).
+	StripeAfterBytes int64 `mapstructure:"stripe_after_bytes"`
+	// StripeMinRTT: flows to regions nearer than this are not striped
+	// (default 20ms).
+	StripeMinRTT time.Duration `mapstructure:"stripe_min_rtt"`
 	// KeepAlivePeriod between keep-alive packets (default 1s).
 	KeepAlivePeriod time.Duration `mapstructure:"keepalive_period"`
 	// IdleTimeout after which a silent connection is dead (default 3s).

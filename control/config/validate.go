@@ -644,6 +644,15 @@ func (v *validator) pop(p string, pop *PoP) {
 	if b.Connections < 1 || b.Connections > 16 {
 		v.add(p+".backbone.connections", "%d is outside 1–16", b.Connections)
 	}
+	if b.StripeLanes < 1 || b.StripeLanes > b.Connections {
+		v.add(p+".backbone.stripe_lanes", "%d is outside 1–connections (%d)", b.StripeLanes, b.Connections)
+	}
+	if b.StripeAfterBytes < 0 {
+		v.add(p+".backbone.stripe_after_bytes", "%d is negative", b.StripeAfterBytes)
+	}
+	if b.StripeMinRTT < 0 {
+		v.add(p+".backbone.stripe_min_rtt", "%s is negative", b.StripeMinRTT)
+	}
 	switch {
 	case b.KeepAlivePeriod <= 0:
 		v.add(p+".backbone.keepalive_period", "%s must be positive", b.KeepAlivePeriod)

@@ -271,9 +271,14 @@ func buildEdge(opts Options, n config.Node, store *pki.Store) (*builtEdge, error
 	en.regions = regions
 	for _, r := range usedRegions(opts.Doc) {
 		c, err := backbone.NewClient(backbone.ClientConfig{
-			Region:          r.Name,
-			Addr:            r.Backbone.Address,
-			Connections:     n.PoP.Backbone.Connections,
+			Region:      r.Name,
+			Addr:        r.Backbone.Address,
+			Connections: n.PoP.Backbone.Connections,
+			Stripe: backbone.StripeConfig{
+				Lanes:  n.PoP.Backbone.StripeLanes,
+				After:  n.PoP.Backbone.StripeAfterBytes,
+				MinRTT: n.PoP.Backbone.StripeMinRTT,
+			},
 			KeepAlivePeriod: n.PoP.Backbone.KeepAlivePeriod,
 			IdleTimeout:     n.PoP.Backbone.IdleTimeout,
 			TLSConfigs:      pki.ClientConfigs(store, r.Name),
