@@ -51,6 +51,9 @@ type ClientConfig struct {
 	Hello wire.Hello
 	// Stripe says when TCP flows are striped over several connections.
 	Stripe StripeConfig
+	// ListenUDP opens each connection's UDP socket (default: any address,
+	// any port); tests use it to open sockets inside a network namespace.
+	ListenUDP func() (*net.UDPConn, error)
 	// CustomRules are the configured custom routing rules of the
 	// region's subnets; the region's run-time overrides (control protocol
 	// 3) are applied to them. Nil: the edge serves no custom routing and
@@ -247,7 +250,11 @@ func (c *Client) Run(ctx context.Context) error {
 // maintain keeps one slot's connection up.
 func (c *Client) maintain(ctx context.Context, s *slot) {
 	log := c.log.With("conn", s.idx)
-	udp, err := net.ListenUDP("udp", nil)
+	listen := c.cfg.ListenUDP
+	if listen == nil {
+		listen = func() (*net.UDPConn, error) { return net.ListenUDP("udp", nil) }
+	}
+	udp, err := listen()
 	if err != nil {
 		log.Error("backbone socket", "err", err)
 		return
