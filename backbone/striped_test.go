@@ -42,10 +42,9 @@ func tcpHeader() *wire.Header {
 		Accelerator: netip.MustParseAddrPort("203.0.113.10:8080")}
 }
 
-// echoBulk sends data (after early, which went with the header) through
-// an open flow to the echo endpoint and checks it all comes back.
-func echoBulk(t *testing.T, s backbone.Stream, early, data []byte) {
-	t.Helper()
+// writeAndClose writes data then closes the sending direction, in the
+// background; the channel gets the first error, or nil.
+func writeAndClose(s backbone.Stream, data []byte) <-chan error {
 	errc := make(chan error, 1)
 	go func() {
 		_, err := s.Write(data)
@@ -54,6 +53,14 @@ func echoBulk(t *testing.T, s backbone.Stream, early, data []byte) {
 		}
 		errc <- err
 	}()
+	return errc
+}
+
+// echoBulk sends data (after early, which went with the header) through
+// an open flow to the echo endpoint and checks it all comes back.
+func echoBulk(t *testing.T, s backbone.Stream, early, data []byte) {
+	t.Helper()
+	errc := writeAndClose(s, data)
 	got, err := io.ReadAll(s)
 	require.NoError(t, err)
 	require.NoError(t, <-errc)
@@ -99,14 +106,7 @@ func TestStripedFlowSurvivesADyingConnection(t *testing.T) {
 	defer s.Release()
 	data := make([]byte, 8<<20)
 	_, _ = rand.Read(data)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := s.Write(data)
-		if err == nil {
-			err = s.Close()
-		}
-		errc <- err
-	}()
+	errc := writeAndClose(s, data)
 	got := make([]byte, 0, len(data))
 	buf := make([]byte, 64<<10)
 	killed := false

@@ -163,7 +163,7 @@ func TestMetricsLive(t *testing.T) {
 	for {
 		pop, r1 = scrape(t, f.adminPoP), scrape(t, f.adminR1)
 		settled := sum(pop, "anyedge_edge_flows_closed_total", tcpL) >= 1 &&
-			sum(pop, "anyedge_backbone_connections", `state="up"`) == 2
+			sum(pop, "anyedge_backbone_connections", `state="up"`) == 4
 		if settled || time.Now().After(deadline) {
 			break
 		}
@@ -184,7 +184,7 @@ func TestMetricsLive(t *testing.T) {
 	require.Positive(t, sum(pop, "anyedge_edge_udp_datagrams_out_total", udpL))
 	require.Equal(t, 1.0, sum(pop, "anyedge_edge_listener_ready", udpL))
 	require.Equal(t, 1.0, sum(pop, "anyedge_edge_ready"))
-	require.Equal(t, 2.0, sum(pop, "anyedge_backbone_connections", `region="r1"`, `state="up"`))
+	require.Equal(t, 4.0, sum(pop, "anyedge_backbone_connections", `region="r1"`, `state="up"`), "the default pool")
 	require.Positive(t, sum(pop, "anyedge_backbone_dials_total", `region="r1"`))
 
 	require.Equal(t, 1.0, sum(r1, "anyedge_region_active_flows", `endpoint="dns"`, udpL), "UDP flows count at the region")
@@ -207,7 +207,7 @@ func TestMetricsLive(t *testing.T) {
 	require.NotNil(t, u.UDP)
 	require.Positive(t, u.UDP.DatagramsIn)
 	require.Contains(t, u.UDP.Dropped, "edge_queue")
-	require.Len(t, st.Regions[0].Pool, 2)
+	require.Len(t, st.Regions[0].Pool, 4)
 	require.Equal(t, "up", st.Regions[0].Pool[0].State)
 
 	out, err := adminCall(f.adminR1, "status")

@@ -52,7 +52,7 @@ func main() {
 	flag.StringVar(&o.tcpprobe, "tcpprobe", "", "tcpprobe binary (required)")
 	flag.StringVar(&o.iperf3, "iperf3", "iperf3", "iperf3 binary")
 	flag.StringVar(&o.haproxy, "haproxy", "haproxy", "haproxy binary")
-	flag.IntVar(&o.quicConns, "quic-conns", 2, "QUIC connections of the bare quic-go pair (anyedge's default pool size is 2)")
+	flag.IntVar(&o.quicConns, "quic-conns", 4, "QUIC connections of the bare quic-go pair (anyedge's default pool size is 4)")
 	flag.IntVar(&o.runs, "runs", 3, "interleaved runs per measurement (median reported)")
 	flag.DurationVar(&o.bulk, "bulk", 5*time.Second, "duration of one iperf3 run")
 	flag.DurationVar(&o.rateDur, "rate", 5*time.Second, "duration of one connections/s run")
