@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -25,6 +26,7 @@ import (
 	"github.com/anyedge/anyedge/backbone/portmap"
 	"github.com/anyedge/anyedge/backbone/splice"
 	"github.com/anyedge/anyedge/backbone/wire"
+	"github.com/anyedge/anyedge/edge/admit"
 	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/internal/closer"
 	"github.com/anyedge/anyedge/edge/internal/liveness"
@@ -54,6 +56,10 @@ type Listener struct {
 	Route router.Listener
 	// Meter counts the listener's flows; nil: the edge makes its own.
 	Meter *flow.Meter
+	// Admission is what the listener's new connections must pass right
+	// after accept (allow and deny lists, rate per source, caps); the zero
+	// value admits everything. SetAdmission replaces it at run time.
+	Admission admit.Rules
 	// Custom, for a custom routing listener, is its port map: a flow's
 	// listener port names its destination, region and subnet (the
 	// "endpoint" of Route's groups); Route then serves readiness only.
@@ -90,6 +96,11 @@ type Config struct {
 	SuspectFor time.Duration
 	// Logger receives events.
 	Logger *slog.Logger
+	// MaxConns caps the TCP connections the edge holds at once, every
+	// listener together (0: no cap); RateBuckets is how many source
+	// prefixes each listener's rate limit remembers (0:
+	// admit.DefaultBuckets).
+	MaxConns, RateBuckets int
 	// Heartbeat, when positive, wakes each accept loop at least this often
 	// so that Liveness can tell a turning loop from a stuck one (the
 	// watchdog); zero leaves the loops blocked until a client comes.
@@ -115,6 +126,7 @@ type Edge struct {
 	regions Regions
 	view    *suspects // the router's view: regions, less suspected endpoints
 	lns     []*boundListener
+	gates   map[string]*admit.Gate // by listener key
 
 	// wg joins every goroutine Run starts: flows, attempts, the release of
 	// hedging's losers.
@@ -129,12 +141,13 @@ type Edge struct {
 	closeLns sync.Once
 	// mu guards conns and noAccept.
 	mu       sync.Mutex
-	conns    map[*net.TCPConn]struct{}
-	noAccept bool // StopAccepting was called
+	conns    map[*net.TCPConn]admit.Pass // the flows open, with their share of the caps
+	noAccept bool                        // StopAccepting was called
 }
 
 type boundListener struct {
 	l     *Listener
+	gate  *admit.Gate // the listener's, shared by its sockets
 	table router.Picker
 	ln    *net.TCPListener
 	port  uint16
@@ -167,8 +180,10 @@ func New(cfg Config, regions Regions) (*Edge, error) {
 		live:    liveness.NewSet(cfg.Heartbeat),
 		regions: regions,
 		view:    newSuspects(regions, cfg.SuspectFor),
-		conns:   map[*net.TCPConn]struct{}{},
+		conns:   map[*net.TCPConn]admit.Pass{},
+		gates:   map[string]*admit.Gate{},
 	}
+	global := admit.NewGlobal(cfg.MaxConns)
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
 		if l.Protocol != "tcp" {
@@ -177,6 +192,7 @@ func New(cfg Config, regions Regions) (*Edge, error) {
 		if l.Meter == nil {
 			l.Meter = flow.NewMeter(flow.Listener{Key: l.Route.Key, Accelerator: l.Accelerator, Protocol: "tcp"}, nil)
 		}
+		e.gates[l.Route.Key] = admit.NewGate(l.Admission, global, cfg.RateBuckets)
 		for _, g := range l.Route.Groups {
 			if regions[g.Region] == nil {
 				return nil, fmt.Errorf("edge: listener %s: no backbone client for region %q", l.Route.Key, g.Region)
@@ -208,7 +224,7 @@ func (e *Edge) Listen() error {
 						e.closeListeners()
 						return fmt.Errorf("edge: listener %s: %w", l.Route.Key, err)
 					}
-					e.lns = append(e.lns, &boundListener{l: l, table: table, ln: ln, port: uint16(p), meter: l.Meter})
+					e.lns = append(e.lns, &boundListener{l: l, gate: e.gates[l.Route.Key], table: table, ln: ln, port: uint16(p), meter: l.Meter})
 					bound = append(bound, ln.Addr().String())
 				}
 			}
@@ -234,6 +250,17 @@ func (e *Edge) Close() error {
 	e.closeListeners()
 	e.life.Close()
 	return nil
+}
+
+// SetAdmission replaces the admission rules of the listener key (a
+// reload); connections already taken are untouched. It reports whether
+// the edge has that listener.
+func (e *Edge) SetAdmission(key string, r admit.Rules) bool {
+	g := e.gates[key]
+	if g != nil {
+		g.SetRules(r)
+	}
+	return g != nil
 }
 
 // Addrs returns the bound listener addresses.
@@ -316,6 +343,7 @@ func (e *Edge) StopAccepting() {
 func (e *Edge) acceptLoop(ctx context.Context, bl *boundListener) {
 	live := e.live.Loop(bl.ln.SetDeadline)
 	defer live.Done()
+	var backoff time.Duration // while the process is out of descriptors
 	for {
 		c, err := bl.ln.AcceptTCP()
 		if err != nil {
@@ -325,32 +353,86 @@ func (e *Edge) acceptLoop(ctx context.Context, bl *boundListener) {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			e.rl.Warn("accept", "listener", bl.l.Route.Key, "err", err)
+			if !outOfResources(err) {
+				e.rl.Warn("accept", "listener", bl.l.Route.Key, "err", err)
+				continue
+			}
+			// The connection stays in the kernel's queue; retrying at once
+			// would spin. Back off, never longer than the heartbeat, so
+			// that the watchdog still sees the loop turn.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			if e.cfg.Heartbeat > 0 {
+				backoff = min(backoff, e.cfg.Heartbeat)
+			}
+			e.rl.Warn("accept: out of descriptors, backing off", "listener", bl.l.Route.Key, "err", err, "backoff", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
 			continue
 		}
-		if !e.track(c) {
-			_ = c.Close()
+		backoff = 0
+		if !e.admit(ctx, bl, c) {
 			return
 		}
-		bl.meter.Open()
-		e.wg.Go(func() { e.serveTCP(ctx, bl, c) })
 	}
 }
 
-func (e *Edge) track(c *net.TCPConn) bool {
+// outOfResources reports an accept error that retrying at once cannot
+// cure: the process or the system is out of descriptors or memory.
+func outOfResources(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
+
+// admit runs the listener's gate on a new connection: a refused one is
+// reset and counted at once, without a goroutine; an admitted one is
+// served. It reports false when the edge is stopping.
+func (e *Edge) admit(ctx context.Context, bl *boundListener, c *net.TCPConn) bool {
+	src := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	now := time.Now()
+	pass, refused := bl.gate.Admit(src.Addr(), now)
+	if refused != 0 {
+		_ = c.SetLinger(0)
+		_ = c.Close()
+		dst := c.LocalAddr().(*net.TCPAddr).AddrPort()
+		bl.meter.Refuse(flow.Record{Client: src, AcceleratorAddr: netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port()),
+			Start: now, End: now, Reason: refused})
+		return true
+	}
+	if !e.track(c, pass) {
+		pass.Done()
+		_ = c.Close()
+		return false
+	}
+	bl.meter.Open()
+	e.wg.Go(func() { e.serveTCP(ctx, bl, c) })
+	return true
+}
+
+func (e *Edge) track(c *net.TCPConn, pass admit.Pass) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.conns == nil {
 		return false
 	}
-	e.conns[c] = struct{}{}
+	e.conns[c] = pass
 	return true
 }
 
+// untrack forgets a flow that ended and gives back its share of the caps.
 func (e *Edge) untrack(c *net.TCPConn) {
 	e.mu.Lock()
+	pass, ok := e.conns[c]
 	delete(e.conns, c)
 	e.mu.Unlock()
+	if ok {
+		pass.Done()
+	}
 }
 
 // attempt is one try to open a flow to a region.

@@ -23,6 +23,7 @@ import (
 	"github.com/anyedge/anyedge/backbone/gateway"
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/edge"
+	"github.com/anyedge/anyedge/edge/admit"
 	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/router"
 )
@@ -65,6 +66,10 @@ type labOpts struct {
 	idle time.Duration
 	// drained gives every endpoint weight 0 (no route).
 	drained bool
+	// admission is the listener's admission rules; maxConns the edge's
+	// cap on connections.
+	admission admit.Rules
+	maxConns  int
 }
 
 // startLabWith is startLab with options.
@@ -100,8 +105,10 @@ func startLabWith(t testing.TB, endpoints map[string]string, o labOpts) *lab {
 			EarlyData:   o.early,
 			IdleTimeout: o.idle,
 			Meter:       o.meter,
+			Admission:   o.admission,
 			Route:       router.Listener{Key: "test/tcp", Groups: []router.Group{{Region: "region-test", TrafficDial: 100, Endpoints: reps}}},
 		}},
+		MaxConns: o.maxConns,
 	}, edge.Regions{"region-test": cl})
 	require.NoError(t, err)
 	require.NoError(t, e.Listen())

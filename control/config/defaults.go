@@ -36,6 +36,7 @@ const (
 	defaultBackboneIdle      = 3 * time.Second
 	defaultUDPMaxFlows       = 262144
 	defaultUDPMaxFlowsPerSrc = 1024
+	defaultRateBuckets       = 65536
 	defaultBGPHoldDown       = 2 * time.Second
 	defaultBGPHoldTime       = 9 * time.Second
 	defaultBGPKeepalive      = 3 * time.Second
@@ -142,6 +143,7 @@ func (d Document) WithDefaults() Document {
 		setDefault(&p.Backbone.IdleTimeout, defaultBackboneIdle)
 		setDefault(&p.UDP.MaxFlows, defaultUDPMaxFlows)
 		setDefault(&p.UDP.MaxFlowsPerSource, defaultUDPMaxFlowsPerSrc)
+		setDefault(&p.Limits.RateBuckets, defaultRateBuckets)
 		setDefault(&p.BGP.HoldDown, defaultBGPHoldDown)
 		for ni := range p.BGP.Neighbors {
 			n := &p.BGP.Neighbors[ni]

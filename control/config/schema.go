@@ -87,6 +87,32 @@ type Listener struct {
 	// EndpointGroups are the per-region groups of endpoints that serve this
 	// listener.
 	EndpointGroups []EndpointGroup `mapstructure:"endpoint_groups"`
+	// Allow and Deny are client prefixes (CIDR, or a bare address for one
+	// host), IPv4 and IPv6: with an allow list only its clients may open
+	// flows; a denied client never may (deny wins). AllowFile and DenyFile
+	// name files with one prefix per line ('#' starts a comment), for long
+	// lists; their prefixes add to the inline ones. Default: none.
+	Allow     []string `mapstructure:"allow"`
+	Deny      []string `mapstructure:"deny"`
+	AllowFile string   `mapstructure:"allow_file"`
+	DenyFile  string   `mapstructure:"deny_file"`
+	// Limits bound the listener's new and concurrent flows.
+	Limits ListenerLimits `mapstructure:"limits"`
+}
+
+// ListenerLimits bound one listener's flows on each edge. Zero is no
+// limit; a refused flow is counted by reason (edge/admit).
+type ListenerLimits struct {
+	// MaxFlows caps the listener's concurrent flows (0: none).
+	MaxFlows int `mapstructure:"max_flows"`
+	// MaxFlowsPerSource caps one client address's concurrent flows on
+	// the listener (0: none).
+	MaxFlowsPerSource int `mapstructure:"max_flows_per_source"`
+	// NewFlowsPerSecond is the new-flow rate one source prefix (IPv4 /24,
+	// IPv6 /64) may sustain (0: none); NewFlowsBurst is how many it may
+	// open at once (default: the rate rounded up).
+	NewFlowsPerSecond float64 `mapstructure:"new_flows_per_second"`
+	NewFlowsBurst     int     `mapstructure:"new_flows_burst"`
 }
 
 // PortRange is an inclusive range of ports; To defaults to From.
@@ -244,6 +270,8 @@ type PoP struct {
 	Backbone BackboneClient `mapstructure:"backbone"`
 	// UDP limits the UDP flow table.
 	UDP UDPLimits `mapstructure:"udp"`
+	// Limits bound the edge process as a whole.
+	Limits PoPLimits `mapstructure:"limits"`
 	// BGP configures the anycast announcements; empty means no BGP.
 	BGP BGP `mapstructure:"bgp"`
 	// Drain configures graceful shutdown.
@@ -255,6 +283,18 @@ type PoP struct {
 	FlowLogs FlowLogs `mapstructure:"flow_logs"`
 	// Zones are the network zones the PoP serves; empty means all.
 	Zones []string `mapstructure:"zones"`
+}
+
+// PoPLimits bound an edge process across its listeners.
+type PoPLimits struct {
+	// MaxConnections caps the TCP connections the edge holds at once,
+	// every listener together (default 0: nine tenths of the process's
+	// descriptor limit at start).
+	MaxConnections int `mapstructure:"max_connections"`
+	// RateBuckets is how many source prefixes each listener with a
+	// new-flow rate remembers (default 65536); a flood of more sources
+	// forgets the oldest, so memory stays bounded.
+	RateBuckets int `mapstructure:"rate_buckets"`
 }
 
 // FlowLogs configures an edge's flow logs (control/flowlog).

@@ -304,6 +304,7 @@ func (v *validator) listener(p string, l *Listener) {
 	if len(l.EndpointGroups) == 0 {
 		v.add(p+".endpoint_groups", "at least one endpoint group is required")
 	}
+	v.clients(p, l)
 	groupRegion := make(map[string]string)
 	for i := range l.EndpointGroups {
 		gp := fmt.Sprintf("%s.endpoint_groups[%d]", p, i)
@@ -672,6 +673,7 @@ func (v *validator) pop(p string, pop *PoP) {
 	case u.MaxFlows > 0 && u.MaxFlowsPerSource > u.MaxFlows:
 		v.add(p+".udp.max_flows_per_source", "%d is above max_flows %d", u.MaxFlowsPerSource, u.MaxFlows)
 	}
+	v.popLimits(p+".limits", pop.Limits)
 	if len(pop.BGP.Neighbors) > 0 {
 		v.bgp(p+".bgp", &pop.BGP)
 	}

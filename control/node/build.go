@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +16,8 @@ import (
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/edge"
+	"github.com/anyedge/anyedge/edge/acl"
+	"github.com/anyedge/anyedge/edge/admit"
 	"github.com/anyedge/anyedge/edge/bgp"
 	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/router"
@@ -84,6 +87,9 @@ func edgeListeners(doc *config.Document, pop string) ([]edge.Listener, error) {
 			}
 			for _, r := range l.PortRanges {
 				el.Ports = append(el.Ports, edge.PortRange{From: uint16(r.From), To: uint16(r.To)})
+			}
+			if el.Admission, err = admission(l); err != nil {
+				return nil, fmt.Errorf("accelerators[%d].listeners[%d].%w", ai, li, err)
 			}
 			el.Route = router.Listener{
 				Key:      edge.ListenerKey(acc.Name, l.Protocol, el.Ports[0].From),
@@ -302,7 +308,8 @@ func buildEdge(opts Options, n config.Node, store *pki.Store) (*builtEdge, error
 		}
 	}
 	hb := heartbeat(opts.Notify.Watchdog())
-	en.e, err = edge.New(edge.Config{Node: n.Name, Listeners: listeners, Logger: log, Heartbeat: hb}, regions)
+	en.e, err = edge.New(edge.Config{Node: n.Name, Listeners: listeners, Logger: log, Heartbeat: hb,
+		MaxConns: maxConnections(n.PoP.Limits.MaxConnections), RateBuckets: n.PoP.Limits.RateBuckets}, regions)
 	if err != nil {
 		return nil, err
 	}
@@ -355,4 +362,36 @@ func buildRegion(opts Options, n config.Node) (*builtRegion, error) {
 	gw := gateway.New(gateway.Config{Endpoints: eps, Ejector: ejector{checker}, Logger: opts.Logger, Metrics: metrics,
 		Custom: plan.regionCustom(n.Name)})
 	return &builtRegion{eps: eps, plan: plan, checker: checker, metrics: metrics, gw: gw}, nil
+}
+
+// admission compiles a listener's allow and deny lists and limits into
+// the rules its edge gate applies.
+func admission(l *config.Listener) (admit.Rules, error) {
+	allow, deny, err := l.ClientLists()
+	if err != nil {
+		return admit.Rules{}, err
+	}
+	list, err := acl.Compile(allow, deny)
+	if err != nil {
+		return admit.Rules{}, err
+	}
+	if list.Empty() {
+		list = nil
+	}
+	return admit.Rules{ACL: list, MaxFlows: l.Limits.MaxFlows, MaxFlowsPerSource: l.Limits.MaxFlowsPerSource,
+		Rate: l.Limits.NewFlowsPerSecond, Burst: l.Limits.NewFlowsBurst}, nil
+}
+
+// maxConnections is an edge's cap on TCP connections: the configured
+// one, or by default nine tenths of the process's descriptor limit, the
+// rest kept for backbone sockets, files and the admin API.
+func maxConnections(configured int) int {
+	if configured > 0 {
+		return configured
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 {
+		return 0
+	}
+	return int(min(rl.Cur, 1<<30) / 10 * 9)
 }

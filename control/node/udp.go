@@ -19,7 +19,7 @@ func udpForwarder(listeners []edge.Listener, pop *config.PoP, regions edge.Regio
 		if l.Protocol != "udp" {
 			continue
 		}
-		ul := udp.Listener{Accelerator: l.Accelerator, Addrs: l.Addrs, IdleTimeout: l.IdleTimeout, Route: l.Route, Meter: l.Meter, Custom: l.Custom}
+		ul := udp.Listener{Accelerator: l.Accelerator, Addrs: l.Addrs, IdleTimeout: l.IdleTimeout, Route: l.Route, Meter: l.Meter, Custom: l.Custom, Admission: l.Admission}
 		for _, r := range l.Ports {
 			ul.Ports = append(ul.Ports, udp.PortRange{From: r.From, To: r.To})
 		}
@@ -32,6 +32,7 @@ func udpForwarder(listeners []edge.Listener, pop *config.PoP, regions edge.Regio
 		Listeners:         uls,
 		MaxFlows:          pop.UDP.MaxFlows,
 		MaxFlowsPerSource: pop.UDP.MaxFlowsPerSource,
+		RateBuckets:       pop.Limits.RateBuckets,
 		Logger:            log,
 		Heartbeat:         heartbeat,
 	}, udp.Regions(regions))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/anyedge/anyedge/backbone"
 	"github.com/anyedge/anyedge/backbone/wire"
+	"github.com/anyedge/anyedge/edge/admit"
 	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/router"
 )
@@ -22,6 +23,7 @@ type udpFlow struct {
 	sock   *socket
 	client netip.AddrPort
 	start  time.Time
+	pass   admit.Pass   // the flow's share of its listener's caps
 	last   atomic.Int64 // unix nanoseconds of the last packet either way
 	// What the flow carried, for its record.
 	bytesIn, bytesOut, packetsIn, packetsOut atomic.Uint64

@@ -18,6 +18,7 @@ import (
 	"github.com/anyedge/anyedge/backbone"
 	"github.com/anyedge/anyedge/backbone/gateway"
 	"github.com/anyedge/anyedge/backbone/pki"
+	"github.com/anyedge/anyedge/edge/admit"
 	"github.com/anyedge/anyedge/edge/router"
 	"github.com/anyedge/anyedge/edge/udp"
 )
@@ -97,6 +98,7 @@ type edgeOpts struct {
 	maxFlows     int
 	maxPerSource int
 	endpoints    []string
+	admission    admit.Rules
 }
 
 func (f *fleet) startEdge(t testing.TB, name, regionAddr string, o edgeOpts) *edgeNode {
@@ -121,6 +123,7 @@ func (f *fleet) startEdge(t testing.TB, name, regionAddr string, o edgeOpts) *ed
 			Addrs:       []netip.Addr{o.addr},
 			Ports:       []udp.PortRange{{From: o.port, To: o.port}},
 			IdleTimeout: o.idle,
+			Admission:   o.admission,
 			Route: router.Listener{Key: "test/udp", Groups: []router.Group{{
 				Region: regionName, TrafficDial: 100, Endpoints: reps}}},
 		}},

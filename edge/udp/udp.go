@@ -32,6 +32,7 @@ import (
 	"github.com/anyedge/anyedge/backbone"
 	"github.com/anyedge/anyedge/backbone/portmap"
 	"github.com/anyedge/anyedge/backbone/wire"
+	"github.com/anyedge/anyedge/edge/admit"
 	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/internal/closer"
 	"github.com/anyedge/anyedge/edge/internal/liveness"
@@ -72,6 +73,10 @@ type Listener struct {
 	Route router.Listener
 	// Meter counts the listener's flows; nil: the forwarder makes its own.
 	Meter *flow.Meter
+	// Admission is what the listener's new flows must pass at their first
+	// packet (allow and deny lists, rate per source, caps), after the
+	// table's own limits; the zero value admits everything.
+	Admission admit.Rules
 	// Custom, for a custom routing listener, is its port map (see
 	// edge.Listener.Custom).
 	Custom *portmap.Table
@@ -85,6 +90,9 @@ type Config struct {
 	// bounds the flows of one client address (default 1024). A new flow
 	// beyond either is refused and counted; open flows are untouched.
 	MaxFlows, MaxFlowsPerSource int
+	// RateBuckets is how many source prefixes each listener's rate limit
+	// remembers (0: admit.DefaultBuckets).
+	RateBuckets int
 	// OpenTimeout bounds opening a flow's stream and hearing the region's
 	// answer (default 3 s).
 	OpenTimeout time.Duration
@@ -131,6 +139,7 @@ type Forwarder struct {
 	live    *liveness.Set   // the read loops' wake-ups; nil without Heartbeat
 	regions Regions
 	socks   []*socket
+	gates   map[string]*admit.Gate // by listener key
 	nextID  atomic.Uint64
 	unknown atomic.Int64   // datagrams from regions naming no open flow
 	wg      sync.WaitGroup // the flows' open goroutines
@@ -148,6 +157,7 @@ type Forwarder struct {
 // socket is one bound address:port of a listener.
 type socket struct {
 	l     *Listener
+	gate  *admit.Gate // the listener's, shared by its sockets
 	table router.Picker
 	conn  *net.UDPConn
 	local netip.AddrPort
@@ -189,6 +199,11 @@ func New(cfg Config, regions Regions) (*Forwarder, error) {
 			}
 		}
 	}
+	gates := map[string]*admit.Gate{}
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		gates[l.Route.Key] = admit.NewGate(l.Admission, nil, cfg.RateBuckets)
+	}
 	return &Forwarder{
 		cfg:       cfg,
 		log:       logger.With("component", "edge-udp"),
@@ -198,6 +213,7 @@ func New(cfg Config, regions Regions) (*Forwarder, error) {
 		flows:     map[flowKey]*udpFlow{},
 		ids:       map[uint64]*udpFlow{},
 		perSource: map[netip.Addr]int{},
+		gates:     gates,
 	}, nil
 }
 
@@ -228,7 +244,7 @@ func (f *Forwarder) Listen() error {
 					backbone.SetSocketBuffers(c, f.log)
 					local := c.LocalAddr().(*net.UDPAddr).AddrPort()
 					local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
-					f.socks = append(f.socks, &socket{l: l, table: table, conn: c, local: local, meter: l.Meter})
+					f.socks = append(f.socks, &socket{l: l, gate: f.gates[l.Route.Key], table: table, conn: c, local: local, meter: l.Meter})
 					bound = append(bound, local.String())
 				}
 			}
@@ -254,6 +270,17 @@ func (f *Forwarder) Close() error {
 	f.closeSockets()
 	f.life.Close()
 	return nil
+}
+
+// SetAdmission replaces the admission rules of the listener key (a
+// reload); flows already taken are untouched. It reports whether the
+// forwarder has that listener.
+func (f *Forwarder) SetAdmission(key string, r admit.Rules) bool {
+	g := f.gates[key]
+	if g != nil {
+		g.SetRules(r)
+	}
+	return g != nil
 }
 
 // Liveness returns when the read loop that has gone longest without
@@ -395,12 +422,16 @@ func (f *Forwarder) lookup(s *socket, src netip.AddrPort) *udpFlow {
 	case f.perSource[src.Addr()] >= f.cfg.MaxFlowsPerSource:
 		refused = flow.SourceLimit
 	}
+	now := time.Now()
+	var pass admit.Pass
+	if refused == 0 {
+		pass, refused = s.gate.Admit(src.Addr(), now)
+	}
 	if refused != 0 {
-		now := time.Now()
 		s.meter.Refuse(flow.Record{Client: src, AcceleratorAddr: s.local, Start: now, End: now, Reason: refused})
 		return nil
 	}
-	fl = &udpFlow{id: f.nextID.Add(1), sock: s, client: src, start: time.Now()}
+	fl = &udpFlow{id: f.nextID.Add(1), sock: s, client: src, start: now, pass: pass}
 	f.flows[key] = fl
 	f.ids[fl.id] = fl
 	f.perSource[src.Addr()]++
@@ -509,6 +540,9 @@ func (f *Forwarder) remove(fl *udpFlow, code quic.StreamErrorCode, reason flow.R
 		}
 	}
 	f.mu.Unlock()
+	if removed {
+		fl.pass.Done()
+	}
 	fl.mu.Lock()
 	fl.closed = true
 	if n := len(fl.pending); n > 0 {

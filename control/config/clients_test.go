@@ -1,0 +1,60 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestClientLists: allow and deny lists, inline and from files, with a
+// bare address for one host and comments in files.
+func TestClientLists(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "deny.txt")
+	require.NoError(t, os.WriteFile(file, []byte("# scanners\n198.51.100.0/24\n\n2001:db8:bad::/48  # one of them\n192.0.2.7\n"), 0o644))
+	doc, err := Load([]byte(edit(t, base, "      - protocol: tcp\n", fmt.Sprintf(
+		"      - protocol: tcp\n        allow: [0.0.0.0/0, \"::/0\"]\n        deny: [203.0.113.99]\n        deny_file: %s\n"+
+			"        limits: {max_flows: 1000, max_flows_per_source: 10, new_flows_per_second: 5.5}\n", file))), noEnv)
+	require.NoError(t, err)
+	l := &doc.Accelerators[0].Listeners[0]
+	allow, deny, err := l.ClientLists()
+	require.NoError(t, err)
+	require.Equal(t, []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}, allow)
+	require.Equal(t, []netip.Prefix{netip.MustParsePrefix("203.0.113.99/32"), netip.MustParsePrefix("198.51.100.0/24"),
+		netip.MustParsePrefix("2001:db8:bad::/48"), netip.MustParsePrefix("192.0.2.7/32")}, deny)
+	require.Equal(t, 5.5, l.Limits.NewFlowsPerSecond)
+	require.Equal(t, 65536, doc.Topology.PoPs[0].Limits.RateBuckets)
+}
+
+// TestClientListsBroken: every bad entry, file line and limit is named
+// with its path.
+func TestClientListsBroken(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "allow.txt")
+	require.NoError(t, os.WriteFile(file, []byte("198.18.0.0/15\nnot-a-prefix\n"), 0o644))
+	l0 := "accelerators[0].listeners[0]"
+	_, err := Load([]byte(edit(t, base,
+		"      - protocol: tcp\n", fmt.Sprintf(
+			"      - protocol: tcp\n        allow: [198.18.0.1/15, \"::ffff:1.2.3.0/120\", nope]\n        allow_file: %s\n"+
+				"        deny_file: %s\n        limits: {max_flows: 5, max_flows_per_source: 6, new_flows_per_second: -1, new_flows_burst: 3}\n",
+			file, filepath.Join(dir, "missing.txt")),
+		"    - name: pop-a\n", "    - name: pop-a\n      limits: {max_connections: -1, rate_buckets: 99999999}\n")), noEnv)
+	require.Error(t, err)
+	for _, want := range []string{
+		l0 + ".allow[0]: 198.18.0.1/15 has host bits set (did you mean 198.18.0.0/15?)",
+		l0 + ".allow[1]: ::ffff:1.2.3.0/120 is IPv4-mapped",
+		l0 + `.allow[2]: "nope" is not a prefix or an address`,
+		l0 + ".allow_file: " + file + ` line 2: "not-a-prefix" is not a prefix or an address`,
+		l0 + ".deny_file: open " + filepath.Join(dir, "missing.txt"),
+		l0 + ".limits.max_flows_per_source: 6 is above max_flows 5",
+		l0 + ".limits.new_flows_per_second: -1 is outside 0–1e9",
+		"topology.pops[0].limits.max_connections: -1 is negative",
+		"topology.pops[0].limits.rate_buckets: 99999999 is outside 1–16777216",
+	} {
+		require.Contains(t, err.Error(), want)
+	}
+}
