@@ -50,10 +50,18 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	// The fleet stops in anycast order too: the edges first (they run
+	// under gctx), the regions once no edge is left (an edge whose region
+	// vanished under it would redial it while it stops).
+	rctx, stopRegions := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopRegions()
+	var edges sync.WaitGroup
 	// fail stops what was started (the group's context ends with err)
 	// and returns err once every goroutine of the group has returned.
 	fail := func(err error) error {
 		g.Go(func() error { return err })
+		edges.Wait()
+		stopRegions()
 		_ = g.Wait()
 		return err
 	}
@@ -72,17 +80,25 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	board := "http://" + boardLn.Addr().String() + "/"
 	var ready sync.WaitGroup
-	for _, name := range names {
+	for i, name := range names {
 		store, err := p.Store(name, opts.Logger)
 		if err != nil {
 			_ = boardLn.Close()
 			return fail(err)
 		}
+		ctx, isEdge := rctx, i >= len(doc.Topology.Regions)
+		if isEdge {
+			ctx = gctx
+			edges.Add(1)
+		}
 		ready.Add(1)
 		var once sync.Once
 		g.Go(func() error {
 			defer once.Do(ready.Done)
-			err := node.Run(gctx, node.Options{
+			if isEdge {
+				defer edges.Done()
+			}
+			err := node.Run(ctx, node.Options{
 				Doc: doc, Node: name, Version: opts.Version, Logger: opts.Logger, Store: store,
 				Ready: func() { once.Do(ready.Done) },
 			})
@@ -92,6 +108,12 @@ func Run(ctx context.Context, opts Options) error {
 			return nil
 		})
 	}
+	g.Go(func() error {
+		<-gctx.Done()
+		edges.Wait()
+		stopRegions()
+		return nil
+	})
 	g.Go(func() error {
 		ready.Wait()
 		if gctx.Err() != nil {
