@@ -697,8 +697,10 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 		return id == "" && pending >= 2
 	}
 	failed := func(a attempt) {
-		var refused *wire.RefusedError
-		if !errors.As(a.err, &refused) && actx.Err() == nil {
+		// An unreachable region, and one that answered overloaded (at its
+		// own flow limit), take no more attempts of this flow: the next
+		// goes to another region.
+		if !refusedByEndpoint(a.err) && actx.Err() == nil {
 			unreachable = append(unreachable, a.choice.Region)
 		}
 		e.rl.Info("flow attempt failed", "client", flow.Src.String(), "region", a.choice.Region,
@@ -834,6 +836,15 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, 
 		return last
 	}
 	return *won
+}
+
+// refusedByEndpoint reports whether err is the region's refusal for the
+// flow's endpoint (a failed dial and the like), after which another
+// endpoint of the same region may still serve it; false for an
+// unreachable region and for a region that is overloaded as a whole.
+func refusedByEndpoint(err error) bool {
+	var refused *wire.RefusedError
+	return errors.As(err, &refused) && refused.Code != wire.CodeOverloaded
 }
 
 // hedgeDelay is how long to wait for an attempt's answer from region

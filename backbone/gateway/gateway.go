@@ -105,6 +105,8 @@ type Config struct {
 	// DownFor is how long a custom routing destination whose dial failed
 	// is refused without a dial (default DefaultDownFor).
 	DownFor time.Duration
+	// Limits are the region's caps on flows (limits.go); zero: none.
+	Limits Limits
 	// Metrics, if set, counts refused streams by answer code.
 	Metrics *backbone.Metrics
 	// NoStripe, when set, does not offer striped flows to edges (the
@@ -126,6 +128,7 @@ type Gateway struct {
 	flows  atomic.Int64                        // TCP flows
 	tcp    sync.WaitGroup                      // TCP splices running
 	udp    udpState                            // see udp.go
+	caps   caps                                // see limits.go
 
 	// mu guards health, subs, edges and fleetSubs.
 	mu     sync.Mutex
@@ -358,6 +361,11 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 	if !ok {
 		return
 	}
+	release, ok := g.admitFlow(peer.Name)
+	if !ok {
+		g.refuse(s, wire.CodeOverloaded)
+		return
+	}
 	st := g.statsOf(ep.ID)
 	st.dialsTCP.Add(1)
 	start := time.Now()
@@ -376,6 +384,7 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 		case g.cfg.Ejector != nil:
 			g.cfg.Ejector.Eject(ep.ID, code.String())
 		}
+		release()
 		g.refuse(s, code)
 		return
 	}
@@ -384,12 +393,14 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 	if ep.ProxyProtocol {
 		if err := writeProxyHeader(tc, h); err != nil {
 			_ = tc.Close()
+			release()
 			g.refuse(s, wire.CodeDialFailed)
 			return
 		}
 	}
 	if _, err := s.Write([]byte{byte(wire.CodeOK)}); err != nil {
 		_ = tc.Close()
+		release()
 		s.CancelRead(wire.StreamReset)
 		return
 	}
@@ -415,6 +426,7 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 	// returns so that an idle flow keeps no more than the copy loops alive.
 	splice.Start(tc, str, ep.IdleTimeout, func(splice.Result) {
 		stop()
+		release()
 		g.flows.Add(-1)
 		st.activeTCP.Add(-1)
 		g.tcp.Done()

@@ -92,10 +92,23 @@ type udpFlow struct {
 	// replies go there.
 	route atomic.Pointer[udpBinding]
 
-	// mu guards bindings and closed.
+	// mu guards bindings, closed and release.
 	mu       sync.Mutex
 	bindings map[*udpBinding]struct{}
 	closed   bool
+	release  func() // gives the flow's share of the region's caps back
+}
+
+// claim makes release the flow's share of the caps, unless the flow has
+// one already (another stream opened it) or is closed.
+func (f *udpFlow) claim(release func()) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.release != nil || f.closed {
+		return false
+	}
+	f.release = release
+	return true
 }
 
 // udpBinding is one (connection, flow ID, stream) carrying a flow.
@@ -254,7 +267,7 @@ func (g *Gateway) serveUDP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 		g.refuse(s, wire.CodeDraining)
 		return
 	}
-	f, code := g.udpFlowFor(ctx, ep, addr, h)
+	f, code := g.udpFlowFor(ctx, peer.Name, ep, addr, h)
 	if code != wire.CodeOK {
 		g.refuse(s, code)
 		return
@@ -314,7 +327,7 @@ func (g *Gateway) serveUDP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 }
 
 // udpFlowFor finds the region flow for h or opens one towards addr.
-func (g *Gateway) udpFlowFor(ctx context.Context, ep *Endpoint, addr string, h *wire.Header) (*udpFlow, wire.Code) {
+func (g *Gateway) udpFlowFor(ctx context.Context, edge string, ep *Endpoint, addr string, h *wire.Header) (*udpFlow, wire.Code) {
 	key := udpKey{port: h.ListenerPort, client: h.Client, endpoint: ep.ID}
 	u := &g.udp
 	u.mu.Lock()
@@ -323,6 +336,21 @@ func (g *Gateway) udpFlowFor(ctx context.Context, ep *Endpoint, addr string, h *
 	if f != nil {
 		return f, wire.CodeOK
 	}
+	release, ok := g.admitFlow(edge)
+	if !ok {
+		return nil, wire.CodeOverloaded
+	}
+	f, code := g.openUDPFlow(ctx, key, ep, addr, h)
+	if f == nil || code != wire.CodeOK || !f.claim(release) {
+		release()
+	}
+	return f, code
+}
+
+// openUDPFlow opens the region flow key towards addr, or returns the one
+// another stream opened meanwhile.
+func (g *Gateway) openUDPFlow(ctx context.Context, key udpKey, ep *Endpoint, addr string, h *wire.Header) (*udpFlow, wire.Code) {
+	u := &g.udp
 	st := g.statsOf(ep.ID)
 	st.dialsUDP.Add(1)
 	start := time.Now()
@@ -339,7 +367,7 @@ func (g *Gateway) udpFlowFor(ctx context.Context, ep *Endpoint, addr string, h *
 	sock := c.(*net.UDPConn)
 	backbone.SetSocketBuffers(sock, g.log)
 	st.observe(time.Since(start))
-	f = &udpFlow{key: key, st: st, sock: sock, idle: ep.IdleTimeout, dest: ep.dest, bindings: map[*udpBinding]struct{}{}}
+	f := &udpFlow{key: key, st: st, sock: sock, idle: ep.IdleTimeout, dest: ep.dest, bindings: map[*udpBinding]struct{}{}}
 	if f.idle <= 0 {
 		f.idle = DefaultUDPIdleTimeout
 	}
@@ -394,6 +422,9 @@ func (g *Gateway) closeFlow(f *udpFlow) {
 		return
 	}
 	f.closed = true
+	if f.release != nil {
+		f.release()
+	}
 	bds := make([]*udpBinding, 0, len(f.bindings))
 	for bd := range f.bindings {
 		bds = append(bds, bd)

@@ -126,3 +126,16 @@ func (v *validator) popLimits(p string, l PoPLimits) {
 		v.add(p+".rate_buckets", "%d is outside 1–16777216", l.RateBuckets)
 	}
 }
+
+// regionLimits checks a region's caps on flows.
+func (v *validator) regionLimits(p string, l RegionLimits) {
+	if l.MaxFlows < 0 {
+		v.add(p+".max_flows", "%d is negative", l.MaxFlows)
+	}
+	switch {
+	case l.MaxFlowsPerEdge < 0:
+		v.add(p+".max_flows_per_edge", "%d is negative", l.MaxFlowsPerEdge)
+	case l.MaxFlows > 0 && l.MaxFlowsPerEdge > l.MaxFlows:
+		v.add(p+".max_flows_per_edge", "%d is above max_flows %d", l.MaxFlowsPerEdge, l.MaxFlows)
+	}
+}

@@ -42,7 +42,8 @@ func TestClientListsBroken(t *testing.T) {
 			"      - protocol: tcp\n        allow: [198.18.0.1/15, \"::ffff:1.2.3.0/120\", nope]\n        allow_file: %s\n"+
 				"        deny_file: %s\n        limits: {max_flows: 5, max_flows_per_source: 6, new_flows_per_second: -1, new_flows_burst: 3}\n",
 			file, filepath.Join(dir, "missing.txt")),
-		"    - name: pop-a\n", "    - name: pop-a\n      limits: {max_connections: -1, rate_buckets: 99999999}\n")), noEnv)
+		"    - name: pop-a\n", "    - name: pop-a\n      limits: {max_connections: -1, rate_buckets: 99999999}\n",
+		"    - name: eu\n", "    - name: eu\n      limits: {max_flows: 10, max_flows_per_edge: 11}\n")), noEnv)
 	require.Error(t, err)
 	for _, want := range []string{
 		l0 + ".allow[0]: 198.18.0.1/15 has host bits set (did you mean 198.18.0.0/15?)",
@@ -54,6 +55,7 @@ func TestClientListsBroken(t *testing.T) {
 		l0 + ".limits.new_flows_per_second: -1 is outside 0–1e9",
 		"topology.pops[0].limits.max_connections: -1 is negative",
 		"topology.pops[0].limits.rate_buckets: 99999999 is outside 1–16777216",
+		"topology.regions[0].limits.max_flows_per_edge: 11 is above max_flows 10",
 	} {
 		require.Contains(t, err.Error(), want)
 	}

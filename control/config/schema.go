@@ -412,6 +412,18 @@ type Region struct {
 	RemoteAdmin string `mapstructure:"remote_admin"`
 	// Backbone says where the region accepts edges.
 	Backbone BackboneServer `mapstructure:"backbone"`
+	// Limits are the region's own caps on the flows it serves.
+	Limits RegionLimits `mapstructure:"limits"`
+}
+
+// RegionLimits cap a region's flows, TCP and UDP together; a new flow over
+// a cap is answered "overloaded" and the edge tries another region. Zero
+// is no cap.
+type RegionLimits struct {
+	// MaxFlows caps the region's flows (default 0: none).
+	MaxFlows int `mapstructure:"max_flows"`
+	// MaxFlowsPerEdge caps the flows one edge opened (default 0: none).
+	MaxFlowsPerEdge int `mapstructure:"max_flows_per_edge"`
 }
 
 // BackboneServer is the QUIC listening side of a region.

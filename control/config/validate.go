@@ -559,6 +559,7 @@ func (v *validator) topology(p string, t *Topology) {
 		node(rp+".name", r.Name)
 		v.admin(rp+".admin", r.Admin)
 		v.remoteAdmin(rp+".remote_admin", r.RemoteAdmin, r.Admin)
+		v.regionLimits(rp+".limits", r.Limits)
 		if r.Backbone.Listen == "" {
 			v.add(rp+".backbone.listen", "required (host:port)")
 			continue

@@ -360,7 +360,8 @@ func buildRegion(opts Options, n config.Node) (*builtRegion, error) {
 	}
 	metrics := &backbone.Metrics{} // refused handshakes and streams, exported at /metrics
 	gw := gateway.New(gateway.Config{Endpoints: eps, Ejector: ejector{checker}, Logger: opts.Logger, Metrics: metrics,
-		Custom: plan.regionCustom(n.Name)})
+		Custom: plan.regionCustom(n.Name),
+		Limits: gateway.Limits{MaxFlows: n.Region.Limits.MaxFlows, MaxFlowsPerEdge: n.Region.Limits.MaxFlowsPerEdge}})
 	return &builtRegion{eps: eps, plan: plan, checker: checker, metrics: metrics, gw: gw}, nil
 }
 

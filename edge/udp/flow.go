@@ -219,8 +219,10 @@ func (f *Forwarder) connect(ctx context.Context, fl *udpFlow) (*link, error) {
 			return &link{str: str, conn: str.Conn()}, nil
 		}
 		lastErr = err
+		// A refusal for the endpoint leaves the region's other endpoints;
+		// an unreachable or overloaded region is left whole.
 		var refused *wire.RefusedError
-		if errors.As(err, &refused) {
+		if errors.As(err, &refused) && refused.Code != wire.CodeOverloaded {
 			tried = append(tried, choice)
 		} else {
 			unreachable = append(unreachable, choice.Region)
