@@ -80,6 +80,7 @@ type Client struct {
 	changed chan struct{}                    // coalescing signal of reachability, health or fleet changes
 	dgram   datagrams                        // see datagram.go
 	rtt     rttFilter                        // the routing RTT (rtt.go)
+	holds   atomic.Bool                      // the region's hello listed wire.CapHold
 	now     func() time.Time                 // the clock of RTT samples
 	// stripeCap: the region's hello listed wire.CapStripe.
 	stripeCap atomic.Bool
@@ -235,6 +236,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 
 // Region returns the region's name.
 func (c *Client) Region() string { return c.cfg.Region }
+
+// Holds reports whether the region serves held streams (wire.FlagHold):
+// its hello on the last connection that spoke listed the capability.
+func (c *Client) Holds() bool { return c.holds.Load() }
 
 // Run dials the pool and keeps it up until ctx ends, then closes every
 // connection with a shutdown code. It returns nil on a clean stop.
@@ -453,12 +458,13 @@ func (c *Client) control(conn *quic.Conn, established chan<- struct{}) error {
 		c.rtt.observe(c.now(), conn.ConnectionStats().LatestRTT)
 		switch t {
 		case wire.MsgHello:
-			// A region from control protocol 2 on says what it serves.
+			// A region of control protocol 4 says what it serves.
 			var h wire.Hello
 			if err := json.Unmarshal(body, &h); err != nil {
 				return fmt.Errorf("hello message: %w", err)
 			}
 			c.stripeCap.Store(h.Has(wire.CapStripe))
+			c.holds.Store(h.Has(wire.CapHold))
 		case wire.MsgHealth:
 			var h wire.Health
 			if err := json.Unmarshal(body, &h); err != nil {
@@ -739,6 +745,9 @@ type Stream struct {
 	// since is the connection's silence from the moment the stream opened.
 	since Silence
 	st    *striped
+	// held: the header asked for held delivery (the answer to an OK says
+	// which candidate won).
+	held bool
 }
 
 // Silence watches a connection from one moment on: whether the peer has
@@ -752,13 +761,10 @@ type Silence struct {
 	rx   uint64 // packets received at the start
 }
 
-// Silent reports whether no packet arrived since the start (a closed
-// connection is silent).
+// Silent reports whether no packet arrived since the start (whether or
+// not the connection has closed since).
 func (s Silence) Silent() bool {
-	if s.conn == nil {
-		return false
-	}
-	return s.conn.Context().Err() != nil || s.conn.ConnectionStats().PacketsReceived == s.rx
+	return s.conn != nil && s.conn.ConnectionStats().PacketsReceived == s.rx
 }
 
 // Closed reports whether the connection has closed.

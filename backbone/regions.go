@@ -36,6 +36,12 @@ func (r Regions) EndpointHealthy(region, id string) bool {
 	return healthy || !known
 }
 
+// Holds reports whether region serves held streams (wire.FlagHold).
+func (r Regions) Holds(region string) bool {
+	c := r[region]
+	return c != nil && c.Holds()
+}
+
 // Fleet merges the edge states every reachable region relayed, keeping the
 // newest state of each edge; ok is false when no region relayed any.
 func (r Regions) Fleet() (edges map[string]wire.EdgeState, ok bool) {
@@ -113,6 +119,7 @@ func (r Regions) StartFlow(ctx context.Context, region string, hdr *wire.Header,
 		CancelFlow(str)
 		return Stream{}, fmt.Errorf("%s: write header: %w", region, err)
 	}
+	str.held = hdr.Flags&wire.FlagHold != 0
 	return str, nil
 }
 
@@ -122,24 +129,35 @@ func (r Regions) StartFlow(ctx context.Context, region string, hdr *wire.Header,
 // stream is then still usable: AwaitAnswer may be called again). When ctx
 // ends first, the stream's read side is cancelled and ctx's error returned.
 func AwaitAnswer(ctx context.Context, str Stream, deadline time.Time) error {
+	_, err := AwaitWinner(ctx, str, deadline)
+	return err
+}
+
+// AwaitWinner is AwaitAnswer that also returns, for a held stream answered
+// OK, which of its candidates the region connected (0 is the header's
+// endpoint, i its alternate i−1); 0 for other streams.
+func AwaitWinner(ctx context.Context, str Stream, deadline time.Time) (int, error) {
 	stop := context.AfterFunc(ctx, func() { str.CancelRead(wire.StreamReset) })
 	_ = str.SetReadDeadline(deadline)
-	var code [1]byte
-	_, err := io.ReadFull(str, code[:])
+	var answer [2]byte
+	_, err := io.ReadFull(str, answer[:1])
+	if err == nil && str.held && answer[0] == byte(wire.CodeOK) {
+		_, err = io.ReadFull(str, answer[1:])
+	}
 	_ = str.SetReadDeadline(time.Time{})
 	if !stop() {
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 	if err != nil {
-		return fmt.Errorf("read answer: %w", err)
+		return 0, fmt.Errorf("read answer: %w", err)
 	}
-	if c := wire.Code(code[0]); c != wire.CodeOK {
-		return &wire.RefusedError{Code: c}
+	if c := wire.Code(answer[0]); c != wire.CodeOK {
+		return 0, &wire.RefusedError{Code: c}
 	}
 	if str.st != nil {
 		str.st.start(str)
 	}
-	return nil
+	return int(answer[1]), nil
 }
 
 // CancelFlow resets a flow's stream both ways and returns its share of

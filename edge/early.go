@@ -72,11 +72,37 @@ type early struct {
 	mode EarlyData
 	buf  *[]byte // from earlyPool; nil until the first read
 	n    int     // bytes read
-	fwd  int     // leading bytes that may travel before an answer
+	fwd  int     // leading bytes that may reach two endpoints (replay-safe)
 	done bool    // nothing more may travel before an answer
 	eof  bool    // the client half-closed
 	err  error   // the client connection failed
+	// hold: the flow is held (wire.FlagHold): every byte read may travel
+	// before an answer, since the region delivers it once; only one
+	// attempt at a time may then carry more than the replay-safe prefix.
+	hold bool
 }
+
+// setHold makes every byte read sendable before an answer.
+func (ed *early) setHold() {
+	ed.hold = true
+	ed.classify()
+}
+
+// sendable returns the bytes that may travel before an answer: all of
+// them once the flow is held, else the replay-safe prefix.
+func (ed *early) sendable() []byte {
+	if ed == nil {
+		return nil
+	}
+	if ed.hold {
+		return ed.bytes()
+	}
+	return ed.forwardable()
+}
+
+// unsafe reports whether the first sent bytes go beyond the replay-safe
+// prefix: an attempt that carried them must be the only one to deliver.
+func (ed *early) unsafe(sent int) bool { return ed != nil && sent > ed.fwd }
 
 // bytes returns everything read so far.
 func (ed *early) bytes() []byte {
@@ -165,6 +191,9 @@ func (ed *early) classify() {
 		ed.fwd, ed.done = clientHelloPrefix(ed.bytes())
 	default:
 		ed.fwd, ed.done = 0, true
+	}
+	if ed.hold {
+		ed.done = false
 	}
 	if ed.n == MaxEarlyData || ed.eof || ed.err != nil {
 		ed.done = true

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -435,26 +434,11 @@ func (e *Edge) untrack(c *net.TCPConn) {
 	}
 }
 
-// attempt is one try to open a flow to a region.
-type attempt struct {
-	choice router.Choice
-	str    backbone.Stream
-	err    error
-	sent   int // early bytes sent on str before the answer
-}
-
 // serveTCP routes one client connection and splices it to a stream.
 //
-// It tries the router's first choice inline. A refusal (failed endpoint
-// dial) or an unreachable region moves on to the next choice at once, and
-// an answer that is slow to come (a black-holed endpoint, a region that died
-// silently) starts a hedged attempt on the next choice in parallel after
-// the hedge delay; the first attempt answered OK wins and the others are
-// cancelled. With early data off, no client byte is read before a winner
-// exists; otherwise the client's first bytes (those the listener's
-// EarlyData allows) travel with every attempt's header, and the rest wait
-// for the winner. The splice then runs in goroutines of its own and
-// serveTCP returns, so that an idle flow keeps no routing stack alive.
+// It sets the flow up with firstAttempt and, when that is refused or slow,
+// hedged (attempt.go), then runs the splice in goroutines of its own and
+// returns, so that an idle flow keeps no routing stack alive.
 func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) {
 	src := c.RemoteAddr().(*net.TCPAddr).AddrPort()
 	dst := c.LocalAddr().(*net.TCPAddr).AddrPort()
@@ -473,11 +457,16 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 			return
 		}
 	}
-	won, ok := e.firstAttempt(ctx, bl, rf, &hdr, c, ed)
+	won, ok := e.firstAttempt(ctx, bl, rf, hdr, c, ed)
 	if !ok && (ed == nil || ed.err == nil) {
-		won = e.hedged(ctx, bl, rf, hdr, won, ed.forwardable())
+		won = e.hedged(ctx, bl, rf, hdr, won, ed)
 	}
 	rec.Region, rec.Endpoint = won.choice.Region, won.choice.EndpointID
+	for _, id := range won.slow {
+		// A held flow's region passed over these (slow or refused): new
+		// flows avoid them for a while, as for a hedge the edge won.
+		e.view.suspect(won.choice.Region, id)
+	}
 	if ed != nil && ed.err != nil {
 		if won.err == nil {
 			backbone.CancelFlow(won.str)
@@ -569,294 +558,6 @@ func (e *Edge) endSetup(bl *boundListener, c *net.TCPConn, rec *flow.Record) {
 	_ = c.Close()
 	rec.End = time.Now()
 	bl.meter.End(*rec)
-}
-
-// firstAttempt tries the router's first choice and waits up to the hedge
-// delay for the region's answer, meanwhile reading and sending on the
-// client's first bytes when ed (early data) allows. ok reports a final
-// outcome: a stream answered OK, or no route at all. Otherwise the
-// returned attempt is either failed (err set) or still pending (str set,
-// err nil): the hedged path takes it from there.
-func (e *Edge) firstAttempt(ctx context.Context, bl *boundListener, flow router.Flow, hdr *wire.Header, c *net.TCPConn, ed *early) (attempt, bool) {
-	choice, err := e.pickFirst(bl, flow)
-	if err != nil {
-		e.rl.Warn("no route for flow", "listener", bl.l.Route.Key, "client", flow.Src.String(), "err", err)
-		return attempt{err: err}, true
-	}
-	hdr.EndpointID = choice.EndpointID
-	a := attempt{choice: choice}
-	first := ed.forwardable()
-	a.str, a.err = e.regions.StartFlow(ctx, choice.Region, hdr, first, e.cfg.OpenTimeout)
-	if a.err != nil {
-		return a, false
-	}
-	a.sent = len(first)
-	deadline := time.Now().Add(e.hedgeDelay(choice.Region))
-	if ed != nil && !ed.done {
-		err = e.awaitReading(ctx, c, &a, ed, deadline)
-	} else {
-		err = backbone.AwaitAnswer(ctx, a.str, deadline)
-	}
-	switch {
-	case err == nil:
-		return a, true
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return a, false // pending: hedge
-	default:
-		backbone.CancelFlow(a.str)
-		a.str, a.err = backbone.Stream{}, err
-		return a, false
-	}
-}
-
-// awaitReading waits for a's answer until deadline like
-// backbone.AwaitAnswer, and meanwhile reads the client's first bytes into
-// ed, sending on a's stream those ed allows. A client that fails stops the
-// wait (ed.err is set).
-func (e *Edge) awaitReading(ctx context.Context, c *net.TCPConn, a *attempt, ed *early, deadline time.Time) error {
-	answered := make(chan error, 1)
-	go func() {
-		err := backbone.AwaitAnswer(ctx, a.str, deadline)
-		// Wake the read below: the answer decides what happens next.
-		_ = c.SetReadDeadline(aLongTimeAgo)
-		answered <- err
-	}()
-	for ed.read(c) {
-		if ed.fwd > a.sent {
-			if _, err := a.str.Write(ed.bytes()[a.sent:ed.fwd]); err != nil {
-				break // the answer (or its absence) tells what went wrong
-			}
-			a.sent = ed.fwd
-		}
-	}
-	if ed.fwd > a.sent && ed.err == nil {
-		if _, err := a.str.Write(ed.bytes()[a.sent:ed.fwd]); err == nil {
-			a.sent = ed.fwd
-		}
-	}
-	if ed.err != nil {
-		a.str.CancelRead(wire.StreamReset) // ends the wait now
-	}
-	err := <-answered
-	_ = c.SetReadDeadline(time.Time{})
-	return err
-}
-
-// pickFirst picks a new flow's first choice, trying regions suspected of
-// silence only when nothing else can take it.
-func (e *Edge) pickFirst(bl *boundListener, flow router.Flow) (router.Choice, error) {
-	if e.view.nsilent.Load() > 0 {
-		if c, err := bl.table.Pick(flow, e.view, e.view.avoidSilent); err == nil {
-			return c, nil
-		}
-	}
-	return bl.table.Pick(flow, e.view, nil)
-}
-
-// pending is an attempt whose answer hedged is waiting for.
-type pending struct {
-	choice router.Choice
-	// since is set once the attempt's stream is open.
-	since atomic.Pointer[backbone.Silence]
-}
-
-// hedged continues after a first attempt that failed or is slow: it keeps
-// waiting for a pending first attempt while it tries further choices, at
-// most MaxRetries more, none started after the retry budget. Every new
-// attempt carries early, the client bytes allowed before an answer.
-//
-// Where the next attempt goes depends on why the last is slow. If its
-// connection has heard nothing from the region since the attempt started
-// (a live region acknowledges the header within one RTT, whatever its
-// endpoint does), the region itself is silent: the next attempt goes to
-// another region, and new flows try other regions first while the silence
-// lasts. Otherwise the endpoint is slow, and the next attempt goes to the
-// flow's next endpoint in the same region (at most two attempts per
-// region).
-func (e *Edge) hedged(ctx context.Context, bl *boundListener, flow router.Flow, hdr wire.Header, first attempt, early []byte) attempt {
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	start := time.Now()
-	results := make(chan attempt, MaxRetries+1)
-	tried := []router.Choice{first.choice}
-	var unreachable []string
-	exclude := func(region, id string) bool {
-		if slices.Contains(unreachable, region) {
-			return true
-		}
-		pending := 0
-		for _, t := range tried {
-			if t.Region == region {
-				if id != "" && t.EndpointID == id {
-					return true
-				}
-				pending++
-			}
-		}
-		// Two attempts in one region without success: try another region.
-		return id == "" && pending >= 2
-	}
-	failed := func(a attempt) {
-		// An unreachable region, and one that answered overloaded (at its
-		// own flow limit), take no more attempts of this flow: the next
-		// goes to another region.
-		if !refusedByEndpoint(a.err) && actx.Err() == nil {
-			unreachable = append(unreachable, a.choice.Region)
-		}
-		e.rl.Info("flow attempt failed", "client", flow.Src.String(), "region", a.choice.Region,
-			"endpoint", a.choice.EndpointID, "err", a.err)
-	}
-	var waiting []*pending // attempts started and not answered yet
-	// silent moves the next attempt away from the regions whose pending
-	// attempts have heard nothing from them.
-	silent := func() {
-		for _, p := range waiting {
-			since := p.since.Load()
-			if since == nil || !since.Silent() || slices.Contains(unreachable, p.choice.Region) {
-				continue
-			}
-			unreachable = append(unreachable, p.choice.Region)
-			if !since.Closed() {
-				e.view.suspectRegion(p.choice.Region, *since)
-				e.rl.Info("region suspected: silent since the flow started", "region", p.choice.Region,
-					"for", e.cfg.SuspectFor)
-			}
-		}
-	}
-	answered := func(r attempt) {
-		for i, p := range waiting {
-			if p.choice == r.choice {
-				waiting = slices.Delete(waiting, i, i+1)
-				return
-			}
-		}
-	}
-	if first.err != nil {
-		failed(first)
-	} else {
-		p := &pending{choice: first.choice}
-		since := first.str.Silence()
-		p.since.Store(&since)
-		waiting = append(waiting, p)
-		e.wg.Go(func() {
-			a := first
-			a.err = backbone.AwaitAnswer(actx, a.str, time.Now().Add(e.cfg.OpenTimeout))
-			if a.err != nil {
-				backbone.CancelFlow(a.str)
-				a.str = backbone.Stream{}
-			}
-			results <- a
-		})
-	}
-	launched := 1
-	launch := func() bool {
-		if launched > MaxRetries || time.Since(start) > e.cfg.RetryBudget || actx.Err() != nil {
-			return false
-		}
-		choice, err := bl.table.Pick(flow, e.view, exclude)
-		if err != nil {
-			return false
-		}
-		bl.meter.Retry()
-		launched++
-		tried = append(tried, choice)
-		p := &pending{choice: choice}
-		waiting = append(waiting, p)
-		h := hdr
-		h.EndpointID = choice.EndpointID
-		e.wg.Go(func() {
-			a := attempt{choice: choice, sent: len(early)}
-			a.str, a.err = e.regions.StartFlow(actx, choice.Region, &h, early, e.cfg.OpenTimeout)
-			if a.err == nil {
-				since := a.str.Silence()
-				p.since.Store(&since)
-				if a.err = backbone.AwaitAnswer(actx, a.str, time.Now().Add(e.cfg.OpenTimeout)); a.err != nil {
-					backbone.CancelFlow(a.str)
-					a.str = backbone.Stream{}
-				}
-			}
-			results <- a
-		})
-		return true
-	}
-	last := attempt{choice: first.choice, err: first.err}
-	// Either the first attempt failed, or its hedge delay has already
-	// passed in firstAttempt: the next attempt starts now.
-	silent()
-	if launch() && first.err == nil {
-		bl.meter.Hedge()
-	}
-	hedge := time.NewTimer(e.hedgeDelay(tried[len(tried)-1].Region))
-	defer hedge.Stop()
-	var won *attempt
-	for len(waiting) > 0 && won == nil {
-		select {
-		case r := <-results:
-			answered(r)
-			if r.err == nil {
-				won = &r
-				break
-			}
-			last = r
-			failed(r)
-			if launch() {
-				hedge.Reset(e.hedgeDelay(tried[len(tried)-1].Region))
-			}
-		case <-hedge.C:
-			silent()
-			if launch() {
-				bl.meter.Hedge()
-				hedge.Reset(e.hedgeDelay(tried[len(tried)-1].Region))
-			}
-		}
-	}
-	if won != nil && first.err == nil && won.choice != first.choice && !slices.Contains(unreachable, first.choice.Region) {
-		// The first attempt was still pending when another won, and its
-		// region was not silent: new flows avoid its endpoint for a while
-		// instead of each waiting for it.
-		e.view.suspect(first.choice.Region, first.choice.EndpointID)
-		e.rl.Info("endpoint suspected: answer slower than a hedge", "region", first.choice.Region,
-			"endpoint", first.choice.EndpointID, "for", e.cfg.SuspectFor)
-	}
-	if n := len(waiting); n > 0 {
-		// Losers: cancel them and release whatever they opened.
-		cancel()
-		e.wg.Go(func() {
-			for range n {
-				if r := <-results; r.err == nil {
-					backbone.CancelFlow(r.str)
-				}
-			}
-		})
-	}
-	if won == nil {
-		if last.err == nil {
-			last.err = router.ErrNoRoute
-		}
-		return last
-	}
-	return *won
-}
-
-// refusedByEndpoint reports whether err is the region's refusal for the
-// flow's endpoint (a failed dial and the like), after which another
-// endpoint of the same region may still serve it; false for an
-// unreachable region and for a region that is overloaded as a whole.
-func refusedByEndpoint(err error) bool {
-	var refused *wire.RefusedError
-	return errors.As(err, &refused) && refused.Code != wire.CodeOverloaded
-}
-
-// hedgeDelay is how long to wait for an attempt's answer from region
-// before starting another in parallel: the configured base plus twice the
-// region's smoothed RTT, so that a distant but healthy region is not
-// hedged against on every flow.
-func (e *Edge) hedgeDelay(region string) time.Duration {
-	d := e.cfg.HedgeDelay
-	if rtt, ok := e.regions.RegionRTT(region); ok {
-		d += 2 * rtt
-	}
-	return d
 }
 
 // ListenerKey names a listener in logs and routing tables.

@@ -98,7 +98,7 @@ func echoGateway(port uint16, eps map[string]netip.AddrPort) *gateway.Gateway {
 // are regions (preference in slice order, weight 1 each), every region
 // served on 127.0.0.1 over the real backbone, hedge delay 50 ms; flows
 // are recorded.
-func startRegionsLab(t *testing.T, port uint16, mode edge.EarlyData, regs []labRegion) (*edge.Edge, *records) {
+func startRegionsLab(t *testing.T, port uint16, mode edge.EarlyData, regs []labRegion, opts ...func(*edge.Config)) (*edge.Edge, *records) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -140,7 +140,7 @@ func startRegionsLab(t *testing.T, port uint16, mode edge.EarlyData, regs []labR
 		groups = append(groups, g)
 	}
 	rec := newRecords()
-	e, err := edge.New(edge.Config{
+	cfg := edge.Config{
 		Listeners: []edge.Listener{{
 			Protocol: "tcp", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
 			Ports:     []edge.PortRange{{From: port, To: port}},
@@ -149,7 +149,11 @@ func startRegionsLab(t *testing.T, port uint16, mode edge.EarlyData, regs []labR
 			Route:     router.Listener{Key: "hedge", Groups: groups},
 		}},
 		HedgeDelay: 50 * time.Millisecond,
-	}, regions)
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e, err := edge.New(cfg, regions)
 	require.NoError(t, err)
 	require.NoError(t, e.Listen())
 	ectx, ecancel := context.WithCancel(ctx)

@@ -95,6 +95,9 @@ type Config struct {
 	// HeaderTimeout bounds how long an edge may take to send a stream
 	// header (default 5 s).
 	HeaderTimeout time.Duration
+	// Dial, if set, dials endpoints over TCP instead of a net.Dialer (a
+	// seam for tests); it must return a *net.TCPConn.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// LoadInterval is how often the region pushes its load to every
 	// connected edge on the control stream (default 1 s).
 	LoadInterval time.Duration
@@ -165,6 +168,10 @@ func New(cfg Config) *Gateway {
 	}
 	if cfg.DownFor <= 0 {
 		cfg.DownFor = DefaultDownFor
+	}
+	if cfg.Dial == nil {
+		var d net.Dialer
+		cfg.Dial = d.DialContext
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -334,62 +341,102 @@ func (g *Gateway) refuse(s *quic.Stream, c wire.Code) {
 // its listener port; it refuses the stream and reports false when the
 // region has no such endpoint or the port is not the endpoint's listener's.
 func (g *Gateway) resolve(peer backbone.Peer, s *quic.Stream, h *wire.Header) (*Endpoint, string, bool) {
-	ep := (*g.table.Load())[h.EndpointID]
-	if ep == nil {
-		var code wire.Code
-		if ep, code = g.resolveCustom(h); code != wire.CodeOK {
-			if code == wire.CodeUnknownEndpoint || code == wire.CodeNotAllowed {
-				g.rl.Log(slog.LevelWarn, "unknown endpoint "+peer.Name, "stream names unknown endpoint or subnet port", "peer", peer.Name,
-					"kind", h.Kind, "endpoint", h.EndpointID, "listener_port", h.ListenerPort, "code", code.String())
-			}
-			g.refuse(s, code)
-			return nil, "", false
-		}
-	}
-	addr, ok := ep.Target(h.ListenerPort)
-	if !ok {
-		g.rl.Log(slog.LevelWarn, "port outside listener "+peer.Name, "stream names a port outside the endpoint's listener", "peer", peer.Name,
-			"kind", h.Kind, "endpoint", h.EndpointID, "listener_port", h.ListenerPort)
-		g.refuse(s, wire.CodeNotAllowed)
+	ep, addr, code := g.lookup(peer, h, h.EndpointID)
+	if code != wire.CodeOK {
+		g.refuse(s, code)
 		return nil, "", false
 	}
 	return ep, addr, true
 }
 
-func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stream, h *wire.Header) {
-	ep, addr, ok := g.resolve(peer, s, h)
-	if !ok {
-		return
+// lookup finds endpoint id of a stream and the address to dial for its
+// listener port, or the code to refuse it with.
+func (g *Gateway) lookup(peer backbone.Peer, h *wire.Header, id string) (*Endpoint, string, wire.Code) {
+	ep := (*g.table.Load())[id]
+	if ep == nil {
+		var code wire.Code
+		if ep, code = g.resolveCustom(h); code != wire.CodeOK {
+			if code == wire.CodeUnknownEndpoint || code == wire.CodeNotAllowed {
+				g.rl.Log(slog.LevelWarn, "unknown endpoint "+peer.Name, "stream names unknown endpoint or subnet port", "peer", peer.Name,
+					"kind", h.Kind, "endpoint", id, "listener_port", h.ListenerPort, "code", code.String())
+			}
+			return nil, "", code
+		}
 	}
-	release, ok := g.admitFlow(peer.Name)
+	addr, ok := ep.Target(h.ListenerPort)
 	if !ok {
-		g.refuse(s, wire.CodeOverloaded)
-		return
+		g.rl.Log(slog.LevelWarn, "port outside listener "+peer.Name, "stream names a port outside the endpoint's listener", "peer", peer.Name,
+			"kind", h.Kind, "endpoint", id, "listener_port", h.ListenerPort)
+		return nil, "", wire.CodeNotAllowed
 	}
+	return ep, addr, wire.CodeOK
+}
+
+// dial connects to endpoint ep at addr within the dial timeout, counting
+// the dial; a failure (not a cancellation of ctx) ejects the endpoint (or
+// marks a custom routing destination down) and returns the answer code.
+func (g *Gateway) dial(ctx context.Context, ep *Endpoint, addr string) (*net.TCPConn, wire.Code) {
 	st := g.statsOf(ep.ID)
 	st.dialsTCP.Add(1)
 	start := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, g.cfg.DialTimeout)
-	d := net.Dialer{}
-	c, err := d.DialContext(dctx, "tcp", addr)
+	c, err := g.cfg.Dial(dctx, "tcp", addr)
 	cancel()
 	if err != nil {
 		code := dialCode(err)
+		if ctx.Err() != nil {
+			return nil, code // cancelled: the flow is gone, or another dial won
+		}
 		st.fail(code)
 		g.rl.Log(slog.LevelWarn, "dial "+ep.ID, "endpoint dial failed", "endpoint", ep.ID, "addr", addr, "code", code.String(), "err", err)
 		switch {
-		case ctx.Err() != nil:
 		case ep.dest.IsValid():
 			g.markDown(ep.ID, ep.dest, code.String())
 		case g.cfg.Ejector != nil:
 			g.cfg.Ejector.Eject(ep.ID, code.String())
 		}
-		release()
-		g.refuse(s, code)
-		return
+		return nil, code
 	}
 	st.observe(time.Since(start))
-	tc := c.(*net.TCPConn)
+	return c.(*net.TCPConn), wire.CodeOK
+}
+
+func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stream, h *wire.Header) {
+	var (
+		ep     *Endpoint
+		tc     *net.TCPConn
+		winner int
+	)
+	held := h.Flags&wire.FlagHold != 0
+	var release func()
+	if held {
+		var ok bool
+		if release, ok = g.admitFlow(peer.Name); !ok {
+			g.refuse(s, wire.CodeOverloaded)
+			return
+		}
+		if ep, tc, winner, ok = g.dialHeld(ctx, peer, s, h); !ok {
+			release()
+			return
+		}
+	} else {
+		var addr string
+		var ok bool
+		if ep, addr, ok = g.resolve(peer, s, h); !ok {
+			return
+		}
+		if release, ok = g.admitFlow(peer.Name); !ok {
+			g.refuse(s, wire.CodeOverloaded)
+			return
+		}
+		var code wire.Code
+		if tc, code = g.dial(ctx, ep, addr); tc == nil {
+			release()
+			g.refuse(s, code)
+			return
+		}
+	}
+	st := g.statsOf(ep.ID)
 	if ep.ProxyProtocol {
 		if err := writeProxyHeader(tc, h); err != nil {
 			_ = tc.Close()
@@ -398,7 +445,8 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 			return
 		}
 	}
-	if _, err := s.Write([]byte{byte(wire.CodeOK)}); err != nil {
+	var answer [2]byte
+	if _, err := s.Write(wire.AppendAnswer(answer[:0], wire.CodeOK, held, winner)); err != nil {
 		_ = tc.Close()
 		release()
 		s.CancelRead(wire.StreamReset)
@@ -483,6 +531,13 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 		return
 	}
 	g.log.Debug("edge hello", "peer", peer.Name, "version", hello.Version, "proto", hello.Proto)
+	// From control protocol 4 on the region answers with its own hello,
+	// which says what it serves (capabilities), before anything else.
+	if hello.Proto >= 4 {
+		if err := wire.WriteMsg(s, wire.MsgHello, wire.Hello{Proto: wire.ControlProto, Caps: holdCaps}); err != nil {
+			return
+		}
+	}
 
 	notify := make(chan struct{}, 1)
 	var fleetNotify chan struct{} // nil for edges of protocol 1: they get no relay

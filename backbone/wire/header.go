@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"time"
 )
 
 // Version is the newest header version this build reads and writes.
@@ -67,7 +68,7 @@ func (k Kind) String() string {
 const MaxEndpointIDLen = 63
 
 // MaxHeaderLen bounds the encoded size of a Header.
-const MaxHeaderLen = 5 + 1 + MaxEndpointIDLen + 8 + 2*(1+16+2)
+const MaxHeaderLen = 5 + 1 + MaxEndpointIDLen + 8 + 2*(1+16+2) + holdExtraLen
 
 // Header opens a data stream. It names the endpoint by ID (never by
 // address), the client and the accelerator address the client reached, and
@@ -86,6 +87,13 @@ type Header struct {
 	Client netip.AddrPort
 	// Accelerator is the anycast address and port the client sent to.
 	Accelerator netip.AddrPort
+	// Alternates (FlagHold) are further endpoints of the same group, in
+	// the flow's rendezvous order after EndpointID (hold.go).
+	Alternates []string
+	// HedgeDelay (FlagHold) is how long the region waits for a candidate's
+	// dial before starting the next one in parallel; millisecond
+	// resolution, at most 65.535 s.
+	HedgeDelay time.Duration
 }
 
 // Errors returned by ReadHeader; each maps to a refusal code.
@@ -122,6 +130,9 @@ func AppendHeader(b []byte, h *Header) ([]byte, error) {
 	b = binary.BigEndian.AppendUint64(b, h.FlowID)
 	b = appendAddr(b, h.Client)
 	b = appendAddr(b, h.Accelerator)
+	if h.Flags&FlagHold != 0 {
+		return appendHold(b, h)
+	}
 	return b, nil
 }
 
@@ -157,6 +168,9 @@ func ReadHeader(r io.Reader) (Header, error) {
 	if fixed[0] >= 2 {
 		// Version 2 put the flags where version 1 starts the listener port.
 		h.Flags = Flags(fixed[2])
+		if h.Flags&^knownFlags != 0 {
+			return h, fmt.Errorf("%w: %#x", ErrFlags, uint8(h.Flags))
+		}
 		copy(fixed[2:4], fixed[3:5])
 		if _, err := io.ReadFull(r, fixed[4:5]); err != nil {
 			if err == io.EOF {
@@ -182,6 +196,11 @@ func ReadHeader(r io.Reader) (Header, error) {
 	}
 	if h.Accelerator, err = readAddr(r); err != nil {
 		return h, fmt.Errorf("header: accelerator address: %w", err)
+	}
+	if h.Flags&FlagHold != 0 {
+		if err := readHold(r, &h); err != nil {
+			return h, fmt.Errorf("header: hold: %w", unexpectedEOF(err))
+		}
 	}
 	return h, nil
 }
@@ -212,4 +231,12 @@ func readAddr(r io.Reader) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("%w: %d", ErrAddrFamily, buf[0])
 	}
 	return netip.AddrPortFrom(a, binary.BigEndian.Uint16(rest)), nil
+}
+
+// unexpectedEOF turns an EOF inside a header into io.ErrUnexpectedEOF.
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }

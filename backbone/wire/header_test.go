@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -65,6 +67,13 @@ func TestHeaderRejects(t *testing.T) {
 		"lane in v1":   {[]byte{1, 4, 0, 0, 0}, ErrKind},
 		"kind 5":       {[]byte{2, 5, 0, 0, 0, 0}, ErrKind},
 		"v2 truncated": {[]byte{2, 1, 1, 0, 80}, io.ErrUnexpectedEOF},
+		"unknown flag": {[]byte{2, 1, 0x80, 0, 80, 1, 'e'}, ErrFlags},
+		"hold truncated": {append(append([]byte{2, 1, byte(FlagHold)}, good[2:]...), 0, 200, 1, 3, 'a'),
+			io.ErrUnexpectedEOF},
+		"hold too many": {append(append([]byte{2, 1, byte(FlagHold)}, good[2:]...), 0, 200, MaxAlternates+1),
+			ErrAlternates},
+		"hold empty alternate": {append(append([]byte{2, 1, byte(FlagHold)}, good[2:]...), 0, 200, 1, 0),
+			ErrAlternates},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -75,6 +84,33 @@ func TestHeaderRejects(t *testing.T) {
 	}
 	_, err = AppendHeader(nil, &Header{Kind: KindTCP, EndpointID: string(bytes.Repeat([]byte{'x'}, 64))})
 	require.ErrorIs(t, err, ErrIDLength)
+	_, err = AppendHeader(nil, &Header{Kind: KindTCP, Flags: FlagHold, EndpointID: "a", Alternates: make([]string, MaxAlternates+1)})
+	require.ErrorIs(t, err, ErrAlternates)
+}
+
+// TestHeldHeader: a held header carries its candidates and hedge delay,
+// is version 2, and the longest one fits MaxHeaderLen.
+func TestHeldHeader(t *testing.T) {
+	long := string(bytes.Repeat([]byte{'x'}, MaxEndpointIDLen))
+	h := Header{Kind: KindTCP, Flags: FlagHold, ListenerPort: 443, EndpointID: long,
+		Alternates: []string{long, long, long, long}, HedgeDelay: 250 * time.Millisecond,
+		Client:      netip.MustParseAddrPort("[2001:db8::5]:40000"),
+		Accelerator: netip.MustParseAddrPort("[2001:db8::10]:443")}
+	b, err := AppendHeader(nil, &h)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, b[0])
+	require.Len(t, b, MaxHeaderLen)
+	r := bytes.NewReader(append(b, "payload"...))
+	got, err := ReadHeader(r)
+	require.NoError(t, err)
+	require.Equal(t, h, got)
+	require.Equal(t, []string{long, long, long, long, long}, got.Candidates())
+	rest, _ := io.ReadAll(r)
+	require.Equal(t, "payload", string(rest))
+
+	require.Equal(t, []byte{0, 3}, AppendAnswer(nil, CodeOK, true, 3))
+	require.Equal(t, []byte{0}, AppendAnswer(nil, CodeOK, false, 3))
+	require.Equal(t, []byte{4}, AppendAnswer(nil, CodeDialRefused, true, 0))
 }
 
 func FuzzReadHeader(f *testing.F) {
@@ -85,6 +121,10 @@ func FuzzReadHeader(f *testing.F) {
 	f.Add(striped)
 	lane, _ := AppendHeader(nil, &Header{Kind: KindLane, FlowID: 9})
 	f.Add(lane)
+	held, _ := AppendHeader(nil, &Header{Kind: KindTCP, Flags: FlagHold, ListenerPort: 80, EndpointID: "web-1",
+		Alternates: []string{"web-2", "web-3"}, HedgeDelay: 200 * time.Millisecond,
+		Client: netip.MustParseAddrPort("127.0.0.1:1"), Accelerator: netip.MustParseAddrPort("127.0.0.1:2")})
+	f.Add(held)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := ReadHeader(bytes.NewReader(b))
 		if err != nil {
@@ -95,7 +135,7 @@ func FuzzReadHeader(f *testing.F) {
 			t.Fatalf("decoded header does not encode: %v", err)
 		}
 		h2, err := ReadHeader(bytes.NewReader(out))
-		if err != nil || h2 != h {
+		if err != nil || !reflect.DeepEqual(h2, h) {
 			t.Fatalf("round trip: %v %+v != %+v", err, h2, h)
 		}
 	})
