@@ -80,7 +80,7 @@ type Client struct {
 	changed chan struct{}                    // coalescing signal of reachability, health or fleet changes
 	dgram   datagrams                        // see datagram.go
 	rtt     rttFilter                        // the routing RTT (rtt.go)
-	holds   atomic.Bool                      // the region's hello listed wire.CapHold
+	caps    atomic.Pointer[[]string]         // what the region's hello listed (Offers)
 	now     func() time.Time                 // the clock of RTT samples
 	// stripeCap: the region's hello listed wire.CapStripe.
 	stripeCap atomic.Bool
@@ -237,9 +237,13 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 // Region returns the region's name.
 func (c *Client) Region() string { return c.cfg.Region }
 
-// Holds reports whether the region serves held streams (wire.FlagHold):
-// its hello on the last connection that spoke listed the capability.
-func (c *Client) Holds() bool { return c.holds.Load() }
+// Offers reports whether the region serves an optional feature: its hello
+// on the last connection that spoke listed capability cp (wire.CapHold,
+// wire.CapTLS, …).
+func (c *Client) Offers(cp string) bool {
+	caps := c.caps.Load()
+	return caps != nil && slices.Contains(*caps, cp)
+}
 
 // Run dials the pool and keeps it up until ctx ends, then closes every
 // connection with a shutdown code. It returns nil on a clean stop.
@@ -464,7 +468,7 @@ func (c *Client) control(conn *quic.Conn, established chan<- struct{}) error {
 				return fmt.Errorf("hello message: %w", err)
 			}
 			c.stripeCap.Store(h.Has(wire.CapStripe))
-			c.holds.Store(h.Has(wire.CapHold))
+			c.caps.Store(&h.Caps)
 		case wire.MsgHealth:
 			var h wire.Health
 			if err := json.Unmarshal(body, &h); err != nil {

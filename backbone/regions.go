@@ -36,10 +36,11 @@ func (r Regions) EndpointHealthy(region, id string) bool {
 	return healthy || !known
 }
 
-// Holds reports whether region serves held streams (wire.FlagHold).
-func (r Regions) Holds(region string) bool {
+// Offers reports whether region serves an optional feature (its hello
+// listed capability cp).
+func (r Regions) Offers(region, cp string) bool {
 	c := r[region]
-	return c != nil && c.Holds()
+	return c != nil && c.Offers(cp)
 }
 
 // Fleet merges the edge states every reachable region relayed, keeping the

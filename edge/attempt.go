@@ -69,13 +69,19 @@ var errAbandoned = errors.New("region silent since the attempt started; moved on
 // attempt its candidates: the choice's endpoint and the next ones of its
 // group in the flow's rendezvous order. An attempt is held when hold is
 // set, the listener is not custom routing (one destination, nothing to
-// hedge) and the region serves held streams.
+// hedge) and the region serves held streams. The header carries the
+// client's TLS fields (base's, when the edge terminated its TLS) only to a
+// region that reads them.
 func (e *Edge) attemptHeader(bl *boundListener, f router.Flow, base wire.Header, choice router.Choice, hold bool) (wire.Header, []string) {
 	h := base
 	h.EndpointID = choice.EndpointID
 	h.Flags &^= wire.FlagHold
 	h.Alternates, h.HedgeDelay = nil, 0
-	if !hold || bl.l.Custom != nil || !e.regions.Holds(choice.Region) {
+	if h.Flags&wire.FlagTLS != 0 && !e.regions.Offers(choice.Region, wire.CapTLS) {
+		h.Flags &^= wire.FlagTLS
+		h.SNI, h.ALPN, h.TLSVersion = "", "", 0
+	}
+	if !hold || bl.l.Custom != nil || !e.regions.Offers(choice.Region, wire.CapHold) {
 		return h, nil
 	}
 	cands := []string{choice.EndpointID}
@@ -110,7 +116,7 @@ func (e *Edge) answerWait(a *attempt) time.Duration {
 // outcome: a stream answered OK, or no route at all. Otherwise the
 // returned attempt is either failed (err set) or still pending (str set,
 // err nil): the hedged path takes it from there.
-func (e *Edge) firstAttempt(ctx context.Context, bl *boundListener, f router.Flow, hdr wire.Header, c *net.TCPConn, ed *early) (attempt, bool) {
+func (e *Edge) firstAttempt(ctx context.Context, bl *boundListener, f router.Flow, hdr wire.Header, c net.Conn, ed *early) (attempt, bool) {
 	choice, err := e.pickFirst(bl, f)
 	if err != nil {
 		e.rl.Warn("no route for flow", "listener", bl.l.Route.Key, "client", f.Src.String(), "err", err)
@@ -153,7 +159,7 @@ func (e *Edge) firstAttempt(ctx context.Context, bl *boundListener, f router.Flo
 // backbone.AwaitWinner, and meanwhile reads the client's first bytes into
 // ed, sending on a's stream those ed allows. A client that fails stops the
 // wait (ed.err is set).
-func (e *Edge) awaitReading(ctx context.Context, c *net.TCPConn, a *attempt, ed *early, deadline time.Time) (int, error) {
+func (e *Edge) awaitReading(ctx context.Context, c net.Conn, a *attempt, ed *early, deadline time.Time) (int, error) {
 	type answer struct {
 		winner int
 		err    error

@@ -158,7 +158,7 @@ func (ed *early) poll(c *net.TCPConn) {
 
 // read waits for more client bytes. It returns false when reading should
 // stop: the deadline passed (the answer came), or done.
-func (ed *early) read(c *net.TCPConn) bool {
+func (ed *early) read(c net.Conn) bool {
 	ed.grab()
 	n, err := c.Read((*ed.buf)[ed.n:])
 	ed.n += n

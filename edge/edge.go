@@ -30,6 +30,7 @@ import (
 	"github.com/anyedge/anyedge/edge/internal/closer"
 	"github.com/anyedge/anyedge/edge/internal/liveness"
 	"github.com/anyedge/anyedge/edge/router"
+	"github.com/anyedge/anyedge/edge/tlsterm"
 	"github.com/anyedge/anyedge/internal/ratelog"
 )
 
@@ -63,6 +64,10 @@ type Listener struct {
 	// listener port names its destination, region and subnet (the
 	// "endpoint" of Route's groups); Route then serves readiness only.
 	Custom *portmap.Table
+	// TLS, when set, terminates TLS at the edge (beyond AWS Global
+	// Accelerator): the flow carries the decrypted bytes. Run runs its
+	// file watcher.
+	TLS *tlsterm.Terminator
 }
 
 // picker returns the listener's routing decision, compiled.
@@ -322,8 +327,19 @@ func (e *Edge) Run(ctx context.Context) error {
 		}
 	}
 	e.mu.Unlock()
+	// The certificate watchers of listeners that terminate TLS run while
+	// anything may still handshake.
+	wctx, wstop := context.WithCancel(ctx)
+	var watch sync.WaitGroup
+	for i := range e.cfg.Listeners {
+		if t := e.cfg.Listeners[i].TLS; t != nil {
+			watch.Go(func() { _ = t.Run(wctx) })
+		}
+	}
 	e.accepting.Wait()
 	e.wg.Wait()
+	wstop()
+	watch.Wait()
 	return nil
 }
 
@@ -448,16 +464,40 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 	hdr := wire.Header{Kind: wire.KindTCP, ListenerPort: bl.port, Client: src, Accelerator: dst}
 	rec := flow.Record{Client: src, AcceleratorAddr: dst, Start: time.Now()}
 
+	// The client side of the flow: c, or its TLS layer when the edge
+	// terminates TLS for the listener.
+	var client splice.TCP = c
+	if bl.l.TLS != nil {
+		tc, err := bl.l.TLS.Handshake(ctx, c)
+		if err != nil {
+			e.rl.Info("tls handshake failed", "listener", bl.l.Route.Key, "client", src.String(), "err", err)
+			rec.Reason = flow.TLSFailed
+			if e.stopping.Load() {
+				rec.Reason = flow.Shutdown
+			}
+			e.endSetup(bl, c, &rec)
+			return
+		}
+		client = tc
+		hdr.Flags |= wire.FlagTLS
+		hdr.SNI, hdr.ALPN, hdr.TLSVersion = tc.Info.SNI, tc.Info.ALPN, tc.Info.Version
+	}
 	var ed *early
 	if bl.l.EarlyData != EarlyOff {
 		ed = &early{mode: bl.l.EarlyData}
 		defer ed.release()
-		if ed.poll(c); ed.err != nil {
+		if bl.l.TLS == nil {
+			// What the client already sent, without waiting (the TLS
+			// layer may hold decrypted bytes the socket does not show:
+			// with TLS the reads while the flow is set up take them).
+			ed.poll(c)
+		}
+		if ed.err != nil {
 			e.abort(bl, c, &rec, ed.err)
 			return
 		}
 	}
-	won, ok := e.firstAttempt(ctx, bl, rf, hdr, c, ed)
+	won, ok := e.firstAttempt(ctx, bl, rf, hdr, client, ed)
 	if !ok && (ed == nil || ed.err == nil) {
 		won = e.hedged(ctx, bl, rf, hdr, won, ed)
 	}
@@ -496,8 +536,9 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 		bl.meter.BytesIn().Add(uint64(n))
 	}
 	e.wg.Add(1)
-	opts := splice.Options{Idle: bl.l.IdleTimeout, Up: bl.meter.BytesIn(), Down: bl.meter.BytesOut(), TCPInfo: true}
-	splice.StartWith(c, won.str, opts, func(res splice.Result) {
+	opts := splice.Options{Idle: bl.l.IdleTimeout, Up: bl.meter.BytesIn(), Down: bl.meter.BytesOut(), TCPInfo: true,
+		Buffered: bl.l.TLS != nil}
+	splice.StartWith(client, won.str, opts, func(res splice.Result) {
 		won.str.Release()
 		e.untrack(c)
 		rec.BytesIn += uint64(res.Up)

@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
 	"github.com/quic-go/quic-go"
 
 	"github.com/anyedge/anyedge/backbone"
@@ -53,6 +55,14 @@ type Endpoint struct {
 	ProxyProtocol bool
 	// IdleTimeout cuts a TCP flow with no traffic (0: never).
 	IdleTimeout time.Duration
+	// Reencrypt, when set, has the region speak TLS to the endpoint
+	// (after the PROXY header, if any): its RootCAs verify the endpoint's
+	// certificate, and its ServerName, when set, is the name sent and
+	// verified — else the client's SNI (wire.FlagTLS), else Host. The
+	// region offers the endpoint the ALPN protocol the client negotiated
+	// with the edge, if any, and refuses the flow when the endpoint does
+	// not take it. Share one ClientSessionCache among flows.
+	Reencrypt *tls.Config
 
 	// dest is set for a custom routing destination (see custom.go).
 	dest netip.AddrPort
@@ -372,20 +382,34 @@ func (g *Gateway) lookup(peer backbone.Peer, h *wire.Header, id string) (*Endpoi
 	return ep, addr, wire.CodeOK
 }
 
-// dial connects to endpoint ep at addr within the dial timeout, counting
-// the dial; a failure (not a cancellation of ctx) ejects the endpoint (or
-// marks a custom routing destination down) and returns the answer code.
-func (g *Gateway) dial(ctx context.Context, ep *Endpoint, addr string) (*net.TCPConn, wire.Code) {
+// endpointConn is a connection to an endpoint, ready for a flow's bytes.
+type endpointConn struct {
+	raw *net.TCPConn
+	// side is what the splice reads and writes: raw, or TLS over it.
+	side splice.TCP
+	tls  bool
+}
+
+// connect dials endpoint ep at addr and readies the connection (the
+// PROXY header written, the TLS handshake done for an endpoint the region
+// re-encrypts to), all within the dial timeout, counting the dial; a
+// failure (not a cancellation of ctx) ejects the endpoint (or marks a
+// custom routing destination down) and returns the answer code.
+func (g *Gateway) connect(ctx context.Context, ep *Endpoint, addr string, h *wire.Header) (endpointConn, wire.Code) {
 	st := g.statsOf(ep.ID)
 	st.dialsTCP.Add(1)
 	start := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, g.cfg.DialTimeout)
 	c, err := g.cfg.Dial(dctx, "tcp", addr)
+	var ec endpointConn
+	if err == nil {
+		ec, err = ready(dctx, ep, c.(*net.TCPConn), h)
+	}
 	cancel()
 	if err != nil {
 		code := dialCode(err)
 		if ctx.Err() != nil {
-			return nil, code // cancelled: the flow is gone, or another dial won
+			return endpointConn{}, code // cancelled: the flow is gone, or another dial won
 		}
 		st.fail(code)
 		g.rl.Log(slog.LevelWarn, "dial "+ep.ID, "endpoint dial failed", "endpoint", ep.ID, "addr", addr, "code", code.String(), "err", err)
@@ -395,16 +419,55 @@ func (g *Gateway) dial(ctx context.Context, ep *Endpoint, addr string) (*net.TCP
 		case g.cfg.Ejector != nil:
 			g.cfg.Ejector.Eject(ep.ID, code.String())
 		}
-		return nil, code
+		return endpointConn{}, code
 	}
 	st.observe(time.Since(start))
-	return c.(*net.TCPConn), wire.CodeOK
+	return ec, wire.CodeOK
+}
+
+// ready writes the PROXY header to a fresh endpoint connection, when the
+// endpoint wants one, and runs the TLS handshake when the region
+// re-encrypts to it; on an error c is closed.
+func ready(ctx context.Context, ep *Endpoint, c *net.TCPConn, h *wire.Header) (endpointConn, error) {
+	ec := endpointConn{raw: c, side: c}
+	if ep.ProxyProtocol {
+		if err := writeProxyHeader(c, h); err != nil {
+			_ = c.Close()
+			return ec, err
+		}
+	}
+	if ep.Reencrypt == nil {
+		return ec, nil
+	}
+	conf := ep.Reencrypt.Clone()
+	switch {
+	case conf.ServerName != "":
+	case h.SNI != "":
+		conf.ServerName = h.SNI
+	default:
+		conf.ServerName = ep.Host
+	}
+	conf.NextProtos = nil
+	if h.ALPN != "" {
+		conf.NextProtos = []string{h.ALPN}
+	}
+	tc := tls.Client(c, conf)
+	err := tc.HandshakeContext(ctx)
+	if err == nil && h.ALPN != "" && tc.ConnectionState().NegotiatedProtocol != h.ALPN {
+		err = fmt.Errorf("tls to endpoint: it did not take ALPN %q, which the client negotiated", h.ALPN)
+	}
+	if err != nil {
+		_ = c.Close()
+		return ec, fmt.Errorf("tls to endpoint: %w", err)
+	}
+	ec.side, ec.tls = &splice.TLS{Conn: tc, Raw: c}, true
+	return ec, nil
 }
 
 func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stream, h *wire.Header) {
 	var (
 		ep     *Endpoint
-		tc     *net.TCPConn
+		ec     endpointConn
 		winner int
 	)
 	held := h.Flags&wire.FlagHold != 0
@@ -415,7 +478,7 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 			g.refuse(s, wire.CodeOverloaded)
 			return
 		}
-		if ep, tc, winner, ok = g.dialHeld(ctx, peer, s, h); !ok {
+		if ep, ec, winner, ok = g.dialHeld(ctx, peer, s, h); !ok {
 			release()
 			return
 		}
@@ -430,21 +493,14 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 			return
 		}
 		var code wire.Code
-		if tc, code = g.dial(ctx, ep, addr); tc == nil {
+		if ec, code = g.connect(ctx, ep, addr, h); ec.raw == nil {
 			release()
 			g.refuse(s, code)
 			return
 		}
 	}
 	st := g.statsOf(ep.ID)
-	if ep.ProxyProtocol {
-		if err := writeProxyHeader(tc, h); err != nil {
-			_ = tc.Close()
-			release()
-			g.refuse(s, wire.CodeDialFailed)
-			return
-		}
-	}
+	tc := ec.raw
 	var answer [2]byte
 	if _, err := s.Write(wire.AppendAnswer(answer[:0], wire.CodeOK, held, winner)); err != nil {
 		_ = tc.Close()
@@ -472,7 +528,7 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 	}
 	// The splice runs in goroutines of its own; this handler's goroutine
 	// returns so that an idle flow keeps no more than the copy loops alive.
-	splice.Start(tc, str, ep.IdleTimeout, func(splice.Result) {
+	splice.StartWith(ec.side, str, splice.Options{Idle: ep.IdleTimeout, Buffered: ec.tls}, func(splice.Result) {
 		stop()
 		release()
 		g.flows.Add(-1)
@@ -488,8 +544,46 @@ func writeProxyHeader(c net.Conn, h *wire.Header) error {
 		dst = net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom16(h.Accelerator.Addr().As16()), h.Accelerator.Port()))
 	}
 	hdr := proxyproto.HeaderProxyFromAddrs(2, src, dst)
+	if h.Flags&wire.FlagTLS != 0 {
+		if err := hdr.SetTLVs(tlsTLVs(h)); err != nil {
+			return err
+		}
+	}
 	_, err := hdr.WriteTo(c)
 	return err
+}
+
+// tlsTLVs tells an endpoint behind a PROXY header what the client's TLS
+// with the edge was (PROXY protocol v2, section 2.2): the application
+// protocol (PP2_TYPE_ALPN), the server name (PP2_TYPE_AUTHORITY) and that
+// TLS was used, with its version (PP2_TYPE_SSL, PP2_SUBTYPE_SSL_VERSION,
+// as HAProxy spells it: "TLSv1.3").
+func tlsTLVs(h *wire.Header) []proxyproto.TLV {
+	var tlvs []proxyproto.TLV
+	if h.ALPN != "" {
+		tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_ALPN, Value: []byte(h.ALPN)})
+	}
+	if h.SNI != "" {
+		tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte(h.SNI)})
+	}
+	ssl := tlvparse.PP2SSL{Client: tlvparse.PP2_BITFIELD_CLIENT_SSL}
+	if v := tlsVersionName(h.TLSVersion); v != "" {
+		ssl.TLV = []proxyproto.TLV{{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte(v)}}
+	}
+	if t, err := ssl.Marshal(); err == nil {
+		tlvs = append(tlvs, t)
+	}
+	return tlvs
+}
+
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	}
+	return ""
 }
 
 // dialCode maps a dial error to the answer code.
@@ -534,7 +628,7 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 	// From control protocol 4 on the region answers with its own hello,
 	// which says what it serves (capabilities), before anything else.
 	if hello.Proto >= 4 {
-		if err := wire.WriteMsg(s, wire.MsgHello, wire.Hello{Proto: wire.ControlProto, Caps: holdCaps}); err != nil {
+		if err := wire.WriteMsg(s, wire.MsgHello, wire.Hello{Proto: wire.ControlProto, Caps: regionCaps}); err != nil {
 			return
 		}
 	}

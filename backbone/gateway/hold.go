@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -25,8 +24,9 @@ import (
 // fails the region answers the last failure and discards the bytes, so the
 // edge may carry them to another region.
 
-// holdCaps is what this region lists in its hello.
-var holdCaps = []string{wire.CapHold}
+// regionCaps is what this region lists in its hello: held streams, and
+// the TLS fields of streams whose client's TLS the edge terminated.
+var regionCaps = []string{wire.CapHold, wire.CapTLS}
 
 // held is one candidate of a held stream.
 type heldCandidate struct {
@@ -37,14 +37,14 @@ type heldCandidate struct {
 
 type heldDial struct {
 	heldCandidate
-	c    *net.TCPConn
+	c    endpointConn
 	code wire.Code
 }
 
 // dialHeld dials a held stream's candidates until one connects and returns
 // it with its index; it refuses the stream (or finds it cancelled by the
 // edge) and reports false when none does.
-func (g *Gateway) dialHeld(ctx context.Context, peer backbone.Peer, s *quic.Stream, h *wire.Header) (*Endpoint, *net.TCPConn, int, bool) {
+func (g *Gateway) dialHeld(ctx context.Context, peer backbone.Peer, s *quic.Stream, h *wire.Header) (*Endpoint, endpointConn, int, bool) {
 	var cands []heldCandidate
 	code := wire.CodeUnknownEndpoint
 	for i, id := range h.Candidates() {
@@ -57,7 +57,7 @@ func (g *Gateway) dialHeld(ctx context.Context, peer backbone.Peer, s *quic.Stre
 	}
 	if len(cands) == 0 {
 		g.refuse(s, code)
-		return nil, nil, 0, false
+		return nil, endpointConn{}, 0, false
 	}
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -72,8 +72,8 @@ func (g *Gateway) dialHeld(ctx context.Context, peer backbone.Peer, s *quic.Stre
 		next++
 		inflight++
 		go func() {
-			tc, code := g.dial(dctx, c.ep, c.addr)
-			results <- heldDial{heldCandidate: c, c: tc, code: code}
+			ec, code := g.connect(dctx, c.ep, c.addr, h)
+			results <- heldDial{heldCandidate: c, c: ec, code: code}
 		}()
 		return true
 	}
@@ -91,7 +91,7 @@ func (g *Gateway) dialHeld(ctx context.Context, peer backbone.Peer, s *quic.Stre
 		select {
 		case r := <-results:
 			inflight--
-			if r.c != nil {
+			if r.c.raw != nil {
 				won = &r
 				break
 			}
@@ -115,8 +115,8 @@ func (g *Gateway) dialHeld(ctx context.Context, peer backbone.Peer, s *quic.Stre
 		cancel()
 		go func(n int) {
 			for range n {
-				if r := <-results; r.c != nil {
-					_ = r.c.Close()
+				if r := <-results; r.c.raw != nil {
+					_ = r.c.raw.Close()
 				}
 			}
 		}(inflight)
@@ -125,15 +125,15 @@ func (g *Gateway) dialHeld(ctx context.Context, peer backbone.Peer, s *quic.Stre
 		// The edge gave up on this region (it moved the flow): deliver
 		// nothing.
 		if won != nil {
-			_ = won.c.Close()
+			_ = won.c.raw.Close()
 		}
 		s.CancelRead(wire.StreamReset)
 		s.CancelWrite(wire.StreamReset)
-		return nil, nil, 0, false
+		return nil, endpointConn{}, 0, false
 	}
 	if won == nil {
 		g.refuse(s, code)
-		return nil, nil, 0, false
+		return nil, endpointConn{}, 0, false
 	}
 	return won.ep, won.c, won.idx, true
 }

@@ -97,6 +97,11 @@ type Options struct {
 	Up, Down *atomic.Uint64
 	// TCPInfo reads the TCP side's segment counts into the Result.
 	TCPInfo bool
+	// Buffered says the TCP side holds bytes above its socket (TLS
+	// terminated in the process): its reads must not wait for the socket
+	// to become readable first, so an idle flow keeps a small buffer there
+	// too.
+	Buffered bool
 }
 
 type joint struct {
@@ -208,7 +213,7 @@ func (j *joint) deadline() time.Time {
 // upstream copies TCP → stream; the client's FIN becomes a stream FIN.
 func (j *joint) upstream() int64 {
 	var wait func() error
-	if j.rc != nil {
+	if j.rc != nil && !j.opts.Buffered {
 		wait = j.waitReadable
 	}
 	return j.pump(j.c.Read, j.s.Write, SideTCP, j.c.SetReadDeadline, wait, func() { _ = j.s.Close() })

@@ -68,7 +68,7 @@ func (k Kind) String() string {
 const MaxEndpointIDLen = 63
 
 // MaxHeaderLen bounds the encoded size of a Header.
-const MaxHeaderLen = 5 + 1 + MaxEndpointIDLen + 8 + 2*(1+16+2) + holdExtraLen
+const MaxHeaderLen = 5 + 1 + MaxEndpointIDLen + 8 + 2*(1+16+2) + holdExtraLen + tlsExtraLen
 
 // Header opens a data stream. It names the endpoint by ID (never by
 // address), the client and the accelerator address the client reached, and
@@ -94,6 +94,11 @@ type Header struct {
 	// dial before starting the next one in parallel; millisecond
 	// resolution, at most 65.535 s.
 	HedgeDelay time.Duration
+	// SNI and ALPN (FlagTLS) are what the client's TLS handshake with the
+	// edge asked for and negotiated, TLSVersion its version
+	// (tls.VersionTLS13, …; tlsinfo.go).
+	SNI, ALPN  string
+	TLSVersion uint16
 }
 
 // Errors returned by ReadHeader; each maps to a refusal code.
@@ -130,8 +135,14 @@ func AppendHeader(b []byte, h *Header) ([]byte, error) {
 	b = binary.BigEndian.AppendUint64(b, h.FlowID)
 	b = appendAddr(b, h.Client)
 	b = appendAddr(b, h.Accelerator)
+	var err error
 	if h.Flags&FlagHold != 0 {
-		return appendHold(b, h)
+		if b, err = appendHold(b, h); err != nil {
+			return b, err
+		}
+	}
+	if h.Flags&FlagTLS != 0 {
+		return appendTLS(b, h)
 	}
 	return b, nil
 }
@@ -200,6 +211,11 @@ func ReadHeader(r io.Reader) (Header, error) {
 	if h.Flags&FlagHold != 0 {
 		if err := readHold(r, &h); err != nil {
 			return h, fmt.Errorf("header: hold: %w", unexpectedEOF(err))
+		}
+	}
+	if h.Flags&FlagTLS != 0 {
+		if err := readTLS(r, &h); err != nil {
+			return h, fmt.Errorf("header: tls: %w", unexpectedEOF(err))
 		}
 	}
 	return h, nil

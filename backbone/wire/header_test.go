@@ -74,6 +74,10 @@ func TestHeaderRejects(t *testing.T) {
 			ErrAlternates},
 		"hold empty alternate": {append(append([]byte{2, 1, byte(FlagHold)}, good[2:]...), 0, 200, 1, 0),
 			ErrAlternates},
+		"tls sni too long": {append(append([]byte{2, 1, byte(FlagTLS)}, good[2:]...), 3, 4, MaxSNILen+1),
+			ErrTLSInfo},
+		"tls truncated": {append(append([]byte{2, 1, byte(FlagTLS)}, good[2:]...), 3, 4, 3, 'a', 'b', 'c', 2, 'h'),
+			io.ErrUnexpectedEOF},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -89,11 +93,13 @@ func TestHeaderRejects(t *testing.T) {
 }
 
 // TestHeldHeader: a held header carries its candidates and hedge delay,
-// is version 2, and the longest one fits MaxHeaderLen.
+// and TLS fields the client's SNI and ALPN; such headers are version 2,
+// and the longest one fits MaxHeaderLen.
 func TestHeldHeader(t *testing.T) {
 	long := string(bytes.Repeat([]byte{'x'}, MaxEndpointIDLen))
-	h := Header{Kind: KindTCP, Flags: FlagHold, ListenerPort: 443, EndpointID: long,
+	h := Header{Kind: KindTCP, Flags: FlagHold | FlagTLS, ListenerPort: 443, EndpointID: long,
 		Alternates: []string{long, long, long, long}, HedgeDelay: 250 * time.Millisecond,
+		SNI: string(bytes.Repeat([]byte{'s'}, MaxSNILen)), ALPN: string(bytes.Repeat([]byte{'a'}, MaxALPNLen)), TLSVersion: 0x0304,
 		Client:      netip.MustParseAddrPort("[2001:db8::5]:40000"),
 		Accelerator: netip.MustParseAddrPort("[2001:db8::10]:443")}
 	b, err := AppendHeader(nil, &h)
@@ -107,6 +113,17 @@ func TestHeldHeader(t *testing.T) {
 	require.Equal(t, []string{long, long, long, long, long}, got.Candidates())
 	rest, _ := io.ReadAll(r)
 	require.Equal(t, "payload", string(rest))
+
+	tlsOnly := Header{Kind: KindTCP, Flags: FlagTLS, ListenerPort: 443, EndpointID: "web", SNI: "www.example.test", ALPN: "h2",
+		Client: netip.MustParseAddrPort("198.18.0.5:1"), Accelerator: netip.MustParseAddrPort("203.0.113.10:443")}
+	b, err = AppendHeader(nil, &tlsOnly)
+	require.NoError(t, err)
+	got, err = ReadHeader(bytes.NewReader(b))
+	require.NoError(t, err)
+	require.Equal(t, tlsOnly, got)
+	tlsOnly.SNI = string(bytes.Repeat([]byte{'s'}, MaxSNILen+1))
+	_, err = AppendHeader(nil, &tlsOnly)
+	require.ErrorIs(t, err, ErrTLSInfo)
 
 	require.Equal(t, []byte{0, 3}, AppendAnswer(nil, CodeOK, true, 3))
 	require.Equal(t, []byte{0}, AppendAnswer(nil, CodeOK, false, 3))

@@ -25,7 +25,7 @@ const FlagHold Flags = 1 << 1
 
 // knownFlags are the flags this build reads; a header with any other is
 // refused (bad header) rather than misread.
-const knownFlags = FlagStriped | FlagHold
+const knownFlags = FlagStriped | FlagHold | FlagTLS
 
 // CapHold: the region serves held streams (FlagHold).
 const CapHold = "hold"

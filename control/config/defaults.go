@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/anyedge/anyedge/edge/tlsterm"
 )
 
 // Defaults documented on the schema fields. Values of zero in a document are
@@ -94,6 +96,9 @@ func (d Document) WithDefaults() Document {
 			}
 			if l.EarlyData == "" && l.Protocol == "tcp" {
 				l.EarlyData = defaultEarlyData
+			}
+			if l.TLS != nil && l.TLS.HandshakeTimeout == 0 {
+				l.TLS.HandshakeTimeout = tlsterm.DefaultHandshakeTimeout
 			}
 			if l.IdleTimeout == 0 {
 				switch l.Protocol {

@@ -84,6 +84,10 @@ type Listener struct {
 	// sends with a new flow's setup instead of after the region's answer:
 	// "off", "tls" (a leading TLS ClientHello; the default) or "always".
 	EarlyData string `mapstructure:"early_data"`
+	// TLS (tcp only), when set, terminates TLS at the edge for this
+	// listener (beyond AWS Global Accelerator, which never does): README,
+	// "TLS at the edge".
+	TLS *ListenerTLS `mapstructure:"tls"`
 	// EndpointGroups are the per-region groups of endpoints that serve this
 	// listener.
 	EndpointGroups []EndpointGroup `mapstructure:"endpoint_groups"`
@@ -113,6 +117,42 @@ type ListenerLimits struct {
 	// open at once (default: the rate rounded up).
 	NewFlowsPerSecond float64 `mapstructure:"new_flows_per_second"`
 	NewFlowsBurst     int     `mapstructure:"new_flows_burst"`
+}
+
+// ListenerTLS terminates TLS at the edge for one TCP listener.
+type ListenerTLS struct {
+	// Certificates are PEM certificate and key files, chosen per
+	// connection by the client's SNI; the first also serves clients that
+	// send none. At least one.
+	Certificates []TLSCertificate `mapstructure:"certificates"`
+	// ALPN lists the application protocols offered to clients, in order
+	// of preference (e.g. [h2, http/1.1]); empty: none.
+	ALPN []string `mapstructure:"alpn"`
+	// HandshakeTimeout bounds a client's TLS handshake. Default 10s.
+	HandshakeTimeout time.Duration `mapstructure:"handshake_timeout"`
+	// Reencrypt, when set, has the regions speak TLS to the listener's
+	// endpoints; otherwise they get the decrypted bytes.
+	Reencrypt *Reencrypt `mapstructure:"reencrypt"`
+}
+
+// Reencrypt is TLS from the region to the endpoints of a listener that
+// terminates TLS at the edge.
+type Reencrypt struct {
+	// CAFile is the PEM bundle the region verifies the endpoints'
+	// certificates with (read by the regions).
+	CAFile string `mapstructure:"ca_file"`
+	// ServerName, when set, is the name the region sends (SNI) and
+	// verifies; default the client's SNI, else the endpoint's host.
+	ServerName string `mapstructure:"server_name"`
+}
+
+// TLSCertificate is one certificate of a listener that terminates TLS.
+type TLSCertificate struct {
+	// CertFile is the PEM certificate, the leaf first, then its chain.
+	CertFile string `mapstructure:"cert_file"`
+	// KeyFile is its PEM private key; it must not be readable by every
+	// user.
+	KeyFile string `mapstructure:"key_file"`
 }
 
 // PortRange is an inclusive range of ports; To defaults to From.

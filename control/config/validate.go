@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/anyedge/anyedge/backbone/pki"
+	"github.com/anyedge/anyedge/edge/tlsterm"
 	"github.com/anyedge/anyedge/healthcheck/probe"
 )
 
@@ -297,6 +298,9 @@ func (v *validator) listener(p string, l *Listener) {
 	case l.EarlyData == "off", l.EarlyData == "tls", l.EarlyData == "always":
 	default:
 		v.add(p+".early_data", `must be "off", "tls" or "always", got %q`, l.EarlyData)
+	}
+	if l.TLS != nil {
+		v.listenerTLS(p+".tls", l)
 	}
 	if l.IdleTimeout < time.Second && (l.Protocol == "tcp" || l.Protocol == "udp") {
 		v.add(p+".idle_timeout", "%s is below 1s", l.IdleTimeout)
@@ -717,4 +721,36 @@ func list(names []string) string {
 		return "none"
 	}
 	return strings.Join(names, ", ")
+}
+
+// listenerTLS checks what the edge needs to terminate TLS for a listener;
+// the files themselves are read (and refused when expired, mismatched or
+// readable by every user) when the edge starts.
+func (v *validator) listenerTLS(p string, l *Listener) {
+	t := l.TLS
+	if l.Protocol != "tcp" {
+		v.add(p, "applies to tcp listeners only")
+		return
+	}
+	if len(t.Certificates) == 0 {
+		v.add(p+".certificates", "at least one certificate is required")
+	}
+	for i, c := range t.Certificates {
+		cp := fmt.Sprintf("%s.certificates[%d]", p, i)
+		if c.CertFile == "" {
+			v.add(cp+".cert_file", "required")
+		}
+		if c.KeyFile == "" {
+			v.add(cp+".key_file", "required")
+		}
+	}
+	if err := tlsterm.CheckALPN(t.ALPN); err != nil {
+		v.add(p+".alpn", "%v", err)
+	}
+	if t.HandshakeTimeout < 100*time.Millisecond || t.HandshakeTimeout > 5*time.Minute {
+		v.add(p+".handshake_timeout", "%s is outside 100ms to 5m", t.HandshakeTimeout)
+	}
+	if t.Reencrypt != nil && t.Reencrypt.CAFile == "" {
+		v.add(p+".reencrypt.ca_file", "required")
+	}
 }

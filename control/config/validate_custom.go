@@ -30,6 +30,9 @@ func (v *validator) customListener(p string, l *Listener) {
 	if l.EarlyData != "" {
 		v.add(p+".early_data", "does not apply to custom_routing listeners")
 	}
+	if l.TLS != nil {
+		v.add(p+".tls", "does not apply to custom_routing listeners")
+	}
 	if l.IdleTimeout != 0 && l.IdleTimeout < time.Second {
 		v.add(p+".idle_timeout", "%s is below 1s", l.IdleTimeout)
 	}

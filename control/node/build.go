@@ -1,9 +1,13 @@
 package node
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,6 +25,7 @@ import (
 	"github.com/anyedge/anyedge/edge/bgp"
 	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/router"
+	"github.com/anyedge/anyedge/edge/tlsterm"
 	"github.com/anyedge/anyedge/edge/udp"
 	"github.com/anyedge/anyedge/healthcheck"
 	"github.com/anyedge/anyedge/healthcheck/probe"
@@ -30,7 +35,7 @@ import (
 // for the PoP called pop: anycast accelerators listen on their static
 // addresses, DNS-steered ones on the PoP's own steering addresses (and not
 // at all on a PoP without any).
-func edgeListeners(doc *config.Document, pop string) ([]edge.Listener, error) {
+func edgeListeners(doc *config.Document, pop string, logger *slog.Logger) ([]edge.Listener, error) {
 	steerAddrs, err := steeringAddrs(doc, pop)
 	if err != nil {
 		return nil, err
@@ -85,6 +90,11 @@ func edgeListeners(doc *config.Document, pop string) ([]edge.Listener, error) {
 				}
 				el.EarlyData = mode
 			}
+			if l.TLS != nil {
+				if el.TLS, err = terminator(l.TLS, logger); err != nil {
+					return nil, fmt.Errorf("accelerators[%d].listeners[%d].tls: %w", ai, li, err)
+				}
+			}
 			for _, r := range l.PortRanges {
 				el.Ports = append(el.Ports, edge.PortRange{From: uint16(r.From), To: uint16(r.To)})
 			}
@@ -116,6 +126,17 @@ func edgeListeners(doc *config.Document, pop string) ([]edge.Listener, error) {
 		}
 	}
 	return out, nil
+}
+
+// terminator loads the certificates of a listener that terminates TLS:
+// an expired or mismatched pair, or a key every user can read, stops the
+// edge with an error naming the file.
+func terminator(t *config.ListenerTLS, logger *slog.Logger) (*tlsterm.Terminator, error) {
+	cfg := tlsterm.Config{ALPN: t.ALPN, HandshakeTimeout: t.HandshakeTimeout, Logger: logger}
+	for _, c := range t.Certificates {
+		cfg.Certificates = append(cfg.Certificates, tlsterm.Pair{CertFile: c.CertFile, KeyFile: c.KeyFile})
+	}
+	return tlsterm.New(cfg)
 }
 
 // usedRegions lists the regions the listeners route to, in topology order.
@@ -164,9 +185,16 @@ func regionParts(doc *config.Document, name string) ([]gateway.Endpoint, []healt
 	var targets []healthcheck.Target
 	for ai, acc := range doc.Accelerators {
 		for li, l := range acc.Listeners {
+			var reencrypt *tls.Config
 			for gi, g := range l.EndpointGroups {
 				if g.Region != name {
 					continue
+				}
+				if l.TLS != nil && l.TLS.Reencrypt != nil && reencrypt == nil {
+					var err error
+					if reencrypt, err = reencryptConfig(l.TLS.Reencrypt); err != nil {
+						return nil, nil, fmt.Errorf("accelerators[%d].listeners[%d].tls.reencrypt: %w", ai, li, err)
+					}
 				}
 				overrides := map[uint16]uint16{}
 				for _, o := range g.PortOverrides {
@@ -186,6 +214,7 @@ func regionParts(doc *config.Document, name string) ([]gateway.Endpoint, []healt
 						ID: e.ID, Host: host, Port: port,
 						ListenerPorts: ranges, PortOverrides: overrides,
 						ProxyProtocol: e.ClientIPPreservation, IdleTimeout: l.IdleTimeout,
+						Reencrypt: reencrypt,
 					}
 					eps = append(eps, ep)
 					t, err := healthTarget(e.ID, host, trafficPort(ep, ranges), g.HealthCheck)
@@ -198,6 +227,23 @@ func regionParts(doc *config.Document, name string) ([]gateway.Endpoint, []healt
 		}
 	}
 	return eps, targets, nil
+}
+
+// reencryptConfig is the TLS client configuration a region uses towards
+// the endpoints of a listener that re-encrypts: the CA bundle from its
+// file (an error names the file), a session cache shared by the
+// listener's endpoints so that most handshakes resume.
+func reencryptConfig(r *config.Reencrypt) (*tls.Config, error) {
+	b, err := os.ReadFile(r.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("ca_file: no PEM certificate in %s", r.CAFile)
+	}
+	return &tls.Config{RootCAs: pool, ServerName: r.ServerName, MinVersion: tls.VersionTLS12,
+		ClientSessionCache: tls.NewLRUClientSessionCache(0)}, nil
 }
 
 // trafficPort is the port an endpoint gets traffic on for the first port of
@@ -258,7 +304,7 @@ type builtEdge struct {
 // every node of every document the config package accepts with it.
 func buildEdge(opts Options, n config.Node, store *pki.Store) (*builtEdge, error) {
 	log := opts.Logger
-	listeners, err := edgeListeners(opts.Doc, n.Name)
+	listeners, err := edgeListeners(opts.Doc, n.Name, log)
 	if err != nil {
 		return nil, err
 	}

@@ -1,12 +1,16 @@
 package node
 
 import (
+	"fmt"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/edge/router"
+	"github.com/anyedge/anyedge/internal/testcert"
 )
 
 func TestSplitAddress(t *testing.T) {
@@ -66,7 +70,7 @@ func TestMapping(t *testing.T) {
 	doc, err := config.Load([]byte(mapDoc), config.LoadOptions{Env: []string{}})
 	require.NoError(t, err)
 
-	ls, err := edgeListeners(doc, "p1")
+	ls, err := edgeListeners(doc, "p1", nil)
 	require.NoError(t, err)
 	require.Len(t, ls, 1)
 	l := ls[0]
@@ -100,4 +104,45 @@ func TestMapping(t *testing.T) {
 	require.Len(t, eps, 1)
 	require.Equal(t, "c", eps[0].ID)
 	require.Len(t, usedRegions(doc), 2)
+}
+
+// TestTLSListenerMapping: a listener with a tls section gets a terminator
+// loaded from its files; an expired certificate or a key every user can
+// read stops the edge with an error naming the document path and the file.
+func TestTLSListenerMapping(t *testing.T) {
+	ca := testcert.NewCA(t)
+	good := ca.Issue(t, "good", testcert.Leaf{Names: []string{"www.example.test"}})
+	expired := ca.Issue(t, "expired", testcert.Leaf{Names: []string{"www.example.test"},
+		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+	open := ca.Issue(t, "open", testcert.Leaf{Names: []string{"www.example.test"}})
+	require.NoError(t, os.Chmod(open.KeyFile, 0o644))
+	doc := func(p testcert.Issued) *config.Document {
+		d, err := config.Load(fmt.Appendf(nil, `
+accelerators:
+  - name: acc
+    ip_addresses: [203.0.113.10]
+    listeners:
+      - protocol: tcp
+        port_ranges: [{from: 443}]
+        tls:
+          certificates: [{cert_file: %q, key_file: %q}]
+          alpn: [h2, http/1.1]
+        endpoint_groups:
+          - region: r1
+            endpoints: [{id: a, address: "198.18.0.1:8080"}]
+topology:
+  pops: [{name: p1}]
+  regions: [{name: r1, backbone: {listen: "127.0.0.1:7001"}}]
+`, p.CertFile, p.KeyFile), config.LoadOptions{Env: []string{}})
+		require.NoError(t, err)
+		return d
+	}
+	ls, err := edgeListeners(doc(good), "p1", nil)
+	require.NoError(t, err)
+	require.NotNil(t, ls[0].TLS)
+
+	_, err = edgeListeners(doc(expired), "p1", nil)
+	require.ErrorContains(t, err, "accelerators[0].listeners[0].tls: tls certificate "+expired.CertFile+" expired on")
+	_, err = edgeListeners(doc(open), "p1", nil)
+	require.ErrorContains(t, err, "accelerators[0].listeners[0].tls: tls key "+open.KeyFile+" is readable by every user")
 }

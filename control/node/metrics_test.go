@@ -202,7 +202,7 @@ func TestMetricsLive(t *testing.T) {
 	require.Positive(t, tcp.BytesIn)
 	require.Nil(t, tcp.UDP)
 	require.Len(t, tcp.Closed, 9)
-	require.Len(t, tcp.Refused, 10)
+	require.Len(t, tcp.Refused, 11)
 	require.Equal(t, int64(1), u.ActiveFlows)
 	require.NotNil(t, u.UDP)
 	require.Positive(t, u.UDP.DatagramsIn)

@@ -32,11 +32,12 @@ func TestReasonList(t *testing.T) {
 		require.True(t, ok)
 		require.Equal(t, r, back)
 	}
-	require.Len(t, seen, 19)
+	require.Len(t, seen, 20)
 	require.False(t, flow.ClientFIN.Refused())
 	require.False(t, flow.Shutdown.Refused())
 	require.True(t, flow.NoHealthyEndpoint.Refused())
 	require.True(t, flow.CustomRoutingDenied.Refused())
+	require.True(t, flow.TLSFailed.Refused())
 	require.False(t, flow.Reason(0).Valid())
 	b, err := flow.IdleTimeout.MarshalText()
 	require.NoError(t, err)

@@ -72,6 +72,10 @@ const (
 	// CustomRoutingDenied: a custom-routing listener has no allowed
 	// destination for the flow.
 	CustomRoutingDenied
+	// TLSFailed: the listener terminates TLS and the client's handshake
+	// failed (an unknown server name, no common protocol or ALPN, a
+	// timeout, a client that gave up).
+	TLSFailed
 )
 
 var names = map[Reason]string{
@@ -82,6 +86,7 @@ var names = map[Reason]string{
 	ClientAborted: "client_aborted", TableFull: "table_full", SourceLimit: "source_limit",
 	RateLimited: "rate_limited", ConnLimit: "conn_limit", ACLDenied: "acl_denied",
 	RegionOverloaded: "region_overloaded", CustomRoutingDenied: "custom_routing_denied",
+	TLSFailed: "tls_failed",
 }
 
 // Reasons lists every reason: the ends of served flows, then the refusals.
@@ -89,7 +94,7 @@ var Reasons = []Reason{
 	ClientFIN, EndpointFIN, ClientReset, EndpointReset, IdleTimeout, BackboneLost,
 	ListenerRemoved, EndpointRemoved, Shutdown,
 	NoHealthyEndpoint, EndpointFailed, ClientAborted, TableFull, SourceLimit,
-	RateLimited, ConnLimit, ACLDenied, RegionOverloaded, CustomRoutingDenied,
+	RateLimited, ConnLimit, ACLDenied, RegionOverloaded, CustomRoutingDenied, TLSFailed,
 }
 
 // String returns the reason's name as metrics labels, flow logs and
@@ -132,7 +137,7 @@ func (r Reason) index() int {
 
 const (
 	servedReasons = int(Shutdown-ClientFIN) + 1
-	numReasons    = servedReasons + int(CustomRoutingDenied-NoHealthyEndpoint) + 1
+	numReasons    = servedReasons + int(TLSFailed-NoHealthyEndpoint) + 1
 )
 
 // SetupFailure is the reason of a flow whose setup failed with err: no

@@ -60,7 +60,7 @@ type options struct {
 	inetLoss, bbLoss       []float64
 	variants               []string
 	paths                  []string
-	ttfb                   bool
+	ttfb, download         bool
 	rateMbit               int64
 	connections            int
 	note                   string
@@ -86,6 +86,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&variants, "variants", "A,B", "backbone length: A = as long as the internet path, B = 0.8×")
 	fs.StringVar(&paths, "paths", "direct,standin,anyedge", "paths to measure")
 	fs.BoolVar(&o.ttfb, "ttfb", true, "also measure HTTP and HTTPS time to first byte (fresh connection each)")
+	fs.BoolVar(&o.download, "download", true, "measure the download; false: time to first byte only (TTFB mode)")
 	fs.Int64Var(&o.rateMbit, "rate-mbit", 200, "rate of every emulated link")
 	fs.IntVar(&o.connections, "connections", 0, "backbone connections per region for anyedge (0: anyedge's default)")
 	fs.StringVar(&o.note, "note", "", "a line for the report saying what was measured")
@@ -101,6 +102,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	o.variants, o.paths = strings.Split(variants, ","), strings.Split(paths, ",")
 	if err == nil && o.anyedge == "" {
 		err = errors.New("-anyedge is required")
+	}
+	if err == nil && !o.download && !o.ttfb {
+		err = errors.New("-download=false needs -ttfb")
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "wanbench:", err)

@@ -104,7 +104,11 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 		}
 		for _, j := range g {
 			res.Jobs = append(res.Jobs, j)
-			if _, err := b.fetch(ctx, url(j.Path, false, b.o.size), b.o.timeout); err != nil {
+			size := b.o.size
+			if !b.o.download {
+				size = 1
+			}
+			if _, err := b.fetch(ctx, url(j.Path, false, size), b.o.timeout); err != nil {
 				return nil, fmt.Errorf("warm-up %v: %w", j, err)
 			}
 		}
@@ -129,14 +133,16 @@ func (b *bench) one(ctx context.Context, j job, res *results) (sample, error) {
 		b.env.total++
 		late := b.lab.Late()
 		var s sample
-		f, err := b.fetch(ctx, url(j.Path, false, b.o.size), b.o.timeout)
-		if err != nil {
-			return s, err
+		if b.o.download {
+			f, err := b.fetch(ctx, url(j.Path, false, b.o.size), b.o.timeout)
+			if err != nil {
+				return s, err
+			}
+			if f.size != b.o.size && !f.timedOut {
+				return s, fmt.Errorf("downloaded %d bytes of %d", f.size, b.o.size)
+			}
+			s.Download, s.TimedOut = f.total.Seconds(), f.timedOut
 		}
-		if f.size != b.o.size && !f.timedOut {
-			return s, fmt.Errorf("downloaded %d bytes of %d", f.size, b.o.size)
-		}
-		s.Download, s.TimedOut = f.total.Seconds(), f.timedOut
 		if b.o.ttfb {
 			for _, tls := range []bool{false, true} {
 				f, err := b.fetch(ctx, url(j.Path, tls, 1), b.o.timeout)
@@ -214,7 +220,18 @@ func (r *results) markdown(o options, e env) string {
 		e.kernel, e.load, e.anyedgeVersion, o.size/1_000_000, o.runs, o.rateMbit, accessRTT,
 		map[bool]string{true: "BBR", false: "kernel default (no BBR)"}[e.bbr],
 		map[bool]string{true: "default", false: fmt.Sprint(e.connections)}[e.connections == 0], o.maxLate, e.discarded, e.total, e.acceptedLate)
-	fmt.Fprintf(&sb, "Ratios are accelerated time / direct time (lower is better); `>` marks a median that includes a run cut at the %v timeout.\n\n", o.timeout)
+	if o.download {
+		r.downloads(&sb, o)
+	}
+	if o.ttfb {
+		r.ttfbTables(&sb, o)
+	}
+	return sb.String()
+}
+
+// downloads renders the download table.
+func (r *results) downloads(sb *strings.Builder, o options) {
+	fmt.Fprintf(sb, "Ratios are accelerated time / direct time (lower is better); `>` marks a median that includes a run cut at the %v timeout.\n\n", o.timeout)
 	sb.WriteString("| internet RTT | internet loss | backbone | backbone loss | direct s | stand-in s | anyedge s | stand-in / direct | anyedge / direct | anyedge / stand-in |\n")
 	sb.WriteString("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|\n")
 	cell := func(j job) (string, float64, bool) {
@@ -245,22 +262,61 @@ func (r *results) markdown(o options, e env) string {
 					if v == "B" {
 						bbLen = time.Duration(float64(rtt) * variantBRatio)
 					}
-					fmt.Fprintf(&sb, "| %v | %g %% | %s (%v) | %g %% | %s | %s | %s | %s | %s | %s |\n",
+					fmt.Fprintf(sb, "| %v | %g %% | %s (%v) | %g %% | %s | %s | %s | %s | %s | %s |\n",
 						rtt, il, v, bbLen, bl, ds, ss, as, ratio(sv, dv, sok, dok), ratio(av, dv, aok, dok), ratio(av, sv, aok, sok))
 				}
 			}
 		}
 	}
-	if o.ttfb {
-		sb.WriteString("\nTime to first byte of a 1-byte object over a fresh connection (curl `time_starttransfer`), medians, ms:\n\n")
-		sb.WriteString("| internet RTT | path | backbone | loss | HTTP | HTTPS |\n|---|---|---|--:|--:|--:|\n")
-		for _, j := range r.Jobs {
-			h, _, ok := r.med(j, func(s sample) float64 { return s.HTTPTTFB })
-			hs, _, _ := r.med(j, func(s sample) float64 { return s.HTTPSTTFB })
-			if ok {
-				fmt.Fprintf(&sb, "| %v | %s | %s | %g %% | %.0f | %.0f |\n", j.RTT, j.Path, j.Variant, j.Loss, h*1e3, hs*1e3)
+}
+
+// ttfbTables renders every job's time to first byte, then each
+// accelerated path beside direct with its ratio and, for plain HTTP, the
+// warm-pool floor: the client's TCP handshake and request over the access
+// link (2 × its RTT) plus one backbone round trip.
+func (r *results) ttfbTables(sb *strings.Builder, o options) {
+	http := func(s sample) float64 { return s.HTTPTTFB }
+	https := func(s sample) float64 { return s.HTTPSTTFB }
+	sb.WriteString("\nTime to first byte of a 1-byte object over a fresh connection (curl `time_starttransfer`), medians, ms:\n\n")
+	sb.WriteString("| internet RTT | path | backbone | loss | HTTP | HTTPS |\n|---|---|---|--:|--:|--:|\n")
+	for _, j := range r.Jobs {
+		h, _, ok := r.med(j, http)
+		hs, _, _ := r.med(j, https)
+		if ok {
+			fmt.Fprintf(sb, "| %v | %s | %s | %g %% | %.0f | %.0f |\n", j.RTT, j.Path, j.Variant, j.Loss, h*1e3, hs*1e3)
+		}
+	}
+	sb.WriteString("\nSide by side (ratio = path / direct, lower is better; floor = 2 × access RTT + backbone RTT, " +
+		"the least a relay with a warm backbone can take for plain HTTP):\n\n")
+	sb.WriteString("| internet RTT | internet loss | path | backbone | backbone loss | HTTP ms | direct HTTP ms | HTTP ratio | HTTP floor ms | above floor ms | HTTPS ms | direct HTTPS ms | HTTPS ratio |\n")
+	sb.WriteString("|---|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, rtt := range o.rtts {
+		for _, il := range o.inetLoss {
+			d := job{Path: "direct", RTT: rtt, Loss: il}
+			dh, _, dok := r.med(d, http)
+			dhs, _, _ := r.med(d, https)
+			for _, p := range o.paths {
+				if p == "direct" {
+					continue
+				}
+				for _, v := range o.variants {
+					for _, bl := range o.bbLoss {
+						j := job{Path: p, RTT: rtt, Loss: bl, Variant: v}
+						h, _, ok := r.med(j, http)
+						hs, _, _ := r.med(j, https)
+						if !ok || !dok || dh == 0 || dhs == 0 {
+							continue
+						}
+						bb := rtt
+						if v == "B" {
+							bb = time.Duration(float64(rtt) * variantBRatio)
+						}
+						floor := (2*accessRTT + bb).Seconds()
+						fmt.Fprintf(sb, "| %v | %g %% | %s | %s (%v) | %g %% | %.1f | %.1f | %.2f | %.0f | %+.1f | %.1f | %.1f | %.2f |\n",
+							rtt, il, p, v, bb, bl, h*1e3, dh*1e3, h/dh, floor*1e3, (h-floor)*1e3, hs*1e3, dhs*1e3, hs/dhs)
+					}
+				}
 			}
 		}
 	}
-	return sb.String()
 }
