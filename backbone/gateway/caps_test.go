@@ -11,15 +11,16 @@ import (
 )
 
 // TestControlCapabilitiesOldAndNewEdges: an edge of control protocol 4
-// gets the region's hello, listing striping, after the first health, load
-// and fleet; an edge of protocol 3 (from before capabilities) never sees
-// it; a region with striping off lists nothing.
+// gets the region's hello, listing held delivery, TLS fields and striping,
+// after the first health, load and fleet; an edge of protocol 3 (from
+// before capabilities) never sees it; a region with striping off does not
+// list it.
 func TestControlCapabilitiesOldAndNewEdges(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		noStripe bool
 		want     []string
-	}{{"striping", false, []string{wire.CapStripe}}, {"striping off", true, nil}} {
+	}{{"striping", false, []string{wire.CapHold, wire.CapTLS, wire.CapStripe}}, {"striping off", true, []string{wire.CapHold, wire.CapTLS}}} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, 0, func(cfg *gateway.Config, _ *endpoint) { cfg.NoStripe = tc.noStripe })
 			_, oldR := f.control(t, 3)

@@ -108,7 +108,6 @@ func TestControlCustomRoutingOldAndNewEdges(t *testing.T) {
 	f := newFixture(t, 0, withCustom(t))
 	_, oldR := f.control(t, 2)
 	_, newR := f.control(t, wire.ControlProto)
-	regionHello(t, newR)
 	for _, r := range []*msgReader{oldR, newR} {
 		for _, want := range []wire.MsgType{wire.MsgHealth, wire.MsgLoad, wire.MsgFleet} {
 			typ, _ := r.next(t)

@@ -625,13 +625,6 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 		return
 	}
 	g.log.Debug("edge hello", "peer", peer.Name, "version", hello.Version, "proto", hello.Proto)
-	// From control protocol 4 on the region answers with its own hello,
-	// which says what it serves (capabilities), before anything else.
-	if hello.Proto >= 4 {
-		if err := wire.WriteMsg(s, wire.MsgHello, wire.Hello{Proto: wire.ControlProto, Caps: regionCaps}); err != nil {
-			return
-		}
-	}
 
 	notify := make(chan struct{}, 1)
 	var fleetNotify chan struct{} // nil for edges of protocol 1: they get no relay
@@ -735,7 +728,7 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 			// Then say what this region serves, to edges that ask (control
 			// protocol 4); after the first health, which is what makes an
 			// edge count the connection as live.
-			var caps []string
+			caps := slices.Clone(regionCaps)
 			if !g.cfg.NoStripe {
 				caps = append(caps, wire.CapStripe)
 			}

@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -402,18 +401,6 @@ func eventuallyZero(t *testing.T, gw *gateway.Gateway) {
 	}
 }
 
-// regionHello reads the region's hello (control protocol 4) and checks
-// that it lists held delivery.
-func regionHello(t *testing.T, r *msgReader) {
-	t.Helper()
-	typ, body := r.next(t)
-	require.Equal(t, wire.MsgHello, typ)
-	var h wire.Hello
-	require.NoError(t, json.Unmarshal(body, &h))
-	require.True(t, h.Has(wire.CapHold), "region hello %s", body)
-	require.Equal(t, wire.ControlProto, h.Proto)
-}
-
 // control opens a control stream and says hello with proto.
 func (f *fixture) control(t *testing.T, proto int) (*quic.Stream, *msgReader) {
 	t.Helper()
@@ -434,7 +421,6 @@ func TestControlFleetOldAndNewEdges(t *testing.T) {
 	f.gw.SetHealth([]wire.EndpointHealth{{ID: "web", Healthy: true}})
 	_, oldR := f.control(t, 1)
 	newS, newR := f.control(t, wire.ControlProto)
-	regionHello(t, newR)
 	for _, r := range []*msgReader{oldR, newR} {
 		typ, _ := r.next(t)
 		require.Equal(t, wire.MsgHealth, typ)
