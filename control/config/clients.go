@@ -97,15 +97,7 @@ func (v *validator) clients(p string, l *Listener) {
 	clientList(l.Deny, l.DenyFile, "deny", func(key, msg string) { v.add(p+"."+key, "%s", msg) })
 	lim := l.Limits
 	lp := p + ".limits"
-	if lim.MaxFlows < 0 {
-		v.add(lp+".max_flows", "%d is negative", lim.MaxFlows)
-	}
-	switch {
-	case lim.MaxFlowsPerSource < 0:
-		v.add(lp+".max_flows_per_source", "%d is negative", lim.MaxFlowsPerSource)
-	case lim.MaxFlows > 0 && lim.MaxFlowsPerSource > lim.MaxFlows:
-		v.add(lp+".max_flows_per_source", "%d is above max_flows %d", lim.MaxFlowsPerSource, lim.MaxFlows)
-	}
+	v.flowCaps(lp, "max_flows", lim.MaxFlows, "max_flows_per_source", lim.MaxFlowsPerSource)
 	if lim.NewFlowsPerSecond < 0 || lim.NewFlowsPerSecond > 1e9 {
 		v.add(lp+".new_flows_per_second", "%v is outside 0–1e9", lim.NewFlowsPerSecond)
 	}
@@ -129,13 +121,19 @@ func (v *validator) popLimits(p string, l PoPLimits) {
 
 // regionLimits checks a region's caps on flows.
 func (v *validator) regionLimits(p string, l RegionLimits) {
-	if l.MaxFlows < 0 {
-		v.add(p+".max_flows", "%d is negative", l.MaxFlows)
+	v.flowCaps(p, "max_flows", l.MaxFlows, "max_flows_per_edge", l.MaxFlowsPerEdge)
+}
+
+// flowCaps checks a cap on flows (0: none) and a narrower one (per source,
+// per edge): neither negative, the narrower not above the wider.
+func (v *validator) flowCaps(p, wideKey string, wide int, narrowKey string, narrow int) {
+	if wide < 0 {
+		v.add(p+"."+wideKey, "%d is negative", wide)
 	}
 	switch {
-	case l.MaxFlowsPerEdge < 0:
-		v.add(p+".max_flows_per_edge", "%d is negative", l.MaxFlowsPerEdge)
-	case l.MaxFlows > 0 && l.MaxFlowsPerEdge > l.MaxFlows:
-		v.add(p+".max_flows_per_edge", "%d is above max_flows %d", l.MaxFlowsPerEdge, l.MaxFlows)
+	case narrow < 0:
+		v.add(p+"."+narrowKey, "%d is negative", narrow)
+	case wide > 0 && narrow > wide:
+		v.add(p+"."+narrowKey, "%d is above %s %d", narrow, wideKey, wide)
 	}
 }
