@@ -145,7 +145,7 @@ type Edge struct {
 	closeLns sync.Once
 	// mu guards conns and noAccept.
 	mu       sync.Mutex
-	conns    map[*net.TCPConn]admit.Pass // the flows open, with their share of the caps
+	conns    map[*net.TCPConn]*tracked // the flows open
 	noAccept bool                        // StopAccepting was called
 }
 
@@ -184,7 +184,7 @@ func New(cfg Config, regions Regions) (*Edge, error) {
 		live:    liveness.NewSet(cfg.Heartbeat),
 		regions: regions,
 		view:    newSuspects(regions, cfg.SuspectFor),
-		conns:   map[*net.TCPConn]admit.Pass{},
+		conns:   map[*net.TCPConn]*tracked{},
 		gates:   map[string]*admit.Gate{},
 	}
 	global := admit.NewGlobal(cfg.MaxConns)
@@ -313,9 +313,10 @@ func (e *Edge) Run(ctx context.Context) error {
 		e.stopping.Store(true)
 		e.closeListeners()
 		e.mu.Lock()
-		for c := range e.conns {
+		for c, t := range e.conns {
 			_ = c.SetLinger(0)
 			_ = c.Close()
+			t.cancel()
 		}
 		e.mu.Unlock()
 	})
@@ -429,24 +430,59 @@ func (e *Edge) admit(ctx context.Context, bl *boundListener, c *net.TCPConn) boo
 	return true
 }
 
+// tracked is an open flow: its share of the caps and, once spliced, its
+// stream.
+type tracked struct {
+	pass    admit.Pass
+	str     backbone.Stream
+	spliced bool
+}
+
+// cancel ends a spliced flow's stream both ways, which ends the splice
+// even where closing the client connection cannot (a copy blocked reading
+// the stream, after the client's FIN). e.mu is held.
+func (t *tracked) cancel() {
+	if t.spliced {
+		t.str.CancelRead(wire.StreamShutdown)
+		t.str.CancelWrite(wire.StreamShutdown)
+	}
+}
+
 func (e *Edge) track(c *net.TCPConn, pass admit.Pass) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.conns == nil {
 		return false
 	}
-	e.conns[c] = pass
+	e.conns[c] = &tracked{pass: pass}
 	return true
+}
+
+// spliced records the stream of c's flow, so that stopping the edge ends
+// it; when the edge is stopping already, it ends it now.
+func (e *Edge) spliced(c *net.TCPConn, str backbone.Stream) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.conns[c]
+	if t == nil {
+		return
+	}
+	t.str, t.spliced = str, true
+	if e.stopping.Load() {
+		_ = c.SetLinger(0)
+		_ = c.Close()
+		t.cancel()
+	}
 }
 
 // untrack forgets a flow that ended and gives back its share of the caps.
 func (e *Edge) untrack(c *net.TCPConn) {
 	e.mu.Lock()
-	pass, ok := e.conns[c]
+	t, ok := e.conns[c]
 	delete(e.conns, c)
 	e.mu.Unlock()
 	if ok {
-		pass.Done()
+		t.pass.Done()
 	}
 }
 
@@ -535,6 +571,7 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 		rec.BytesIn = uint64(n)
 		bl.meter.BytesIn().Add(uint64(n))
 	}
+	e.spliced(c, won.str)
 	e.wg.Add(1)
 	opts := splice.Options{Idle: bl.l.IdleTimeout, Up: bl.meter.BytesIn(), Down: bl.meter.BytesOut(), TCPInfo: true,
 		Buffered: bl.l.TLS != nil}

@@ -521,3 +521,41 @@ func TestClose(t *testing.T) {
 	require.NoError(t, <-done)
 	require.NoError(t, e.Close())
 }
+
+// TestCloseEndsHalfClosedFlows: a flow whose client has sent its FIN
+// waits on the endpoint, which keeps its side open. Closing the edge ends
+// it (reason shutdown) while the backbone is still up: the splice's copy
+// that reads the stream is woken by the stream's cancellation, not only
+// by the backbone's end, so that an edge can stop its listeners before its
+// backbone (anycast order).
+func TestCloseEndsHalfClosedFlows(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	release := make(chan struct{})
+	serveEach(t, ln, func(c net.Conn) {
+		_, _ = io.Copy(io.Discard, c) // to the client's FIN
+		<-release                     // and hold the endpoint's side open
+	})
+	t.Cleanup(func() { close(release) })
+	m := flow.NewMeter(flow.Listener{Key: "test/tcp", Protocol: "tcp"}, nil)
+	l := startLabWith(t, map[string]string{"hold-1": ln.Addr().String()}, labOpts{meter: m})
+	c, err := net.Dial("tcp", l.edgeAddr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("half"))
+	require.NoError(t, err)
+	require.NoError(t, c.(*net.TCPConn).CloseWrite())
+	deadline := time.Now().Add(10 * time.Second)
+	for m.Snapshot().Active != 1 || m.Snapshot().BytesIn < 4 {
+		require.True(t, time.Now().Before(deadline), "the flow was not set up")
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan struct{})
+	go func() { _ = l.edge.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close waits for a half-closed flow the endpoint keeps open")
+	}
+	require.EqualValues(t, 1, m.Snapshot().Ended(flow.Shutdown))
+}

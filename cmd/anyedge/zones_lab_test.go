@@ -81,7 +81,7 @@ func TestZonesLab(t *testing.T) {
 	l.build(lab)
 	l.startAll()
 
-	l.eventually(t, 40*time.Second, "each zone's prefix from its own edge", func() bool {
+	l.eventually(t, 20*time.Second, "each zone's prefix from its own edge", func() bool {
 		return l.learnt(zoneAPrefix, "edge1") && l.learnt(zoneBPrefix, "edge2")
 	})
 	require.False(t, l.learnt(zoneAPrefix, "edge2"), "edge2 does not serve zone a")

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# bench/flowmem.sh — memory per idle flow (BENCHMARKS.md, "Memory per
+# flow") in one command.
+#
+#   bench/flowmem.sh [flows, default 100000]
+#
+# Builds anyedge and bench/cmd/flowmem, which runs `anyedge region` and
+# `anyedge edge` as processes of their own on 127.0.0.1 and reads their
+# VmRSS before and after N idle TCP flows, then N UDP flows (fresh
+# processes each). Run as root: it raises RLIMIT_NOFILE to 1<<20 (with
+# CAP_SYS_RESOURCE; without it, the hard limit caps the flows and says
+# so). Holds /work/bench.lock when it exists.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cd "$repo"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+go build -o "$tmp/anyedge" ./cmd/anyedge
+go build -o "$tmp/flowmem" ./bench/cmd/flowmem
+if [ -e /work/bench.lock ]; then
+	exec 9>>/work/bench.lock
+	flock 9
+fi
+echo "# start $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+"$tmp/flowmem" -bin "$tmp/anyedge" -flows "${1:-100000}"
+echo "# end $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
