@@ -146,7 +146,7 @@ type Edge struct {
 	// mu guards conns and noAccept.
 	mu       sync.Mutex
 	conns    map[*net.TCPConn]*tracked // the flows open
-	noAccept bool                        // StopAccepting was called
+	noAccept bool                      // StopAccepting was called
 }
 
 type boundListener struct {
