@@ -1,6 +1,7 @@
 package backbone_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -311,10 +312,13 @@ type relay struct {
 	// dropEvery, when n > 0, drops every n-th packet towards the target.
 	dropEvery atomic.Int64
 	seen      atomic.Int64
-	wg        sync.WaitGroup
-	// mu guards ups.
-	mu  sync.Mutex
-	ups map[netip.AddrPort]*net.UDPConn
+	// record keeps a copy of every packet towards the target.
+	record atomic.Bool
+	wg     sync.WaitGroup
+	// mu guards ups and recorded.
+	mu       sync.Mutex
+	ups      map[netip.AddrPort]*net.UDPConn
+	recorded [][]byte
 }
 
 func startRelay(t *testing.T, target string) *relay {
@@ -351,6 +355,11 @@ func (r *relay) run() {
 		}
 		if n := r.dropEvery.Load(); n > 0 && r.seen.Add(1)%n == 0 {
 			continue
+		}
+		if r.record.Load() {
+			r.mu.Lock()
+			r.recorded = append(r.recorded, bytes.Clone(buf[:n]))
+			r.mu.Unlock()
 		}
 		up, err := r.upstream(from)
 		if err != nil {

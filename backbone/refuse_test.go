@@ -5,11 +5,14 @@ import (
 	"crypto/tls"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/anyedge/anyedge/backbone/wire"
 )
 
 // rawDial dials addr with cfg from its own socket and returns why the
@@ -104,4 +107,48 @@ func TestRegionRefusesHandshakes(t *testing.T) {
 	}
 	// A refused edge never gets a stream served.
 	require.Len(t, r.rec.live(), 1)
+}
+
+// TestRegionSurvivesReplayedPackets: every packet an edge sent — its
+// handshakes, control streams and a flow — is captured on the way and
+// replayed to the region twice: once from the edge's own address and port
+// (a replay on the path), once from a new one (an attacker elsewhere).
+// The region answers no replay with a new connection or stream, and the
+// edge's own connections and a new one keep working.
+func TestRegionSurvivesReplayedPackets(t *testing.T) {
+	l := newLab(t)
+	r := l.startRegion(t, regionOpts{})
+	r.gw.SetHealth([]wire.EndpointHealth{{ID: endpointID, Healthy: true}})
+	rl := startRelay(t, r.addr)
+	rl.record.Store(true)
+	good := l.startClient(t, edgeName, rl.addr(), 2)
+	waitLive(t, good, 2)
+	goodFlow(t, good)
+	rl.record.Store(false)
+	rl.mu.Lock()
+	captured := slices.Clone(rl.recorded)
+	var path *net.UDPConn
+	for _, up := range rl.ups {
+		path = up
+	}
+	rl.mu.Unlock()
+	require.NotEmpty(t, captured)
+	conns := r.rec.live()
+
+	other, err := net.DialUDP("udp", nil, r.srv.Addr().(*net.UDPAddr))
+	require.NoError(t, err)
+	defer other.Close()
+	for _, p := range captured {
+		_, _ = path.Write(p)
+		_, _ = other.Write(p)
+	}
+	goodFlow(t, good)
+	require.Equal(t, 2, good.Stats().Live, "a replay cost the edge a connection")
+	for c := range r.rec.live() {
+		require.Contains(t, conns, c, "a replayed handshake made a connection")
+	}
+
+	late := l.startClient(t, edgeName, r.addr, 1)
+	waitLive(t, late, 1)
+	goodFlow(t, late)
 }

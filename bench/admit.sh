@@ -8,7 +8,7 @@
 # one listener on 127.0.0.1 — connect, accept, admission, no route, reset —
 # with no access list and with an allow list of 100,000 prefixes; the two
 # alternate within each round. Then BenchmarkGateAdmit, the admission step
-# alone. Prints the mean of each and the ratio. Holds /work/bench.lock when
+# alone. Prints every round, the median of each and the ratio. Holds /work/bench.lock when
 # it exists, so that two benchmarks never run at once.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,15 +21,26 @@ if [ -e /work/bench.lock ]; then
 	flock 9
 fi
 echo "# start $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-out=$(go test -run '^$' -bench 'BenchmarkAcceptAdmission|BenchmarkGateAdmit' -benchtime "${n}x" -count "$rounds" ./edge/)
+# One test binary run per round, so that the cases alternate (go test
+# -count would run each case's rounds back to back).
+go test -c -o "${TMPDIR:-/tmp}/admit.test.$$" ./edge/
+trap 'rm -f "${TMPDIR:-/tmp}/admit.test.$$"' EXIT
+out=$(for _ in $(seq "$rounds"); do
+	(cd edge && "${TMPDIR:-/tmp}/admit.test.$$" -test.run '^$' -test.bench 'BenchmarkAcceptAdmission|BenchmarkGateAdmit' -test.benchtime "${n}x")
+done)
 echo "$out" | grep '^Benchmark'
 echo "$out" | awk '
-	/^BenchmarkAcceptAdmission\/no-list/ { a += $3; na++ }
-	/^BenchmarkAcceptAdmission\/allow-100k/ { b += $3; nb++ }
-	/^BenchmarkGateAdmit\/no-rules/ { c += $3; nc++ }
-	/^BenchmarkGateAdmit\/allow-100k-/ { d += $3; nd++ }
+	function median(a, n,   i, j, t) {
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	}
+	/^BenchmarkAcceptAdmission\/no-list/ { a[++na] = $3 }
+	/^BenchmarkAcceptAdmission\/allow-100k/ { b[++nb] = $3 }
+	/^BenchmarkGateAdmit\/no-rules/ { c[++nc] = $3 }
+	/^BenchmarkGateAdmit\/allow-100k-/ { d[++nd] = $3 }
 	END {
-		printf "connections/s: no list %.0f, allow list of 100,000 prefixes %.0f (ratio %.3f)\n", 1e9/(a/na), 1e9/(b/nb), (a/na)/(b/nb)
-		printf "admission step: no rules %.0f ns, 100,000-prefix allow list %.0f ns\n", c/nc, d/nd
+		ma = median(a, na); mb = median(b, nb)
+		printf "connections/s (median of %d rounds): no list %.0f, allow list of 100,000 prefixes %.0f (ratio %.3f)\n", na, 1e9/ma, 1e9/mb, ma/mb
+		printf "admission step (median): no rules %.0f ns, 100,000-prefix allow list %.0f ns\n", median(c, nc), median(d, nd)
 	}'
 echo "# end $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"

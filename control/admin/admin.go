@@ -67,6 +67,14 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// maxHeaderBytes bounds a request's header (net/http's default is 1 MiB;
+// no admin request needs more than a few hundred bytes), and idleTimeout
+// closes keep-alive connections left idle.
+const (
+	maxHeaderBytes = 64 << 10
+	idleTimeout    = time.Minute
+)
+
 // Server serves the admin API.
 type Server struct {
 	ln, remote  net.Listener // remote is nil without Options.Remote
@@ -92,7 +100,8 @@ func Listen(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: local(mux), ReadHeaderTimeout: 5 * time.Second}
+	s.srv = &http.Server{Handler: local(mux), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: maxHeaderBytes,
+		IdleTimeout: idleTimeout}
 	if opts.Remote != "" {
 		rl, err := net.Listen("tcp", opts.Remote)
 		if err != nil {
@@ -104,6 +113,8 @@ func Listen(opts Options) (*Server, error) {
 			Handler:           s.operatorsOnly(opts.Store, mux),
 			TLSConfig:         pki.AdminServerConfig(opts.Store),
 			ReadHeaderTimeout: 5 * time.Second,
+			MaxHeaderBytes:    maxHeaderBytes,
+			IdleTimeout:       idleTimeout,
 			// Refused handshakes (a client that does not trust the node)
 			// are the client's business; refused requests are logged.
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),

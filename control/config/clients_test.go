@@ -60,3 +60,25 @@ func TestClientListsBroken(t *testing.T) {
 		require.Contains(t, err.Error(), want)
 	}
 }
+
+// TestEveryFieldAtItsLimit: a document with each bounded value at the
+// edge of its range loads; the tests of broken documents hold the values
+// one past it.
+func TestEveryFieldAtItsLimit(t *testing.T) {
+	doc := edit(t, base,
+		"          - from: 443\n            to: 443\n", "          - from: 443\n            to: 65535\n",
+		"                weight: 100\n", "                weight: 255\n",
+		"            traffic_dial: 50\n", "            traffic_dial: 100\n",
+		"              path: /healthz\n", "              path: /healthz\n              healthy_threshold: 10\n              unhealthy_threshold: 10\n              interval: 1s\n              timeout: 1s\n",
+		"        endpoint_groups:\n          - region: eu\n", "        limits: {max_flows: 2147483647, max_flows_per_source: 2147483647, new_flows_per_second: 1e9, new_flows_burst: 1000000000}\n        endpoint_groups:\n          - region: eu\n",
+		"        router_id: 198.18.0.1\n", "        router_id: 198.18.0.1\n        as_path_prepend: 10\n        med: 4294967295\n",
+		"            peer_asn: 64600\n", "            peer_asn: 4294967294\n            hold_time: 65535s\n            keepalive: 65534s\n            multihop: 255\n",
+		"    - name: pop-a\n", "    - name: pop-a\n      backbone: {connections: 16}\n      udp: {max_flows: 2147483647, max_flows_per_source: 2147483647}\n"+
+			"      limits: {max_connections: 2147483647, rate_buckets: 16777216}\n"+
+			"      flow_logs: {enabled: true, path: /var/log/anyedge/flows.log, sample_rate: 1, queue_size: 16777216, max_size_mb: 1000000, max_files: 1000}\n",
+		"    - name: eu\n", "    - name: eu\n      limits: {max_flows: 2147483647, max_flows_per_edge: 2147483647}\n")
+	d, err := Load([]byte(doc), noEnv)
+	require.NoError(t, err)
+	require.Equal(t, 16777216, d.Topology.PoPs[0].Limits.RateBuckets)
+	require.Equal(t, 65535, d.Accelerators[0].Listeners[0].PortRanges[1].To)
+}
