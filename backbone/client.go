@@ -84,6 +84,12 @@ type Client struct {
 	now     func() time.Time                 // the clock of RTT samples
 	// stripeCap: the region's hello listed wire.CapStripe.
 	stripeCap atomic.Bool
+	// cmu guards rules, lastCustom and lastAt, the inputs of custom
+	// (custom.go).
+	cmu        sync.Mutex
+	rules      *portmap.Rules
+	lastCustom *wire.CustomRouting
+	lastAt     time.Time
 
 	// stateMu guards state and stateSubs: what this edge says of itself,
 	// and the control streams waiting to send it.
@@ -220,6 +226,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{
+		rules:     cfg.CustomRules,
 		cfg:       cfg,
 		raddr:     raddr,
 		qconf:     quicConfig(cfg.KeepAlivePeriod, cfg.IdleTimeout),
@@ -409,7 +416,7 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 		c.health.Store(nil)
 		c.load.Store(nil)
 		c.fleet.Store(nil)
-		c.custom.Store(nil)
+		c.forgetCustom()
 	}
 	c.signal()
 	return up

@@ -26,12 +26,44 @@ type customDest struct {
 }
 
 // applyCustom builds the view of a custom routing message; without
-// configured rules (ClientConfig.CustomRules) the message is ignored.
+// configured rules (ClientConfig.CustomRules, SetCustomRules) the message
+// is kept but not applied.
 func (c *Client) applyCustom(m wire.CustomRouting) {
-	if c.cfg.CustomRules == nil {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	c.lastCustom, c.lastAt = &m, time.Now()
+	c.buildCustom()
+	c.signal()
+}
+
+// SetCustomRules replaces the configured custom routing rules (a
+// reload); the region's last state is laid over the new rules at once.
+// Nil: the edge serves no custom routing.
+func (c *Client) SetCustomRules(r *portmap.Rules) {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	c.rules = r
+	c.buildCustom()
+	c.signal()
+}
+
+// forgetCustom drops the region's state (unreachable).
+func (c *Client) forgetCustom() {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	c.lastCustom = nil
+	c.custom.Store(nil)
+}
+
+// buildCustom makes the view from the rules and the region's last
+// message; c.cmu is held.
+func (c *Client) buildCustom() {
+	m := c.lastCustom
+	if c.rules == nil || m == nil {
+		c.custom.Store(nil)
 		return
 	}
-	now := time.Now()
+	now := c.lastAt
 	v := &customView{down: make(map[customDest]time.Time, len(m.Down)), received: now}
 	for _, o := range m.Overrides {
 		po := portmap.Override{Subnet: o.Subnet, Port: o.Port, Allow: o.Allow}
@@ -44,7 +76,7 @@ func (c *Client) applyCustom(m wire.CustomRouting) {
 		}
 		v.overrides = append(v.overrides, po)
 	}
-	v.rules = c.cfg.CustomRules.WithOverrides(v.overrides)
+	v.rules = c.rules.WithOverrides(v.overrides)
 	for _, d := range m.Down {
 		dest, err := netip.ParseAddrPort(d.Dest)
 		if err != nil {
@@ -57,7 +89,6 @@ func (c *Client) applyCustom(m wire.CustomRouting) {
 		v.down[customDest{d.Subnet, dest}] = until
 	}
 	c.custom.Store(v)
-	c.signal()
 }
 
 // Destination reports the region's verdict on a custom routing

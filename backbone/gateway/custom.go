@@ -93,6 +93,7 @@ func (g *Gateway) SetCustom(c Custom) {
 	}
 	g.custom.state.Store(&customState{subnets: c.Subnets, rules: rules})
 	g.notifyCustom()
+	g.cutRemoved()
 }
 
 // ErrNotHere is returned by ApplyCustom for a subnet another region serves.

@@ -143,6 +143,10 @@ type Gateway struct {
 	udp    udpState                            // see udp.go
 	caps   caps                                // see limits.go
 
+	// tcpMu guards tcpFlows, the TCP flows being spliced (reload.go).
+	tcpMu    sync.Mutex
+	tcpFlows map[*tcpFlow]struct{}
+
 	// mu guards health, subs, edges and fleetSubs.
 	mu     sync.Mutex
 	health map[string]wire.EndpointHealth
@@ -204,9 +208,11 @@ func New(cfg Config) *Gateway {
 	return g
 }
 
-// SetEndpoints swaps the endpoint table (hot reload). Flows already open
-// are untouched.
-func (g *Gateway) SetEndpoints(eps []Endpoint) {
+// SetEndpoints swaps the endpoint table (hot reload). Flows to the
+// endpoints that stay are untouched, even when their address changed;
+// flows to the endpoints removed are cut (see reload.go). It returns how
+// many were cut.
+func (g *Gateway) SetEndpoints(eps []Endpoint) int {
 	m := make(map[string]*Endpoint, len(eps))
 	for i := range eps {
 		e := eps[i]
@@ -214,6 +220,7 @@ func (g *Gateway) SetEndpoints(eps []Endpoint) {
 	}
 	g.keepStats(eps)
 	g.table.Store(&m)
+	return g.cutRemoved()
 }
 
 // ActiveFlows is the number of flows being served, TCP and UDP.
@@ -508,6 +515,15 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 		s.CancelRead(wire.StreamReset)
 		return
 	}
+	tf := &tcpFlow{id: ep.ID, conn: tc, str: s}
+	if !g.trackTCP(tf) {
+		_ = tc.SetLinger(0)
+		_ = tc.Close()
+		release()
+		s.CancelRead(wire.StreamEndpointRemoved)
+		s.CancelWrite(wire.StreamEndpointRemoved)
+		return
+	}
 	g.flows.Add(1)
 	st.activeTCP.Add(1)
 	g.tcp.Add(1)
@@ -520,6 +536,9 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 	stop := func() bool { return true }
 	if h.Flags&wire.FlagStriped != 0 {
 		str = g.startStripe(peer, s, h.FlowID)
+		g.tcpMu.Lock()
+		tf.str = str // a cut resets every lane
+		g.tcpMu.Unlock()
 	} else {
 		stop = context.AfterFunc(ctx, func() {
 			_ = tc.SetLinger(0)
@@ -529,6 +548,7 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 	// The splice runs in goroutines of its own; this handler's goroutine
 	// returns so that an idle flow keeps no more than the copy loops alive.
 	splice.StartWith(ec.side, str, splice.Options{Idle: ep.IdleTimeout, Buffered: ec.tls}, func(splice.Result) {
+		g.untrackTCP(tf)
 		stop()
 		release()
 		g.flows.Add(-1)

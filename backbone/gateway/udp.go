@@ -407,7 +407,10 @@ func (g *Gateway) openUDPFlow(ctx context.Context, key udpKey, ep *Endpoint, add
 // closeFlow removes f from the table, closes its socket (which ends its
 // reader) and resets the streams bound to it, so that their edges open the
 // flow afresh on their next packet.
-func (g *Gateway) closeFlow(f *udpFlow) {
+func (g *Gateway) closeFlow(f *udpFlow) { g.closeFlowWith(f, wire.StreamIdle) }
+
+// closeFlowWith is closeFlow with the code the streams are reset with.
+func (g *Gateway) closeFlowWith(f *udpFlow, code quic.StreamErrorCode) {
 	u := &g.udp
 	u.mu.Lock()
 	if u.flows[f.key] == f {
@@ -432,8 +435,8 @@ func (g *Gateway) closeFlow(f *udpFlow) {
 	f.mu.Unlock()
 	_ = f.sock.Close()
 	for _, bd := range bds {
-		bd.str.CancelRead(wire.StreamIdle)
-		bd.str.CancelWrite(wire.StreamIdle)
+		bd.str.CancelRead(code)
+		bd.str.CancelWrite(code)
 	}
 }
 

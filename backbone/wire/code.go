@@ -97,6 +97,10 @@ const (
 	StreamIdle quic.StreamErrorCode = 2
 	// StreamShutdown: the node is shutting down.
 	StreamShutdown quic.StreamErrorCode = 3
+	// StreamEndpointRemoved: a reload of the region's configuration
+	// removed the flow's endpoint (or custom routing subnet). An edge
+	// that does not know the code takes it as a reset.
+	StreamEndpointRemoved quic.StreamErrorCode = 4
 )
 
 // Connection close codes carried by CONNECTION_CLOSE.
