@@ -77,11 +77,11 @@ func (e *Edge) attemptHeader(bl *boundListener, f router.Flow, base wire.Header,
 	h.EndpointID = choice.EndpointID
 	h.Flags &^= wire.FlagHold
 	h.Alternates, h.HedgeDelay = nil, 0
-	if h.Flags&wire.FlagTLS != 0 && !e.regions.Offers(choice.Region, wire.CapTLS) {
+	if h.Flags&wire.FlagTLS != 0 && !e.regions().Offers(choice.Region, wire.CapTLS) {
 		h.Flags &^= wire.FlagTLS
 		h.SNI, h.ALPN, h.TLSVersion = "", "", 0
 	}
-	if !hold || bl.l.Custom != nil || !e.regions.Offers(choice.Region, wire.CapHold) {
+	if !hold || bl.l.Custom != nil || !e.regions().Offers(choice.Region, wire.CapHold) {
 		return h, nil
 	}
 	cands := []string{choice.EndpointID}
@@ -130,7 +130,7 @@ func (e *Edge) firstAttempt(ctx context.Context, bl *boundListener, f router.Flo
 	}
 	first := ed.sendable()
 	a.started = time.Now()
-	a.str, a.err = e.regions.StartFlow(ctx, choice.Region, &h, first, e.cfg.OpenTimeout)
+	a.str, a.err = e.regions().StartFlow(ctx, choice.Region, &h, first, e.cfg.OpenTimeout)
 	if a.err != nil {
 		return a, false
 	}
@@ -384,7 +384,7 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, f router.Flow, hdr
 		a := attempt{choice: choice, sent: len(early), cands: cands, started: time.Now()}
 		heldIn(a)
 		run(a, watch(a), func(pctx context.Context) (attempt, bool) {
-			a.str, a.err = e.regions.StartFlow(pctx, choice.Region, &h, early, e.cfg.OpenTimeout)
+			a.str, a.err = e.regions().StartFlow(pctx, choice.Region, &h, early, e.cfg.OpenTimeout)
 			return a, a.err == nil
 		})
 		return true
@@ -475,7 +475,7 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, f router.Flow, hdr
 // against on every flow.
 func (e *Edge) hedgeDelay(region string) time.Duration {
 	d := e.cfg.HedgeDelay
-	if rtt, ok := e.regions.RegionRTT(region); ok {
+	if rtt, ok := e.regions().RegionRTT(region); ok {
 		d += 2 * rtt
 	}
 	return d

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -58,15 +57,16 @@ type Listener struct {
 	Meter *flow.Meter
 	// Admission is what the listener's new connections must pass right
 	// after accept (allow and deny lists, rate per source, caps); the zero
-	// value admits everything. SetAdmission replaces it at run time.
+	// value admits everything. A reload (Prepare) replaces it; the
+	// listener's counters and buckets carry over.
 	Admission admit.Rules
 	// Custom, for a custom routing listener, is its port map: a flow's
 	// listener port names its destination, region and subnet (the
 	// "endpoint" of Route's groups); Route then serves readiness only.
 	Custom *portmap.Table
 	// TLS, when set, terminates TLS at the edge (beyond AWS Global
-	// Accelerator): the flow carries the decrypted bytes. Run runs its
-	// file watcher.
+	// Accelerator): the flow carries the decrypted bytes. The edge runs
+	// its file watcher while the listener is in force.
 	TLS *tlsterm.Terminator
 }
 
@@ -123,39 +123,88 @@ var _ router.View = Regions(nil)
 
 // Edge serves the listeners of one PoP.
 type Edge struct {
-	cfg     Config
-	log     *slog.Logger
-	rl      *ratelog.Logger // per-flow events
-	live    *liveness.Set   // the accept loops' wake-ups; nil without Heartbeat
-	regions Regions
-	view    *suspects // the router's view: regions, less suspected endpoints
-	lns     []*boundListener
-	gates   map[string]*admit.Gate // by listener key
+	cfg  Config
+	log  *slog.Logger
+	rl   *ratelog.Logger // per-flow events
+	live *liveness.Set   // the accept loops' wake-ups; nil without Heartbeat
+	view *suspects       // the router's view: regions, less suspected endpoints
+	// listeners are the TCP listeners in force (New, then each Commit);
+	// immutable.
+	listeners atomic.Pointer[[]Listener]
+	global    *admit.Global // the cap on connections, every listener's
 
 	// wg joins every goroutine Run starts: flows, attempts, the release of
 	// hedging's losers.
 	wg sync.WaitGroup
-	// accepting joins the accept loops; Run adds them under mu unless
-	// noAccept is set.
+	// accepting joins the accept loops; Run and Commit add them under mu
+	// unless noAccept or closed is set.
 	accepting sync.WaitGroup
+	// watching joins the certificate watchers of TLS listeners (tls.go).
+	watching sync.WaitGroup
 	// stopping is set when Run's context has ended: flows cut from then
 	// on end with flow.Shutdown.
 	stopping atomic.Bool
 	life     closer.Closer // Close ends Run
-	closeLns sync.Once
-	// mu guards conns and noAccept.
+	// mu guards gates, socks, conns, noAccept, closed, runCtx, watchCtx
+	// and watchers.
 	mu       sync.Mutex
-	conns    map[*net.TCPConn]*tracked // the flows open
+	gates    map[string]*admit.Gate // by listener key: kept across reloads
+	socks    []*tcpSocket
+	conns    map[*net.TCPConn]*tcpFlow // the flows open
 	noAccept bool                      // StopAccepting was called
+	closed   bool                      // the sockets were closed for good
+	runCtx   context.Context           // Run's, while it runs: Commit starts accept loops in it
+	watchCtx context.Context           // Run's certificate watchers' (until every flow ended)
+	watchers map[*tlsterm.Terminator]context.CancelFunc
 }
 
+// tcpSocket is one bound address and port. A reload that keeps the
+// address and port keeps the socket and swaps the listener it serves.
+type tcpSocket struct {
+	ln   *net.TCPListener
+	addr netip.AddrPort
+	// cur is the listener configuration the socket serves now; a flow
+	// takes it once, when accepted.
+	cur atomic.Pointer[boundListener]
+	// removed is set (under Edge.mu) when a reload closed the socket.
+	removed bool
+}
+
+// boundListener is one socket's listener configuration, compiled:
+// immutable, replaced whole by a reload.
 type boundListener struct {
 	l     *Listener
 	gate  *admit.Gate // the listener's, shared by its sockets
 	table router.Picker
-	ln    *net.TCPListener
 	port  uint16
 	meter *flow.Meter
+	// serves lists the region and endpoint pairs of l.Route: a flow to
+	// any other was cut by the reload that removed it.
+	serves map[router.Choice]bool
+}
+
+// tcpFlow is an open flow: its socket and configuration, its share of the
+// caps and, once spliced, its endpoint and stream. Edge.mu guards it.
+type tcpFlow struct {
+	sock    *tcpSocket
+	bl      *boundListener // the configuration the flow started with
+	pass    admit.Pass
+	choice  router.Choice
+	str     backbone.Stream
+	spliced bool
+	// cut is why a reload (or the end of Run) ended the flow; zero
+	// while it runs.
+	cut flow.Reason
+}
+
+// cancel ends a spliced flow's stream both ways with code, which ends the
+// splice even where closing the client connection cannot (a copy blocked
+// reading the stream, after the client's FIN). Edge.mu is held.
+func (t *tcpFlow) cancel(code quic.StreamErrorCode) {
+	if t.spliced {
+		t.str.CancelRead(code)
+		t.str.CancelWrite(code)
+	}
 }
 
 // New compiles the routing tables and returns an Edge; Listen binds it.
@@ -176,75 +225,119 @@ func New(cfg Config, regions Regions) (*Edge, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	cfg.Listeners = slices.Clone(cfg.Listeners)
-	e := &Edge{
-		cfg:     cfg,
-		log:     logger.With("component", "edge"),
-		rl:      ratelog.New(logger.With("component", "edge"), ratelog.Every),
-		live:    liveness.NewSet(cfg.Heartbeat),
-		regions: regions,
-		view:    newSuspects(regions, cfg.SuspectFor),
-		conns:   map[*net.TCPConn]*tracked{},
-		gates:   map[string]*admit.Gate{},
+	listeners, err := tcpListeners(cfg.Listeners, regions)
+	if err != nil {
+		return nil, err
 	}
-	global := admit.NewGlobal(cfg.MaxConns)
-	for i := range cfg.Listeners {
-		l := &cfg.Listeners[i]
+	cfg.Listeners = nil
+	e := &Edge{
+		cfg:      cfg,
+		log:      logger.With("component", "edge"),
+		rl:       ratelog.New(logger.With("component", "edge"), ratelog.Every),
+		live:     liveness.NewSet(cfg.Heartbeat),
+		view:     newSuspects(regions, cfg.SuspectFor),
+		conns:    map[*net.TCPConn]*tcpFlow{},
+		global:   admit.NewGlobal(cfg.MaxConns),
+		gates:    map[string]*admit.Gate{},
+		watchers: map[*tlsterm.Terminator]context.CancelFunc{},
+	}
+	e.listeners.Store(&listeners)
+	return e, nil
+}
+
+// tcpListeners copies the TCP listeners of ls, gives each a meter if it
+// has none, and checks that regions has every region they route to.
+func tcpListeners(ls []Listener, regions Regions) ([]Listener, error) {
+	var out []Listener
+	for _, l := range ls {
 		if l.Protocol != "tcp" {
 			continue
 		}
 		if l.Meter == nil {
 			l.Meter = flow.NewMeter(flow.Listener{Key: l.Route.Key, Accelerator: l.Accelerator, Protocol: "tcp"}, nil)
 		}
-		e.gates[l.Route.Key] = admit.NewGate(l.Admission, global, cfg.RateBuckets)
 		for _, g := range l.Route.Groups {
 			if regions[g.Region] == nil {
 				return nil, fmt.Errorf("edge: listener %s: no backbone client for region %q", l.Route.Key, g.Region)
 			}
 		}
+		out = append(out, l)
 	}
-	return e, nil
+	return out, nil
+}
+
+// compile compiles the routing table of each listener of ls, for the
+// sockets that serve it. A listener keeps its gate (its admission
+// counters) across reloads; a new one gets its own. gates are those in
+// force, by listener key.
+func (e *Edge) compile(ls []Listener, gates map[string]*admit.Gate) ([]*boundListener, error) {
+	out := make([]*boundListener, len(ls))
+	for i := range ls {
+		l := &ls[i]
+		table, err := l.picker(6)
+		if err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+		gate := gates[l.Route.Key]
+		if gate == nil {
+			gate = admit.NewGate(l.Admission, e.global, e.cfg.RateBuckets)
+		}
+		out[i] = &boundListener{l: l, gate: gate, table: table, meter: l.Meter, serves: l.Route.Targets()}
+	}
+	return out, nil
+}
+
+// bindTCP binds one socket that will serve bl.
+func bindTCP(ap netip.AddrPort, bl *boundListener) (*tcpSocket, error) {
+	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(ap))
+	if err != nil {
+		return nil, fmt.Errorf("edge: listener %s: %w", bl.l.Route.Key, err)
+	}
+	s := &tcpSocket{ln: ln, addr: ap}
+	s.cur.Store(bl.on(s))
+	return s, nil
+}
+
+// on returns bl for socket s.
+func (bl *boundListener) on(s *tcpSocket) *boundListener {
+	c := *bl
+	c.port = s.addr.Port()
+	return &c
 }
 
 // Listen binds every TCP listener port on every address. On error nothing
 // stays bound.
 func (e *Edge) Listen() error {
-	for i := range e.cfg.Listeners {
-		l := &e.cfg.Listeners[i]
-		if l.Protocol != "tcp" {
-			continue
-		}
-		table, err := l.picker(6)
-		if err != nil {
-			e.closeListeners()
-			return fmt.Errorf("edge: %w", err)
-		}
-		var bound []string
-		for _, a := range l.Addrs {
-			for _, r := range l.Ports {
-				for p := uint32(r.From); p <= uint32(r.To); p++ {
-					ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(p))))
-					if err != nil {
-						e.closeListeners()
-						return fmt.Errorf("edge: listener %s: %w", l.Route.Key, err)
-					}
-					e.lns = append(e.lns, &boundListener{l: l, gate: e.gates[l.Route.Key], table: table, ln: ln, port: uint16(p), meter: l.Meter})
-					bound = append(bound, ln.Addr().String())
-				}
-			}
-		}
-		e.log.Info("listening", "listener", l.Route.Key, "protocol", "tcp", "addrs", bound)
+	u, err := e.Prepare(*e.listeners.Load(), e.regions())
+	if err != nil {
+		return err
 	}
+	e.mu.Lock()
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
+		u.Abort()
+		return net.ErrClosed
+	}
+	u.Commit()
 	return nil
 }
 
-// closeListeners closes every bound listener, once.
+func closeSockets(socks []*tcpSocket) {
+	for _, s := range socks {
+		_ = s.Close()
+	}
+}
+
+// Close closes the socket.
+func (s *tcpSocket) Close() error { return s.ln.Close() }
+
+// closeListeners closes every bound socket, for good.
 func (e *Edge) closeListeners() {
-	e.closeLns.Do(func() {
-		for _, bl := range e.lns {
-			_ = bl.ln.Close()
-		}
-	})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	closeSockets(e.socks)
 }
 
 // Close releases the listeners and, when Run is running, ends it as if its
@@ -256,11 +349,13 @@ func (e *Edge) Close() error {
 	return nil
 }
 
-// SetAdmission replaces the admission rules of the listener key (a
-// reload); connections already taken are untouched. It reports whether
-// the edge has that listener.
+// SetAdmission replaces the admission rules of the listener key;
+// connections already taken are untouched. It reports whether the edge
+// has that listener. A reload (Prepare, Commit) sets them too.
 func (e *Edge) SetAdmission(key string, r admit.Rules) bool {
+	e.mu.Lock()
 	g := e.gates[key]
+	e.mu.Unlock()
 	if g != nil {
 		g.SetRules(r)
 	}
@@ -269,20 +364,21 @@ func (e *Edge) SetAdmission(key string, r admit.Rules) bool {
 
 // Addrs returns the bound listener addresses.
 func (e *Edge) Addrs() []net.Addr {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	var out []net.Addr
-	for _, bl := range e.lns {
-		out = append(out, bl.ln.Addr())
+	for _, s := range e.socks {
+		out = append(out, s.ln.Addr())
 	}
 	return out
 }
 
 // Meters returns the meter of every TCP listener.
 func (e *Edge) Meters() []*flow.Meter {
-	var out []*flow.Meter
-	for i := range e.cfg.Listeners {
-		if m := e.cfg.Listeners[i].Meter; m != nil {
-			out = append(out, m)
-		}
+	ls := *e.listeners.Load()
+	out := make([]*flow.Meter, 0, len(ls))
+	for i := range ls {
+		out = append(out, ls[i].Meter)
 	}
 	return out
 }
@@ -301,6 +397,9 @@ func (e *Edge) Stats() flow.Counters {
 	return c
 }
 
+// regions returns the backbone clients in force.
+func (e *Edge) regions() Regions { return e.view.current() }
+
 // Run serves the bound listeners until ctx ends, then stops accepting,
 // resets the flows still open, and returns when every goroutine has ended.
 func (e *Edge) Run(ctx context.Context) error {
@@ -309,39 +408,59 @@ func (e *Edge) Run(ctx context.Context) error {
 		return err
 	}
 	defer done()
-	stop := closer.AfterFunc(ctx, func() {
-		e.stopping.Store(true)
-		e.closeListeners()
-		e.mu.Lock()
-		for c, t := range e.conns {
-			_ = c.SetLinger(0)
-			_ = c.Close()
-			t.cancel()
-		}
-		e.mu.Unlock()
-	})
-	defer stop()
+	// The certificate watchers of listeners that terminate TLS run while
+	// anything may still handshake: until every flow has ended.
+	wctx, wstop := context.WithCancel(context.WithoutCancel(ctx))
 	e.mu.Lock()
-	if !e.noAccept {
-		for _, bl := range e.lns {
-			e.accepting.Go(func() { e.acceptLoop(ctx, bl) })
+	e.runCtx, e.watchCtx = ctx, wctx
+	e.watchLocked(wctx, *e.listeners.Load())
+	if !e.noAccept && !e.closed {
+		for _, s := range e.socks {
+			e.accepting.Go(func() { e.acceptLoop(ctx, s) })
 		}
 	}
 	e.mu.Unlock()
-	// The certificate watchers of listeners that terminate TLS run while
-	// anything may still handshake.
-	wctx, wstop := context.WithCancel(ctx)
-	var watch sync.WaitGroup
-	for i := range e.cfg.Listeners {
-		if t := e.cfg.Listeners[i].TLS; t != nil {
-			watch.Go(func() { _ = t.Run(wctx) })
-		}
+	<-ctx.Done()
+	// From here on Commit starts no accept loop: closed is set.
+	e.stopping.Store(true)
+	e.mu.Lock()
+	e.closed = true
+	closeSockets(e.socks)
+	for c, fl := range e.conns {
+		e.cutLocked(c, fl, flow.Shutdown)
 	}
+	e.mu.Unlock()
 	e.accepting.Wait()
 	e.wg.Wait()
 	wstop()
-	watch.Wait()
+	e.watching.Wait()
 	return nil
+}
+
+// watchLocked runs the certificate watcher of every TLS listener of ls
+// that has none, in ctx, and stops those of listeners no longer in ls.
+// e.mu is held.
+func (e *Edge) watchLocked(ctx context.Context, ls []Listener) {
+	keep := map[*tlsterm.Terminator]bool{}
+	for i := range ls {
+		t := ls[i].TLS
+		if t == nil {
+			continue
+		}
+		keep[t] = true
+		if e.watchers[t] != nil {
+			continue
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		e.watchers[t] = cancel
+		e.watching.Go(func() { _ = t.Run(wctx) })
+	}
+	for t, cancel := range e.watchers {
+		if !keep[t] {
+			cancel()
+			delete(e.watchers, t)
+		}
+	}
 }
 
 // StopAccepting closes the listeners and returns once no accept loop
@@ -351,17 +470,17 @@ func (e *Edge) Run(ctx context.Context) error {
 func (e *Edge) StopAccepting() {
 	e.mu.Lock()
 	e.noAccept = true
+	closeSockets(e.socks)
 	e.mu.Unlock()
-	e.closeListeners()
 	e.accepting.Wait()
 }
 
-func (e *Edge) acceptLoop(ctx context.Context, bl *boundListener) {
-	live := e.live.Loop(bl.ln.SetDeadline)
+func (e *Edge) acceptLoop(ctx context.Context, s *tcpSocket) {
+	live := e.live.Loop(s.ln.SetDeadline)
 	defer live.Done()
 	var backoff time.Duration // while the process is out of descriptors
 	for {
-		c, err := bl.ln.AcceptTCP()
+		c, err := s.ln.AcceptTCP()
 		if err != nil {
 			if live.Woke(err) {
 				continue
@@ -369,8 +488,9 @@ func (e *Edge) acceptLoop(ctx context.Context, bl *boundListener) {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
+			key := s.cur.Load().l.Route.Key
 			if !outOfResources(err) {
-				e.rl.Warn("accept", "listener", bl.l.Route.Key, "err", err)
+				e.rl.Warn("accept", "listener", key, "err", err)
 				continue
 			}
 			// The connection stays in the kernel's queue; retrying at once
@@ -380,7 +500,7 @@ func (e *Edge) acceptLoop(ctx context.Context, bl *boundListener) {
 			if e.cfg.Heartbeat > 0 {
 				backoff = min(backoff, e.cfg.Heartbeat)
 			}
-			e.rl.Warn("accept: out of descriptors, backing off", "listener", bl.l.Route.Key, "err", err, "backoff", backoff)
+			e.rl.Warn("accept: out of descriptors, backing off", "listener", key, "err", err, "backoff", backoff)
 			t := time.NewTimer(backoff)
 			select {
 			case <-ctx.Done():
@@ -391,7 +511,7 @@ func (e *Edge) acceptLoop(ctx context.Context, bl *boundListener) {
 			continue
 		}
 		backoff = 0
-		if !e.admit(ctx, bl, c) {
+		if !e.admit(ctx, s, c) {
 			return
 		}
 	}
@@ -404,10 +524,12 @@ func outOfResources(err error) bool {
 		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
-// admit runs the listener's gate on a new connection: a refused one is
-// reset and counted at once, without a goroutine; an admitted one is
-// served. It reports false when the edge is stopping.
-func (e *Edge) admit(ctx context.Context, bl *boundListener, c *net.TCPConn) bool {
+// admit runs the listener's gate on a new connection of socket s: a
+// refused one is reset and counted at once, without a goroutine; an
+// admitted one is served. It reports false when the edge is stopping or
+// the socket was removed.
+func (e *Edge) admit(ctx context.Context, s *tcpSocket, c *net.TCPConn) bool {
+	bl := s.cur.Load()
 	src := c.RemoteAddr().(*net.TCPAddr).AddrPort()
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	now := time.Now()
@@ -420,7 +542,7 @@ func (e *Edge) admit(ctx context.Context, bl *boundListener, c *net.TCPConn) boo
 			Start: now, End: now, Reason: refused})
 		return true
 	}
-	if !e.track(c, pass) {
+	if !e.track(c, s, bl, pass) {
 		pass.Done()
 		_ = c.Close()
 		return false
@@ -430,60 +552,54 @@ func (e *Edge) admit(ctx context.Context, bl *boundListener, c *net.TCPConn) boo
 	return true
 }
 
-// tracked is an open flow: its share of the caps and, once spliced, its
-// stream.
-type tracked struct {
-	pass    admit.Pass
-	str     backbone.Stream
-	spliced bool
-}
-
-// cancel ends a spliced flow's stream both ways, which ends the splice
-// even where closing the client connection cannot (a copy blocked reading
-// the stream, after the client's FIN). e.mu is held.
-func (t *tracked) cancel() {
-	if t.spliced {
-		t.str.CancelRead(wire.StreamShutdown)
-		t.str.CancelWrite(wire.StreamShutdown)
-	}
-}
-
-func (e *Edge) track(c *net.TCPConn, pass admit.Pass) bool {
+func (e *Edge) track(c *net.TCPConn, s *tcpSocket, bl *boundListener, pass admit.Pass) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.conns == nil {
+	if e.closed || s.removed {
 		return false
 	}
-	e.conns[c] = &tracked{pass: pass}
+	e.conns[c] = &tcpFlow{sock: s, bl: bl, pass: pass}
 	return true
 }
 
-// spliced records the stream of c's flow, so that stopping the edge ends
-// it; when the edge is stopping already, it ends it now.
-func (e *Edge) spliced(c *net.TCPConn, str backbone.Stream) {
+// spliced records the endpoint and stream of c's flow, so that stopping
+// the edge, or a reload that removes the endpoint, ends it. When the edge
+// is stopping already, or a reload since the flow was accepted removed
+// its endpoint or listener, it ends the flow now and returns why.
+func (e *Edge) spliced(c *net.TCPConn, choice router.Choice, str backbone.Stream) flow.Reason {
+	choice.FailOpen = false
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	t := e.conns[c]
-	if t == nil {
-		return
+	fl := e.conns[c]
+	if fl == nil {
+		return 0
 	}
-	t.str, t.spliced = str, true
-	if e.stopping.Load() {
-		_ = c.SetLinger(0)
-		_ = c.Close()
-		t.cancel()
+	fl.choice, fl.str, fl.spliced = choice, str, true
+	switch {
+	case fl.cut != 0:
+	case e.stopping.Load():
+		e.cutLocked(c, fl, flow.Shutdown)
+	case fl.bl != fl.sock.cur.Load() || fl.sock.removed:
+		// A reload since the flow started.
+		if reason := fl.cutReason(); reason != 0 {
+			e.cutLocked(c, fl, reason)
+		}
 	}
+	return fl.cut
 }
 
-// untrack forgets a flow that ended and gives back its share of the caps.
-func (e *Edge) untrack(c *net.TCPConn) {
+// untrack forgets a flow that ended, gives back its share of the caps and
+// returns why it was cut, if it was.
+func (e *Edge) untrack(c *net.TCPConn) flow.Reason {
 	e.mu.Lock()
-	t, ok := e.conns[c]
+	fl := e.conns[c]
 	delete(e.conns, c)
 	e.mu.Unlock()
-	if ok {
-		t.pass.Done()
+	if fl == nil {
+		return 0
 	}
+	fl.pass.Done()
+	return fl.cut
 }
 
 // serveTCP routes one client connection and splices it to a stream.
@@ -571,17 +687,27 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 		rec.BytesIn = uint64(n)
 		bl.meter.BytesIn().Add(uint64(n))
 	}
-	e.spliced(c, won.str)
+	if cut := e.spliced(c, won.choice, won.str); cut != 0 {
+		// Stopping, or a reload removed the endpoint (or the
+		// listener) meanwhile.
+		backbone.CancelFlow(won.str)
+		rec.Reason = cut
+		e.endSetup(bl, c, &rec)
+		return
+	}
 	e.wg.Add(1)
 	opts := splice.Options{Idle: bl.l.IdleTimeout, Up: bl.meter.BytesIn(), Down: bl.meter.BytesOut(), TCPInfo: true,
 		Buffered: bl.l.TLS != nil}
 	splice.StartWith(client, won.str, opts, func(res splice.Result) {
 		won.str.Release()
-		e.untrack(c)
+		cut := e.untrack(c)
 		rec.BytesIn += uint64(res.Up)
 		rec.BytesOut = uint64(res.Down)
 		rec.PacketsIn, rec.PacketsOut = res.SegsIn, res.SegsOut
 		rec.Reason = e.closeReason(res)
+		if cut != 0 {
+			rec.Reason = cut
+		}
 		rec.End = time.Now()
 		bl.meter.Packets(res.SegsIn, res.SegsOut)
 		bl.meter.End(rec)
@@ -612,7 +738,10 @@ func (e *Edge) closeReason(res splice.Result) flow.Reason {
 // the region cut it) from the loss of the backbone connection.
 func streamEnd(err error) flow.Reason {
 	var se *quic.StreamError
-	if errors.As(err, &se) {
+	switch {
+	case errors.As(err, &se) && se.ErrorCode == wire.StreamEndpointRemoved:
+		return flow.EndpointRemoved // the region's reload removed it
+	case se != nil:
 		return flow.EndpointReset
 	}
 	return flow.BackboneLost
@@ -631,7 +760,9 @@ func (e *Edge) abort(bl *boundListener, c *net.TCPConn, rec *flow.Record, err er
 // endSetup ends a flow that was never spliced: a reset, not a FIN, so that
 // the client learns at once that nothing is there.
 func (e *Edge) endSetup(bl *boundListener, c *net.TCPConn, rec *flow.Record) {
-	e.untrack(c)
+	if cut := e.untrack(c); cut != 0 {
+		rec.Reason = cut
+	}
 	_ = c.SetLinger(0)
 	_ = c.Close()
 	rec.End = time.Now()

@@ -23,7 +23,7 @@ import (
 //     region speaks again on that connection, the connection closes (the
 //     pool then takes over) or the hold time passes.
 type suspects struct {
-	regions Regions
+	regions atomic.Pointer[Regions] // swapped whole by a reload
 	hold    time.Duration
 
 	// mu guards until and silent.
@@ -44,18 +44,26 @@ type silentRegion struct {
 var _ router.View = (*suspects)(nil)
 
 func newSuspects(regions Regions, hold time.Duration) *suspects {
-	return &suspects{regions: regions, hold: hold, until: map[suspectKey]time.Time{}, silent: map[string]silentRegion{}}
+	s := &suspects{hold: hold, until: map[suspectKey]time.Time{}, silent: map[string]silentRegion{}}
+	s.setRegions(regions)
+	return s
 }
+
+// current returns the backbone clients in force.
+func (s *suspects) current() Regions { return *s.regions.Load() }
+
+// setRegions replaces the backbone clients (a reload).
+func (s *suspects) setRegions(r Regions) { s.regions.Store(&r) }
 
 // RegionRTT implements router.View.
 func (s *suspects) RegionRTT(region string) (time.Duration, bool) {
-	return s.regions.RegionRTT(region)
+	return s.current().RegionRTT(region)
 }
 
 // EndpointHealthy implements router.View: the region's view, less the
 // endpoints this edge suspects.
 func (s *suspects) EndpointHealthy(region, id string) bool {
-	if !s.regions.EndpointHealthy(region, id) {
+	if !s.current().EndpointHealthy(region, id) {
 		return false
 	}
 	s.mu.RLock()
@@ -67,7 +75,7 @@ func (s *suspects) EndpointHealthy(region, id string) bool {
 // Destination implements router.CustomView: the regions' custom routing
 // verdicts.
 func (s *suspects) Destination(region, subnet string, dest netip.AddrPort) (allowed, up, known bool) {
-	return s.regions.Destination(region, subnet, dest)
+	return s.current().Destination(region, subnet, dest)
 }
 
 var _ router.CustomView = (*suspects)(nil)

@@ -68,6 +68,18 @@ type Listener struct {
 	Groups []Group
 }
 
+// Targets returns the set of the listener's region and endpoint pairs,
+// as Choices (FailOpen unset).
+func (l Listener) Targets() map[Choice]bool {
+	m := map[Choice]bool{}
+	for _, g := range l.Groups {
+		for _, ep := range g.Endpoints {
+			m[Choice{Region: g.Region, EndpointID: ep.ID}] = true
+		}
+	}
+	return m
+}
+
 // Flow identifies a new flow as the edge sees it.
 type Flow struct {
 	// Proto is the IP protocol number: 6 for TCP, 17 for UDP.

@@ -19,8 +19,12 @@ import (
 
 // udpFlow is one UDP flow: (listener socket, client address, client port).
 type udpFlow struct {
-	id     uint64
-	sock   *socket
+	id   uint64
+	sock *socket
+	// bl is the listener configuration the flow started with, and meter
+	// its meter, which counts the flow to its end.
+	bl     *boundListener
+	meter  *flow.Meter
 	client netip.AddrPort
 	start  time.Time
 	pass   admit.Pass   // the flow's share of its listener's caps
@@ -49,13 +53,13 @@ func (fl *udpFlow) touch() { fl.last.Store(time.Now().UnixNano()) }
 func (fl *udpFlow) in(n int) {
 	fl.packetsIn.Add(1)
 	fl.bytesIn.Add(uint64(n))
-	fl.sock.meter.In(n)
+	fl.meter.In(n)
 }
 
 func (fl *udpFlow) out(n int) {
 	fl.packetsOut.Add(1)
 	fl.bytesOut.Add(uint64(n))
-	fl.sock.meter.Out(n)
+	fl.meter.Out(n)
 }
 
 // link is a flow's open stream; the flow's datagrams ride its connection.
@@ -84,8 +88,14 @@ func (l *link) writePacket(p []byte) error {
 // packets from the region until the stream ends.
 func (f *Forwarder) open(ctx context.Context, fl *udpFlow) {
 	l, err := f.connect(ctx, fl)
+	var cut flow.Reason
+	if err == nil && (fl.bl != fl.sock.cur.Load() || fl.sock.removed.Load()) {
+		// A reload since the flow started may have removed its
+		// endpoint or its listener.
+		cut = fl.cutReason()
+	}
 	fl.mu.Lock()
-	if err != nil || fl.closed {
+	if err != nil || fl.closed || cut != 0 {
 		if err == nil {
 			l.str.CancelRead(wire.StreamShutdown)
 			l.str.CancelWrite(wire.StreamShutdown)
@@ -95,19 +105,21 @@ func (f *Forwarder) open(ctx context.Context, fl *udpFlow) {
 		// flow with a new attempt. Until then packets are dropped.
 		wasClosed, served := fl.closed, fl.served
 		fl.closed = true
-		fl.sock.meter.Drop(flow.EdgeQueue, len(fl.pending))
+		fl.meter.Drop(flow.EdgeQueue, len(fl.pending))
 		fl.pending = nil
 		fl.opening = false
 		fl.mu.Unlock()
 		if !wasClosed {
 			reason := flow.SetupFailure(err)
 			switch {
+			case cut != 0:
+				reason = cut
 			case ctx.Err() != nil:
 				reason = flow.Shutdown
 			case served:
 				reason = flow.BackboneLost
 			}
-			f.rl.Info("udp flow open failed", "listener", fl.sock.l.Route.Key, "client", fl.client.String(), "reason", reason, "err", err)
+			f.rl.Info("udp flow open failed", "listener", fl.meter.Listener().Key, "client", fl.client.String(), "reason", reason, "err", err)
 			f.remove(fl, wire.StreamReset, reason)
 		}
 		return
@@ -125,7 +137,7 @@ func (f *Forwarder) open(ctx context.Context, fl *udpFlow) {
 		for _, p := range batch {
 			n := copy(buf[8:], p)
 			if !f.send(fl, l, buf, 8, n) {
-				fl.sock.meter.Drop(flow.Backbone, 1)
+				fl.meter.Drop(flow.Backbone, 1)
 			}
 		}
 		fl.mu.Lock()
@@ -150,12 +162,18 @@ func (f *Forwarder) open(ctx context.Context, fl *udpFlow) {
 	for {
 		n, err := wire.ReadPacket(l.str, buf)
 		if err != nil {
+			var se *quic.StreamError
+			if errors.As(err, &se) && se.ErrorCode == wire.StreamEndpointRemoved {
+				// The region's reload removed the endpoint: the flow
+				// ends rather than reopen towards it.
+				f.remove(fl, wire.StreamReset, flow.EndpointRemoved)
+			}
 			break
 		}
 		fl.touch()
 		if _, err := fl.sock.conn.WriteToUDPAddrPort(buf[:n], fl.client); err == nil {
 			fl.out(n)
-			fl.sock.meter.FallbackOut()
+			fl.meter.FallbackOut()
 		}
 	}
 	// The stream ended: the flow reopens on its next packet.
@@ -198,7 +216,8 @@ func (f *Forwarder) connect(ctx context.Context, fl *udpFlow) (*link, error) {
 			if attempt > 0 {
 				ex = exclude
 			}
-			c, err := fl.sock.table.Pick(rf, f.regions, ex)
+			regions := *f.regions.Load()
+			c, err := fl.sock.cur.Load().table.Pick(rf, regions, ex)
 			if err != nil {
 				if lastErr == nil {
 					lastErr = err
@@ -209,9 +228,9 @@ func (f *Forwarder) connect(ctx context.Context, fl *udpFlow) (*link, error) {
 		}
 		hdr.EndpointID = choice.EndpointID
 		if attempt > 0 {
-			fl.sock.meter.Retry()
+			fl.meter.Retry()
 		}
-		str, err := f.regions.OpenFlow(ctx, choice.Region, &hdr, nil, f.cfg.OpenTimeout)
+		str, err := (*f.regions.Load()).OpenFlow(ctx, choice.Region, &hdr, nil, f.cfg.OpenTimeout)
 		if err == nil {
 			fl.mu.Lock()
 			fl.choice = choice

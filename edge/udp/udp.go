@@ -75,7 +75,8 @@ type Listener struct {
 	Meter *flow.Meter
 	// Admission is what the listener's new flows must pass at their first
 	// packet (allow and deny lists, rate per source, caps), after the
-	// table's own limits; the zero value admits everything.
+	// table's own limits; the zero value admits everything. A reload
+	// (Prepare) replaces it; the listener's counters carry over.
 	Admission admit.Rules
 	// Custom, for a custom routing listener, is its port map (see
 	// edge.Listener.Custom).
@@ -133,35 +134,58 @@ type Stats struct {
 
 // Forwarder serves the UDP listeners of one PoP.
 type Forwarder struct {
-	cfg     Config
+	cfg     Config // cfg.Listeners is nil: see listeners
 	log     *slog.Logger
 	rl      *ratelog.Logger // per-flow events
 	live    *liveness.Set   // the read loops' wake-ups; nil without Heartbeat
-	regions Regions
+	regions atomic.Pointer[Regions]
+	// listeners are the listeners in force (New, then each Commit);
+	// immutable.
+	listeners atomic.Pointer[[]Listener]
+	nextID    atomic.Uint64
+	unknown   atomic.Int64   // datagrams from regions naming no open flow
+	wg        sync.WaitGroup // the flows' open goroutines
+
+	life closer.Closer // Close ends Run
+
+	// smu guards gates, socks, closed, runCtx and readers' additions.
+	smu     sync.Mutex
+	gates   map[string]*admit.Gate // by listener key: kept across reloads
 	socks   []*socket
-	gates   map[string]*admit.Gate // by listener key
-	nextID  atomic.Uint64
-	unknown atomic.Int64   // datagrams from regions naming no open flow
-	wg      sync.WaitGroup // the flows' open goroutines
+	closed  bool            // the sockets were closed for good
+	runCtx  context.Context // Run's, while it runs: Commit starts read loops in it
+	readers sync.WaitGroup  // the read loops
 
-	life       closer.Closer // Close ends Run
-	closeSocks sync.Once
-
-	// mu guards flows, ids and perSource.
-	mu        sync.RWMutex
-	flows     map[flowKey]*udpFlow
-	ids       map[uint64]*udpFlow
-	perSource map[netip.Addr]int
+	// mu guards flows, ids, perSource and the limits.
+	mu                       sync.RWMutex
+	flows                    map[flowKey]*udpFlow
+	ids                      map[uint64]*udpFlow
+	perSource                map[netip.Addr]int
+	maxFlows, maxFlowsPerSrc int
 }
 
-// socket is one bound address:port of a listener.
+// socket is one bound address:port. A reload that keeps the address and
+// port keeps the socket, and its flows, and swaps the listener it serves.
 type socket struct {
+	conn  *net.UDPConn
+	local netip.AddrPort // as bound
+	addr  netip.AddrPort // as configured (port 0: any)
+	// cur is the listener configuration the socket serves now.
+	cur atomic.Pointer[boundListener]
+	// removed is set when a reload closed the socket (under
+	// Forwarder.smu, read under Forwarder.mu once set).
+	removed atomic.Bool
+}
+
+// boundListener is a listener's configuration, compiled: immutable,
+// replaced whole by a reload.
+type boundListener struct {
 	l     *Listener
 	gate  *admit.Gate // the listener's, shared by its sockets
 	table router.Picker
-	conn  *net.UDPConn
-	local netip.AddrPort
 	meter *flow.Meter
+	// serves lists the region and endpoint pairs of l.Route.
+	serves map[router.Choice]bool
 }
 
 type flowKey struct {
@@ -171,12 +195,6 @@ type flowKey struct {
 
 // New checks cfg and returns a Forwarder; Listen binds it.
 func New(cfg Config, regions Regions) (*Forwarder, error) {
-	if cfg.MaxFlows <= 0 {
-		cfg.MaxFlows = DefaultMaxFlows
-	}
-	if cfg.MaxFlowsPerSource <= 0 {
-		cfg.MaxFlowsPerSource = DefaultMaxFlowsPerSource
-	}
 	if cfg.OpenTimeout <= 0 {
 		cfg.OpenTimeout = DefaultOpenTimeout
 	}
@@ -184,9 +202,48 @@ func New(cfg Config, regions Regions) (*Forwarder, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	cfg.Listeners = append([]Listener(nil), cfg.Listeners...)
-	for i := range cfg.Listeners {
-		l := &cfg.Listeners[i]
+	listeners, err := checkListeners(cfg.Listeners, regions)
+	if err != nil {
+		return nil, err
+	}
+	f := &Forwarder{
+		log:       logger.With("component", "edge-udp"),
+		rl:        ratelog.New(logger.With("component", "edge-udp"), ratelog.Every),
+		live:      liveness.NewSet(cfg.Heartbeat),
+		flows:     map[flowKey]*udpFlow{},
+		ids:       map[uint64]*udpFlow{},
+		perSource: map[netip.Addr]int{},
+		gates:     map[string]*admit.Gate{},
+	}
+	f.SetLimits(cfg.MaxFlows, cfg.MaxFlowsPerSource)
+	cfg.Listeners = nil
+	f.cfg = cfg
+	f.regions.Store(&regions)
+	f.listeners.Store(&listeners)
+	return f, nil
+}
+
+// SetLimits replaces MaxFlows and MaxFlowsPerSource (zero: the default);
+// flows beyond the new limits go on, new ones are refused until the table
+// is back under them.
+func (f *Forwarder) SetLimits(maxFlows, maxFlowsPerSource int) {
+	if maxFlows <= 0 {
+		maxFlows = DefaultMaxFlows
+	}
+	if maxFlowsPerSource <= 0 {
+		maxFlowsPerSource = DefaultMaxFlowsPerSource
+	}
+	f.mu.Lock()
+	f.maxFlows, f.maxFlowsPerSrc = maxFlows, maxFlowsPerSource
+	f.mu.Unlock()
+}
+
+// checkListeners copies ls with their defaults and checks that regions
+// has every region they route to.
+func checkListeners(ls []Listener, regions Regions) ([]Listener, error) {
+	out := append([]Listener(nil), ls...)
+	for i := range out {
+		l := &out[i]
 		if l.IdleTimeout <= 0 {
 			l.IdleTimeout = DefaultIdleTimeout
 		}
@@ -199,68 +256,79 @@ func New(cfg Config, regions Regions) (*Forwarder, error) {
 			}
 		}
 	}
-	gates := map[string]*admit.Gate{}
-	for i := range cfg.Listeners {
-		l := &cfg.Listeners[i]
-		gates[l.Route.Key] = admit.NewGate(l.Admission, nil, cfg.RateBuckets)
-	}
-	return &Forwarder{
-		cfg:       cfg,
-		log:       logger.With("component", "edge-udp"),
-		rl:        ratelog.New(logger.With("component", "edge-udp"), ratelog.Every),
-		live:      liveness.NewSet(cfg.Heartbeat),
-		regions:   regions,
-		flows:     map[flowKey]*udpFlow{},
-		ids:       map[uint64]*udpFlow{},
-		perSource: map[netip.Addr]int{},
-		gates:     gates,
-	}, nil
+	return out, nil
 }
 
-// Listen binds every listener port on every address. On error nothing
-// stays bound.
-func (f *Forwarder) Listen() error {
-	for i := range f.cfg.Listeners {
-		l := &f.cfg.Listeners[i]
+// compile compiles the routing table of each listener of ls. A listener
+// keeps its gate (its admission counters) across reloads; a new one gets
+// its own; the caller passes the gates in force, by listener key.
+func (f *Forwarder) compile(ls []Listener, gates map[string]*admit.Gate) ([]*boundListener, error) {
+	out := make([]*boundListener, len(ls))
+	for i := range ls {
+		l := &ls[i]
 		var table router.Picker = router.NewCustom(l.Custom, 17)
 		if l.Custom == nil {
 			t, err := router.Compile(l.Route)
 			if err != nil {
-				f.closeSockets()
-				return fmt.Errorf("udp: %w", err)
+				return nil, fmt.Errorf("udp: %w", err)
 			}
 			table = t
 		}
-		var bound []string
-		for _, a := range l.Addrs {
-			for _, r := range l.Ports {
-				for p := uint32(r.From); p <= uint32(r.To); p++ {
-					ap := netip.AddrPortFrom(a, uint16(p))
-					c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
-					if err != nil {
-						f.closeSockets()
-						return fmt.Errorf("udp: listener %s: %w", l.Route.Key, err)
-					}
-					backbone.SetSocketBuffers(c, f.log)
-					local := c.LocalAddr().(*net.UDPAddr).AddrPort()
-					local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
-					f.socks = append(f.socks, &socket{l: l, gate: f.gates[l.Route.Key], table: table, conn: c, local: local, meter: l.Meter})
-					bound = append(bound, local.String())
-				}
-			}
+		gate := gates[l.Route.Key]
+		if gate == nil {
+			gate = admit.NewGate(l.Admission, nil, f.cfg.RateBuckets)
 		}
-		f.log.Info("listening", "listener", l.Route.Key, "protocol", "udp", "addrs", bound)
+		out[i] = &boundListener{l: l, gate: gate, table: table, meter: l.Meter, serves: l.Route.Targets()}
 	}
+	return out, nil
+}
+
+// bind binds one socket that will serve bl.
+func (f *Forwarder) bind(ap netip.AddrPort, bl *boundListener) (*socket, error) {
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+	if err != nil {
+		return nil, fmt.Errorf("udp: listener %s: %w", bl.l.Route.Key, err)
+	}
+	backbone.SetSocketBuffers(c, f.log)
+	local := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	s := &socket{conn: c, addr: ap, local: netip.AddrPortFrom(local.Addr().Unmap(), local.Port())}
+	s.cur.Store(bl)
+	return s, nil
+}
+
+func closeSockets(socks []*socket) {
+	for _, s := range socks {
+		_ = s.Close()
+	}
+}
+
+// Close closes the socket.
+func (s *socket) Close() error { return s.conn.Close() }
+
+// Listen binds every listener port on every address. On error nothing
+// stays bound.
+func (f *Forwarder) Listen() error {
+	u, err := f.Prepare(*f.listeners.Load(), *f.regions.Load())
+	if err != nil {
+		return err
+	}
+	f.smu.Lock()
+	closed := f.closed
+	f.smu.Unlock()
+	if closed {
+		u.Abort()
+		return net.ErrClosed
+	}
+	u.Commit()
 	return nil
 }
 
-// closeSockets closes every bound socket, once.
+// closeSockets closes every bound socket, for good.
 func (f *Forwarder) closeSockets() {
-	f.closeSocks.Do(func() {
-		for _, s := range f.socks {
-			_ = s.conn.Close()
-		}
-	})
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	f.closed = true
+	closeSockets(f.socks)
 }
 
 // Close releases the sockets and, when Run is running, ends it as if its
@@ -272,11 +340,13 @@ func (f *Forwarder) Close() error {
 	return nil
 }
 
-// SetAdmission replaces the admission rules of the listener key (a
-// reload); flows already taken are untouched. It reports whether the
-// forwarder has that listener.
+// SetAdmission replaces the admission rules of the listener key; flows
+// already taken are untouched. It reports whether the forwarder has that
+// listener. A reload (Prepare, Commit) sets them too.
 func (f *Forwarder) SetAdmission(key string, r admit.Rules) bool {
+	f.smu.Lock()
 	g := f.gates[key]
+	f.smu.Unlock()
 	if g != nil {
 		g.SetRules(r)
 	}
@@ -290,6 +360,8 @@ func (f *Forwarder) Liveness() time.Time { return f.live.Oldest() }
 
 // Addrs returns the bound listener addresses.
 func (f *Forwarder) Addrs() []net.Addr {
+	f.smu.Lock()
+	defer f.smu.Unlock()
 	out := make([]net.Addr, 0, len(f.socks))
 	for _, s := range f.socks {
 		out = append(out, s.conn.LocalAddr())
@@ -299,9 +371,10 @@ func (f *Forwarder) Addrs() []net.Addr {
 
 // Meters returns the meter of every listener.
 func (f *Forwarder) Meters() []*flow.Meter {
-	out := make([]*flow.Meter, 0, len(f.cfg.Listeners))
-	for i := range f.cfg.Listeners {
-		out = append(out, f.cfg.Listeners[i].Meter)
+	ls := *f.listeners.Load()
+	out := make([]*flow.Meter, 0, len(ls))
+	for i := range ls {
+		out = append(out, ls[i].Meter)
 	}
 	return out
 }
@@ -338,22 +411,28 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		return err
 	}
 	defer done()
-	for _, c := range f.regions {
+	f.smu.Lock()
+	f.runCtx = ctx
+	for _, c := range *f.regions.Load() {
 		c.HandleDatagrams(f.receive)
 	}
-	defer func() {
-		for _, c := range f.regions {
-			c.HandleDatagrams(nil)
+	if !f.closed {
+		for _, s := range f.socks {
+			f.readers.Go(func() { f.readLoop(ctx, s) })
 		}
-	}()
-	stop := closer.AfterFunc(ctx, f.closeSockets)
-	defer stop()
-	var readers sync.WaitGroup
-	for _, s := range f.socks {
-		readers.Go(func() { f.readLoop(ctx, s) })
 	}
-	readers.Go(func() { f.sweep(ctx) })
-	readers.Wait()
+	f.readers.Go(func() { f.sweep(ctx) })
+	f.smu.Unlock()
+	<-ctx.Done()
+	// From here on Commit starts no read loop: closed is set.
+	f.closeSockets()
+	f.readers.Wait()
+	f.smu.Lock()
+	for _, c := range *f.regions.Load() {
+		c.HandleDatagrams(nil)
+	}
+	f.runCtx = nil
+	f.smu.Unlock()
 	f.mu.Lock()
 	all := make([]*udpFlow, 0, len(f.flows))
 	for _, fl := range f.flows {
@@ -415,27 +494,31 @@ func (f *Forwarder) lookup(s *socket, src netip.AddrPort) *udpFlow {
 	if fl := f.flows[key]; fl != nil {
 		return fl
 	}
+	if s.removed.Load() {
+		return nil // a reload closed the socket
+	}
+	bl := s.cur.Load()
 	var refused flow.Reason
 	switch {
-	case len(f.flows) >= f.cfg.MaxFlows:
+	case len(f.flows) >= f.maxFlows:
 		refused = flow.TableFull
-	case f.perSource[src.Addr()] >= f.cfg.MaxFlowsPerSource:
+	case f.perSource[src.Addr()] >= f.maxFlowsPerSrc:
 		refused = flow.SourceLimit
 	}
 	now := time.Now()
 	var pass admit.Pass
 	if refused == 0 {
-		pass, refused = s.gate.Admit(src.Addr(), now)
+		pass, refused = bl.gate.Admit(src.Addr(), now)
 	}
 	if refused != 0 {
-		s.meter.Refuse(flow.Record{Client: src, AcceleratorAddr: s.local, Start: now, End: now, Reason: refused})
+		bl.meter.Refuse(flow.Record{Client: src, AcceleratorAddr: s.local, Start: now, End: now, Reason: refused})
 		return nil
 	}
-	fl = &udpFlow{id: f.nextID.Add(1), sock: s, client: src, start: now, pass: pass}
+	fl = &udpFlow{id: f.nextID.Add(1), sock: s, bl: bl, meter: bl.meter, client: src, start: now, pass: pass}
 	f.flows[key] = fl
 	f.ids[fl.id] = fl
 	f.perSource[src.Addr()]++
-	s.meter.Open()
+	bl.meter.Open()
 	return fl
 }
 
@@ -446,13 +529,13 @@ func (f *Forwarder) send(fl *udpFlow, l *link, buf []byte, room, n int) bool {
 	wire.AppendDatagram(buf[room-k:room-k], fl.id, nil)
 	err := l.conn.SendDatagram(buf[room-k : room+n])
 	if err == nil {
-		fl.sock.meter.DatagramIn()
+		fl.meter.DatagramIn()
 		return true
 	}
 	var tooLarge *quic.DatagramTooLargeError
 	if errors.As(err, &tooLarge) {
 		if err := l.writePacket(buf[room : room+n]); err == nil {
-			fl.sock.meter.FallbackIn()
+			fl.meter.FallbackIn()
 			return true
 		}
 	}
@@ -466,7 +549,7 @@ func (f *Forwarder) queue(ctx context.Context, fl *udpFlow, p []byte) {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
 	if fl.closed || len(fl.pending) >= MaxPending {
-		fl.sock.meter.Drop(flow.EdgeQueue, 1)
+		fl.meter.Drop(flow.EdgeQueue, 1)
 		return
 	}
 	fl.pending = append(fl.pending, append([]byte(nil), p...))
@@ -493,17 +576,13 @@ func (f *Forwarder) receive(_ *quic.Conn, b []byte) {
 	fl.touch()
 	if _, err := fl.sock.conn.WriteToUDPAddrPort(p, fl.client); err == nil {
 		fl.out(len(p))
-		fl.sock.meter.DatagramOut()
+		fl.meter.DatagramOut()
 	}
 }
 
 // sweep removes idle flows.
 func (f *Forwarder) sweep(ctx context.Context) {
-	minIdle := DefaultIdleTimeout
-	for _, l := range f.cfg.Listeners {
-		minIdle = min(minIdle, l.IdleTimeout)
-	}
-	every := min(max(minIdle/8, 10*time.Millisecond), time.Second)
+	every := f.sweepEvery()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -511,10 +590,14 @@ func (f *Forwarder) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			if e := f.sweepEvery(); e != every {
+				every = e
+				t.Reset(every) // a reload changed the idle timeouts
+			}
 			var idle []*udpFlow
 			f.mu.RLock()
 			for _, fl := range f.flows {
-				if now.Sub(time.Unix(0, fl.last.Load())) >= fl.sock.l.IdleTimeout {
+				if now.Sub(time.Unix(0, fl.last.Load())) >= fl.sock.cur.Load().l.IdleTimeout {
 					idle = append(idle, fl)
 				}
 			}
@@ -524,6 +607,16 @@ func (f *Forwarder) sweep(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// sweepEvery is how often idle flows are looked for: an eighth of the
+// shortest idle timeout in force, within 10 ms and 1 s.
+func (f *Forwarder) sweepEvery() time.Duration {
+	minIdle := DefaultIdleTimeout
+	for _, l := range *f.listeners.Load() {
+		minIdle = min(minIdle, l.IdleTimeout)
+	}
+	return min(max(minIdle/8, 10*time.Millisecond), time.Second)
 }
 
 // remove takes fl out of the table, ends its stream and, the first time,
@@ -546,7 +639,7 @@ func (f *Forwarder) remove(fl *udpFlow, code quic.StreamErrorCode, reason flow.R
 	fl.mu.Lock()
 	fl.closed = true
 	if n := len(fl.pending); n > 0 {
-		fl.sock.meter.Drop(flow.EdgeQueue, n)
+		fl.meter.Drop(flow.EdgeQueue, n)
 	}
 	fl.pending = nil
 	l := fl.link.Swap(nil)
@@ -560,7 +653,7 @@ func (f *Forwarder) remove(fl *udpFlow, code quic.StreamErrorCode, reason flow.R
 		flushing.str.CancelRead(code)
 	}
 	if removed {
-		fl.sock.meter.End(flow.Record{
+		fl.meter.End(flow.Record{
 			Client: fl.client, AcceleratorAddr: fl.sock.local, Region: choice.Region, Endpoint: choice.EndpointID,
 			BytesIn: fl.bytesIn.Load(), BytesOut: fl.bytesOut.Load(), PacketsIn: fl.packetsIn.Load(), PacketsOut: fl.packetsOut.Load(),
 			Start: fl.start, End: time.Now(), Reason: reason,

@@ -1,0 +1,191 @@
+package edge
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+
+	"github.com/anyedge/anyedge/backbone/wire"
+	"github.com/anyedge/anyedge/edge/admit"
+	"github.com/anyedge/anyedge/edge/flow"
+	"github.com/anyedge/anyedge/edge/internal/bindset"
+	"github.com/anyedge/anyedge/edge/router"
+)
+
+// Update is a change of an Edge's listeners and regions (a hot reload),
+// prepared and not yet in force: Prepare compiled the routing tables and
+// bound the sockets that are new; Commit puts it in force, Abort drops
+// it. An Edge has at most one Update pending, and Prepare, Commit and
+// Abort are called from one goroutine.
+type Update struct {
+	e         *Edge
+	listeners []Listener
+	regions   Regions
+	bls       []*boundListener // one per listener
+	// next is the configuration of every address and port of the new
+	// listeners; bound are the sockets Prepare bound for the new ones.
+	next  bindset.Plan[*boundListener]
+	bound []*tcpSocket
+	done  bool
+}
+
+// Changes says what a Commit did.
+type Changes = bindset.Changes
+
+// Prepare compiles the TCP listeners of listeners (others are skipped, as
+// in New) against regions, which must hold every region they route to,
+// and binds the addresses and ports that no socket of the edge serves
+// yet. Nothing changes for flows until Commit. On error nothing stays
+// bound. An edge that no longer accepts (StopAccepting, Close) binds
+// nothing new.
+func (e *Edge) Prepare(listeners []Listener, regions Regions) (*Update, error) {
+	ls, err := tcpListeners(listeners, regions)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	gates := maps.Clone(e.gates)
+	e.mu.Unlock()
+	bls, err := e.compile(ls, gates)
+	if err != nil {
+		return nil, err
+	}
+	u := &Update{e: e, listeners: ls, regions: regions, bls: bls}
+	if u.next, err = bindset.NewPlan(bls, listenerAddrs, listenerKey); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	e.mu.Lock()
+	have := map[netip.AddrPort]bool{}
+	for _, s := range e.socks {
+		have[s.addr] = true
+	}
+	accepting := !e.noAccept && !e.closed
+	e.mu.Unlock()
+	if !accepting {
+		return u, nil
+	}
+	if u.bound, err = bindset.Bind(u.next, have, bindTCP); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+func listenerKey(bl *boundListener) string { return bl.l.Route.Key }
+
+func listenerAddrs(bl *boundListener) []netip.AddrPort { return bindset.Expand(bl.l.Addrs, bl.l.Ports) }
+
+// Commit puts the update in force: every socket kept serves its new
+// listener configuration from its next connection on, the new sockets
+// start accepting, the sockets of removed addresses and ports are closed.
+// Flows taken by a closed socket end with flow.ListenerRemoved, flows to
+// an endpoint their listener no longer routes to with
+// flow.EndpointRemoved; every other flow goes on untouched.
+func (u *Update) Commit() Changes {
+	if u.done {
+		return Changes{}
+	}
+	u.done = true
+	e := u.e
+	ch := Changes{Cut: map[flow.Reason]int{}}
+	e.mu.Lock()
+	e.gates = gatesOf(u.bls)
+	var socks, removed []*tcpSocket
+	for _, s := range e.socks {
+		bl, keep := u.next[s.addr]
+		if !keep {
+			s.removed = true
+			removed = append(removed, s)
+			ch.Removed = append(ch.Removed, s.addr)
+			continue
+		}
+		s.cur.Store(bl.on(s))
+		socks = append(socks, s)
+	}
+	running := e.runCtx != nil && !e.noAccept && !e.closed
+	for _, s := range u.bound {
+		if e.noAccept || e.closed {
+			_ = s.ln.Close()
+			continue
+		}
+		socks = append(socks, s)
+		ch.Added = append(ch.Added, s.addr)
+		if running {
+			ctx := e.runCtx
+			e.accepting.Go(func() { e.acceptLoop(ctx, s) })
+		}
+	}
+	e.socks = socks
+	closeSockets(removed)
+	for c, fl := range e.conns {
+		if reason := fl.cutReason(); reason != 0 {
+			e.cutLocked(c, fl, reason)
+			ch.Cut[reason]++
+		}
+	}
+	e.view.setRegions(u.regions)
+	e.listeners.Store(&u.listeners)
+	if e.runCtx != nil && !e.closed {
+		e.watchLocked(e.watchCtx, u.listeners)
+	}
+	e.mu.Unlock()
+	bindset.LogBound(e.log, "tcp", u.bound, func(s *tcpSocket) string { return listenerKey(s.cur.Load()) },
+		func(s *tcpSocket) string { return s.ln.Addr().String() })
+	for _, ap := range ch.Removed {
+		e.log.Info("listener closed", "protocol", "tcp", "addr", ap.String())
+	}
+	return ch
+}
+
+// gatesOf puts each listener's admission rules in force on its gate
+// (kept or new) and returns the gates by listener key.
+func gatesOf(bls []*boundListener) map[string]*admit.Gate {
+	gates := make(map[string]*admit.Gate, len(bls))
+	for _, bl := range bls {
+		bl.gate.SetRules(bl.l.Admission)
+		gates[bl.l.Route.Key] = bl.gate
+	}
+	return gates
+}
+
+// Abort drops a prepared update and closes the sockets it bound.
+func (u *Update) Abort() {
+	if u.done {
+		return
+	}
+	u.done = true
+	closeSockets(u.bound)
+}
+
+// cutReason says why a reload ends fl now: its socket was removed, or its
+// listener no longer routes to its endpoint; zero when it goes on.
+// Edge.mu is held.
+func (fl *tcpFlow) cutReason() flow.Reason {
+	switch {
+	case fl.cut != 0:
+		return 0 // already cut
+	case fl.sock.removed:
+		return flow.ListenerRemoved
+	case fl.choice != (router.Choice{}) && !fl.sock.cur.Load().serves[fl.choice]:
+		return flow.EndpointRemoved
+	}
+	return 0
+}
+
+// cutLocked ends the flow of c for reason: its connection is reset and
+// its stream, if it has one yet, too (a reload's cut as a reset, the
+// edge's end as a shutdown); the flow's end is reported with reason.
+// Edge.mu is held.
+func (e *Edge) cutLocked(c *net.TCPConn, fl *tcpFlow, reason flow.Reason) {
+	if fl.cut != 0 {
+		return
+	}
+	fl.cut = reason
+	_ = c.SetLinger(0)
+	_ = c.Close()
+	code := wire.StreamReset
+	if reason == flow.Shutdown {
+		code = wire.StreamShutdown
+	}
+	fl.cancel(code)
+}
