@@ -209,3 +209,16 @@ func applyEnv(v *viper.Viper, env []string, probs *problems) {
 		v.Set(k.path, val)
 	}
 }
+
+// Update is one new reading of the document by a source (a watched file,
+// an etcd key), handed to a running node to reload.
+type Update struct {
+	// Loaded is the document read; set when Err is nil.
+	Loaded Loaded
+	// Err says why the document could not be read or is invalid; the
+	// node then keeps the document it runs.
+	Err error
+	// Trigger says what made the source read: "sighup", "file changed",
+	// "etcd watch" and so on; it is logged and shown in /status.
+	Trigger string
+}

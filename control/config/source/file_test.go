@@ -1,0 +1,119 @@
+package source_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/anyedge/anyedge/control/config"
+	"github.com/anyedge/anyedge/control/config/source"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// doc is a valid document whose one endpoint has weight w.
+func doc(w int) string {
+	return `accelerators:
+  - name: web
+    ip_addresses: [203.0.113.10]
+    listeners:
+      - protocol: tcp
+        port_ranges: [{from: 443}]
+        endpoint_groups:
+          - region: r1
+            endpoints: [{id: e1, address: "198.18.0.10:443", weight: ` + itoa(w) + `}]
+topology:
+  pops: [{name: pop}]
+  regions: [{name: r1, backbone: {listen: "198.18.0.1:4433"}}]
+`
+}
+
+func itoa(n int) string {
+	return string(rune('0'+n/100)) + string(rune('0'+n/10%10)) + string(rune('0'+n%10))
+}
+
+// next waits up to 10 s for an update.
+func next(t *testing.T, out <-chan config.Update) config.Update {
+	t.Helper()
+	select {
+	case u := <-out:
+		return u
+	case <-time.After(10 * time.Second):
+		t.Fatal("no update")
+		return config.Update{}
+	}
+}
+
+func TestFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fleet.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(doc(100)), 0o644))
+	reread := make(chan struct{})
+	f := &source.File{Path: path, Options: config.LoadOptions{Env: []string{}}, Reread: reread}
+	l, err := f.Load()
+	require.NoError(t, err)
+	require.Equal(t, "file "+path, f.String())
+
+	out := make(chan config.Update)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { require.NoError(t, f.Run(ctx, l.Revision, out)) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	// Renamed over, as an editor does.
+	tmp := path + ".tmp"
+	require.NoError(t, os.WriteFile(tmp, []byte(doc(200)), 0o644))
+	require.NoError(t, os.Rename(tmp, path))
+	u := next(t, out)
+	require.NoError(t, u.Err)
+	require.Equal(t, "file changed", u.Trigger)
+	require.Equal(t, 200, *u.Loaded.Doc.Accelerators[0].Listeners[0].EndpointGroups[0].Endpoints[0].Weight)
+
+	// Invalid: the error comes through.
+	require.NoError(t, os.WriteFile(path, []byte("accelerators: 1\n"), 0o644))
+	u = next(t, out)
+	require.Error(t, u.Err)
+	require.Contains(t, u.Err.Error(), "accelerators")
+
+	// The same bytes again after an invalid one: a change.
+	require.NoError(t, os.WriteFile(path, []byte(doc(200)), 0o644))
+	u = next(t, out)
+	require.NoError(t, u.Err)
+
+	// SIGHUP reads even when nothing changed.
+	reread <- struct{}{}
+	u = next(t, out)
+	require.Equal(t, "sighup", u.Trigger)
+	require.Equal(t, config.RevisionOf([]byte(doc(200))), u.Loaded.Revision)
+
+	// Touched with the same bytes: no update; the next real change is
+	// the next update.
+	now := time.Now().Add(time.Second)
+	require.NoError(t, os.Chtimes(path, now, now))
+	require.NoError(t, os.WriteFile(path, []byte(doc(7)), 0o644))
+	u = next(t, out)
+	require.Equal(t, 7, *u.Loaded.Doc.Accelerators[0].Listeners[0].EndpointGroups[0].Endpoints[0].Weight)
+}
+
+// TestFileUnwatchable: a file whose directory cannot be watched is still
+// read on SIGHUP.
+func TestFileUnwatchable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gone", "fleet.yaml")
+	reread := make(chan struct{})
+	f := &source.File{Path: path, Reread: reread}
+	out := make(chan config.Update)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { require.NoError(t, f.Run(ctx, "", out)) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	require.ErrorContains(t, next(t, out).Err, "no such file", "the first look")
+	reread <- struct{}{}
+	u := next(t, out)
+	require.ErrorContains(t, u.Err, "no such file")
+	require.Equal(t, "sighup", u.Trigger)
+}
