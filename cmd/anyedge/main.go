@@ -28,6 +28,7 @@ import (
 	"github.com/anyedge/anyedge/configs"
 	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
+	"github.com/anyedge/anyedge/control/config/source"
 	"github.com/anyedge/anyedge/control/dashboard"
 	"github.com/anyedge/anyedge/control/dev"
 	"github.com/anyedge/anyedge/control/node"
@@ -229,11 +230,19 @@ func runNode(role string, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "anyedge %s: --config and --node are required\n", role)
 		return exitConfig
 	}
-	doc, err := config.LoadFile(c.config, config.LoadOptions{})
+	// SIGHUP reads the document again and reopens the flow log (after
+	// logrotate renamed it); a change of the file reads it too.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reread, reopen := make(chan struct{}, 1), make(chan struct{}, 1)
+	src := &source.File{Path: c.config, Reread: reread, Logger: log}
+	loaded, err := src.Load()
 	if err != nil {
 		printConfigError(stderr, c.config, err)
 		return exitConfig
 	}
+	doc := loaded.Doc
 	n, err := doc.Node(c.node)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -270,26 +279,33 @@ func runNode(role string, args []string, stderr io.Writer) int {
 		return exitConfig
 	}
 	defer notifier.Close()
-	// SIGHUP reopens the flow log (after logrotate renamed it).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reopen := make(chan struct{})
 	go func() {
 		for {
 			select {
 			case <-hup:
-				select {
-				case reopen <- struct{}{}:
-				case <-ctx.Done():
-					return
+				for _, ch := range []chan struct{}{reread, reopen} {
+					select {
+					case ch <- struct{}{}:
+					default: // one pending is enough
+					}
 				}
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
-	if err := node.Run(ctx, node.Options{Doc: doc, Node: c.node, Version: version, Logger: log, Drain: drain, Notify: notifier, Reopen: reopen}); err != nil {
+	updates := make(chan config.Update)
+	srcCtx, stopSrc := context.WithCancel(ctx)
+	srcDone := make(chan struct{})
+	go func() {
+		defer close(srcDone)
+		_ = src.Run(srcCtx, loaded.Revision, updates)
+	}()
+	err = node.Run(ctx, node.Options{Doc: doc, Revision: loaded.Revision, Source: src.String(), Updates: updates,
+		Node: c.node, Version: version, Logger: log, Drain: drain, Notify: notifier, Reopen: reopen})
+	stopSrc()
+	<-srcDone
+	if err != nil {
 		log.Error("anyedge stopped on error", "err", err)
 		return exitFail
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/anyedge/anyedge/control/admin"
+	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/dashboard"
 
 	"github.com/anyedge/anyedge/internal/needs"
@@ -147,6 +148,20 @@ func TestDashboardInBrowser(t *testing.T) {
 	require.Less(t, latency, pageLatency, "the page showed the unhealthy endpoint too late")
 	require.Contains(t, eval(t, ctx, `document.querySelector('[data-endpoint="web-1a"] .reason').textContent`), "refused")
 	require.Equal(t, "healthy", eval(t, ctx, attr(`[data-endpoint="web-1b"]`, "data-state")), "the other endpoint is untouched")
+
+	// Every node runs one revision; a reload that pop-1 finds invalid
+	// is listed with its error, and the revision stays.
+	require.Equal(t, "config "+string(l.rev), eval(t, ctx, `document.getElementById("revisions").textContent`))
+	_, perr := config.Parse([]byte("topology: {pops: 1}\n"), config.LoadOptions{Env: []string{}})
+	require.Error(t, perr)
+	select {
+	case l.updates["pop-1"] <- config.Update{Err: perr, Trigger: "sighup"}:
+	case <-time.After(10 * time.Second):
+		t.Fatal("pop-1 takes no update")
+	}
+	waitPage(t, ctx, attr(`#problems [data-node="pop-1"][data-reload]`, "data-reload"), "invalid", 15*time.Second)
+	require.Contains(t, eval(t, ctx, `document.querySelector('#problems [data-node="pop-1"][data-reload]').textContent`), "at least one accelerator is required")
+	require.Equal(t, "1", eval(t, ctx, attr("#revisions", "data-revisions")))
 
 	// A region dies: the edge loses its backbone, the dashboard its admin
 	// API; the matrix and the problem list say so, the rest stays live.

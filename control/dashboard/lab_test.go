@@ -109,6 +109,12 @@ type lab struct {
 	udpPort   int
 	pki       *pki.Ephemeral
 
+	// rev is the revision every node reports (the PoPs' documents differ
+	// only in their loopback address, a lab artifact); updates reach
+	// each node's reloads.
+	rev     config.Revision
+	updates map[string]chan config.Update
+
 	mu    sync.Mutex
 	stops map[string]func() // stops a running node and waits for it
 }
@@ -133,7 +139,8 @@ func freePort(t *testing.T, network string) int {
 // endpointsPer TCP endpoints each and one UDP endpoint).
 func newLab(t *testing.T, pops, regions, endpointsPer int) *lab {
 	t.Helper()
-	l := &lab{endpoints: map[string]*endpoint{}, tcpPort: freePort(t, "tcp"), udpPort: freePort(t, "udp"), stops: map[string]func(){}}
+	l := &lab{endpoints: map[string]*endpoint{}, tcpPort: freePort(t, "tcp"), udpPort: freePort(t, "udp"), stops: map[string]func(){},
+		updates: map[string]chan config.Update{}}
 	var tcpGroups, udpGroups, popYAML, regionYAML strings.Builder
 	const hc = "{protocol: tcp, interval: 1s, timeout: 500ms, healthy_threshold: 2, unhealthy_threshold: 1}"
 	for r := 1; r <= regions; r++ {
@@ -174,6 +181,7 @@ func newLab(t *testing.T, pops, regions, endpointsPer int) *lab {
 %s`, ip, l.tcpPort, tcpGroups.String(), l.udpPort, udpGroups.String(), popYAML.String(), regionYAML.String())
 	}
 	l.doc = l.load(t, "127.0.0.1")
+	l.rev = config.RevisionOf([]byte(l.yaml("127.0.0.1")))
 	var err error
 	l.pki, err = pki.NewEphemeral(append(append([]string{}, l.pops...), l.regions...)...)
 	require.NoError(t, err)
@@ -208,9 +216,10 @@ func (l *lab) start(t *testing.T) {
 			require.NoError(t, err)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
+			l.updates[name] = make(chan config.Update)
 			go func() {
-				done <- node.Run(ctx, node.Options{Doc: doc, Node: name, Store: store, Logger: testLogger(t, name),
-					Ready: func() { ready <- name }})
+				done <- node.Run(ctx, node.Options{Doc: doc, Revision: l.rev, Updates: l.updates[name], Node: name, Store: store,
+					Logger: testLogger(t, name), Ready: func() { ready <- name }})
 			}()
 			stop := sync.OnceFunc(func() {
 				cancel()

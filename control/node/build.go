@@ -23,10 +23,10 @@ import (
 	"github.com/anyedge/anyedge/edge/acl"
 	"github.com/anyedge/anyedge/edge/admit"
 	"github.com/anyedge/anyedge/edge/bgp"
+	dnsedge "github.com/anyedge/anyedge/edge/dns"
 	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/router"
 	"github.com/anyedge/anyedge/edge/tlsterm"
-	"github.com/anyedge/anyedge/edge/udp"
 	"github.com/anyedge/anyedge/healthcheck"
 	"github.com/anyedge/anyedge/healthcheck/probe"
 )
@@ -290,11 +290,84 @@ func healthTarget(id, host string, trafficPort uint16, hc config.HealthCheck) (h
 	}, nil
 }
 
+// edgePlan is the document compiled for one edge: what each component
+// is to run, checked by the components' own rules, holding no resource.
+// Start-up builds the components from it (buildEdge), a reload updates
+// them to it (edgeNode.apply).
+type edgePlan struct {
+	doc *config.Document // overrides applied
+	n   config.Node      // points into doc
+	// listeners are every listener, TCP and UDP, without meters.
+	listeners []edge.Listener
+	accels    []accelView
+	custom    *customPlan
+	// regions are the regions the listeners route to.
+	regions []config.Region
+	// zone is the DNS zone, with a dns section.
+	zone *dnsedge.Zone
+	// endpoints are the endpoints flow logs name (flowEndpoints).
+	endpoints map[string]gateway.Endpoint
+}
+
+// compileEdge compiles doc for the edge n.
+func compileEdge(doc *config.Document, n config.Node, log *slog.Logger) (*edgePlan, error) {
+	p := &edgePlan{doc: doc, n: n, accels: accelViews(doc, n.Name), regions: usedRegions(doc)}
+	var err error
+	if p.listeners, err = edgeListeners(doc, n.Name, log); err != nil {
+		return nil, err
+	}
+	if p.custom, err = planCustom(doc); err != nil {
+		return nil, err
+	}
+	if p.endpoints, err = flowEndpoints(doc); err != nil {
+		return nil, err
+	}
+	// The edge compiles the routing tables; compile them here too, so
+	// that the build finds what the router refuses.
+	for _, l := range p.listeners {
+		if l.Custom == nil {
+			if _, err := router.Compile(l.Route); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if doc.DNS != nil {
+		zc, err := dnsZoneConfig(doc)
+		if err != nil {
+			return nil, err
+		}
+		if p.zone, err = dnsedge.NewZone(zc); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// newClient builds (Run starts) the backbone client of the edge n
+// towards region r.
+func (en *edgeNode) newClient(r config.Region, pop *config.PoP, custom *customPlan) (*backbone.Client, error) {
+	return backbone.NewClient(backbone.ClientConfig{
+		Region:      r.Name,
+		Addr:        r.Backbone.Address,
+		Connections: pop.Backbone.Connections,
+		Stripe: backbone.StripeConfig{
+			Lanes:  pop.Backbone.StripeLanes,
+			After:  pop.Backbone.StripeAfterBytes,
+			MinRTT: pop.Backbone.StripeMinRTT,
+		},
+		KeepAlivePeriod: pop.Backbone.KeepAlivePeriod,
+		IdleTimeout:     pop.Backbone.IdleTimeout,
+		TLSConfigs:      pki.ClientConfigs(en.store, r.Name),
+		Hello:           backbone.Hello(en.name, en.opts.Version),
+		CustomRules:     custom.customRules(),
+		Logger:          en.log,
+	})
+}
+
 // builtEdge is an edge made from the document: every component's
 // constructor has run, nothing is bound, opened or started.
 type builtEdge struct {
 	en  *edgeNode
-	fwd *udp.Forwarder // nil without udp listeners
 	reg *prometheus.Registry
 }
 
@@ -304,46 +377,30 @@ type builtEdge struct {
 // every node of every document the config package accepts with it.
 func buildEdge(opts Options, n config.Node, store *pki.Store) (*builtEdge, error) {
 	log := opts.Logger
-	listeners, err := edgeListeners(opts.Doc, n.Name, log)
+	pop := *n.PoP
+	en := &edgeNode{opts: opts, name: n.Name, store: store, pop: &pop, log: log, cmds: make(chan command),
+		changes: make(chan struct{}, 1), anycast: map[netip.Addr]func() error{},
+		epoch: time.Now().UnixNano(), clients: map[*backbone.Client]*clientRun{}}
+	en.cfg = newReloader(opts, n, log)
+	plan, err := compileEdge(en.cfg.effective(opts.Doc), n, log)
 	if err != nil {
 		return nil, err
 	}
-	for i := range listeners {
-		l := &listeners[i]
+	live := &edgeLive{doc: plan.doc, n: plan.n, accels: plan.accels, custom: plan.custom, listeners: plan.listeners,
+		endpoints: plan.endpoints, regions: edge.Regions{}}
+	for i := range live.listeners {
+		l := &live.listeners[i]
 		l.Meter = flow.NewMeter(flow.Listener{Key: l.Route.Key, Accelerator: l.Accelerator, Protocol: l.Protocol}, nil)
 	}
-	en := &edgeNode{opts: opts, n: n, log: log, accels: accelViews(opts.Doc, n.Name), listeners: listeners,
-		cmds: make(chan command), epoch: time.Now().UnixNano()}
-	plan, err := planCustom(opts.Doc)
-	if err != nil {
-		return nil, err
-	}
-	en.custom = plan
-	regions := edge.Regions{}
-	en.regions = regions
-	for _, r := range usedRegions(opts.Doc) {
-		c, err := backbone.NewClient(backbone.ClientConfig{
-			Region:      r.Name,
-			Addr:        r.Backbone.Address,
-			Connections: n.PoP.Backbone.Connections,
-			Stripe: backbone.StripeConfig{
-				Lanes:  n.PoP.Backbone.StripeLanes,
-				After:  n.PoP.Backbone.StripeAfterBytes,
-				MinRTT: n.PoP.Backbone.StripeMinRTT,
-			},
-			KeepAlivePeriod: n.PoP.Backbone.KeepAlivePeriod,
-			IdleTimeout:     n.PoP.Backbone.IdleTimeout,
-			TLSConfigs:      pki.ClientConfigs(store, r.Name),
-			Hello:           backbone.Hello(n.Name, opts.Version),
-			CustomRules:     plan.customRules(),
-			Logger:          log,
-		})
+	for _, r := range plan.regions {
+		c, err := en.newClient(r, n.PoP, plan.custom)
 		if err != nil {
 			return nil, err
 		}
-		regions[r.Name] = c
-		en.clients = append(en.clients, c)
+		live.regions[r.Name] = c
+		live.clients = append(live.clients, c)
 	}
+	en.live.Store(live)
 	if len(n.PoP.BGP.Neighbors) > 0 {
 		bc, err := n.PoP.BGP.Speaker()
 		if err != nil {
@@ -354,61 +411,65 @@ func buildEdge(opts Options, n config.Node, store *pki.Store) (*builtEdge, error
 		}
 	}
 	hb := heartbeat(opts.Notify.Watchdog())
-	en.e, err = edge.New(edge.Config{Node: n.Name, Listeners: listeners, Logger: log, Heartbeat: hb,
-		MaxConns: maxConnections(n.PoP.Limits.MaxConnections), RateBuckets: n.PoP.Limits.RateBuckets}, regions)
+	en.e, err = edge.New(edge.Config{Node: n.Name, Listeners: live.listeners, Logger: log, Heartbeat: hb,
+		MaxConns: maxConnections(n.PoP.Limits.MaxConnections), RateBuckets: n.PoP.Limits.RateBuckets}, live.regions)
 	if err != nil {
 		return nil, err
 	}
-	// Listen compiles the routing tables; compile them here too, so that
-	// the build finds what the router refuses.
-	for _, l := range listeners {
-		if l.Custom == nil {
-			if _, err := router.Compile(l.Route); err != nil {
-				return nil, err
-			}
-		}
-	}
-	fwd, err := udpForwarder(listeners, n.PoP, regions, hb, log) // see udp.go
-	if err != nil {
+	if en.fwd, err = udpForwarder(live.listeners, n.PoP, live.regions, hb, log); err != nil { // see udp.go
 		return nil, err
 	}
 	reg := newRegistry(opts.Version)
-	if en.dns, err = newEdgeDNS(opts.Doc, n, reg, log); err != nil {
+	if en.dns, err = newEdgeDNS(plan.doc, n, plan.zone, reg, log); err != nil {
 		return nil, err
 	}
-	return &builtEdge{en: en, fwd: fwd, reg: reg}, nil
+	return &builtEdge{en: en, reg: reg}, nil
 }
 
 // builtRegion is a region made from the document: every component's
 // constructor has run, nothing is bound or started.
 type builtRegion struct {
-	eps     []gateway.Endpoint
-	plan    *customPlan
-	checker *healthcheck.Checker
+	rn      *regionNode
 	metrics *backbone.Metrics
 	gw      *gateway.Gateway
+}
+
+// compileRegion compiles doc for the region n: what the status shows, the
+// gateway's endpoints and the health checks' targets.
+func compileRegion(doc *config.Document, n config.Node) (*regionLive, []gateway.Endpoint, []healthcheck.Target, error) {
+	eps, targets, err := regionParts(doc, n.Name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	plan, err := planCustom(doc)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("region %s: %w", n.Name, err)
+	}
+	live := &regionLive{endpoints: endpointInfos(doc, n.Name), custom: plan, pops: map[string]bool{}}
+	for _, p := range doc.Topology.PoPs {
+		live.pops[p.Name] = true
+	}
+	return live, eps, targets, nil
 }
 
 // buildRegion is the compile step of the region n, as buildEdge is of an
 // edge.
 func buildRegion(opts Options, n config.Node) (*builtRegion, error) {
-	eps, targets, err := regionParts(opts.Doc, n.Name)
+	rn := &regionNode{name: n.Name, version: opts.Version, updates: opts.Updates}
+	rn.cfg = newReloader(opts, n, opts.Logger)
+	live, eps, targets, err := compileRegion(rn.cfg.effective(opts.Doc), n)
 	if err != nil {
 		return nil, err
 	}
-	checker, err := healthcheck.New(targets, healthcheck.Options{Logger: opts.Logger})
-	if err != nil {
-		return nil, fmt.Errorf("region %s: %w", n.Name, err)
-	}
-	plan, err := planCustom(opts.Doc)
-	if err != nil {
+	rn.live.Store(live)
+	if rn.checker, err = healthcheck.New(targets, healthcheck.Options{Logger: opts.Logger}); err != nil {
 		return nil, fmt.Errorf("region %s: %w", n.Name, err)
 	}
 	metrics := &backbone.Metrics{} // refused handshakes and streams, exported at /metrics
-	gw := gateway.New(gateway.Config{Endpoints: eps, Ejector: ejector{checker}, Logger: opts.Logger, Metrics: metrics,
-		Custom: plan.regionCustom(n.Name),
+	rn.gw = gateway.New(gateway.Config{Endpoints: eps, Ejector: ejector{rn.checker}, Logger: opts.Logger, Metrics: metrics,
+		Custom: live.custom.regionCustom(n.Name),
 		Limits: gateway.Limits{MaxFlows: n.Region.Limits.MaxFlows, MaxFlowsPerEdge: n.Region.Limits.MaxFlowsPerEdge}})
-	return &builtRegion{eps: eps, plan: plan, checker: checker, metrics: metrics, gw: gw}, nil
+	return &builtRegion{rn: rn, metrics: metrics, gw: rn.gw}, nil
 }
 
 // admission compiles a listener's allow and deny lists and limits into

@@ -244,7 +244,7 @@ func (r *regionNode) Traffic(req admin.TrafficRequest, allow bool) (any, error) 
 	all, err := r.gw.ApplyCustom(op)
 	switch {
 	case errors.Is(err, gateway.ErrNotHere):
-		return nil, r.custom.notAuthority(req.Subnet, r.name)
+		return nil, r.live.Load().custom.notAuthority(req.Subnet, r.name)
 	case errors.Is(err, portmap.ErrTooMany):
 		return nil, &admin.StatusError{Status: http.StatusInsufficientStorage, Err: err}
 	case err != nil:
@@ -262,7 +262,7 @@ func (r *regionNode) Traffic(req admin.TrafficRequest, allow bool) (any, error) 
 // PortMap implements admin.PortMapper with the region's own verdicts.
 func (r *regionNode) PortMap(q admin.PortMapQuery) (any, error) {
 	rules := r.gw.CustomRules()
-	return r.custom.portMap(q, func(m portmap.Mapping) (bool, bool) {
+	return r.live.Load().custom.portMap(q, func(m portmap.Mapping) (bool, bool) {
 		if m.Subnet.Region != r.name {
 			return false, false
 		}
@@ -272,7 +272,7 @@ func (r *regionNode) PortMap(q admin.PortMapQuery) (any, error) {
 
 // customStatus is the region's custom routing status; nil without any.
 func (r *regionNode) customStatus() *RegionCustomStatus {
-	blocks := r.custom.blocks(r.name, admin.PortMapQuery{})
+	blocks := r.live.Load().custom.blocks(r.name, admin.PortMapQuery{})
 	if len(blocks) == 0 {
 		return nil
 	}
@@ -293,24 +293,25 @@ func (r *regionNode) customStatus() *RegionCustomStatus {
 // Traffic implements admin.TrafficController: an edge is not the
 // authority, and says which region is.
 func (en *edgeNode) Traffic(req admin.TrafficRequest, _ bool) (any, error) {
-	return nil, en.custom.notAuthority(req.Subnet, en.n.Name)
+	return nil, en.live.Load().custom.notAuthority(req.Subnet, en.name)
 }
 
 // PortMap implements admin.PortMapper with the verdicts the regions
 // pushed.
 func (en *edgeNode) PortMap(q admin.PortMapQuery) (any, error) {
-	return en.custom.portMap(q, func(m portmap.Mapping) (bool, bool) {
-		allowed, _, known := en.regions.Destination(m.Subnet.Region, m.Subnet.ID, m.Dest)
+	live := en.live.Load()
+	return live.custom.portMap(q, func(m portmap.Mapping) (bool, bool) {
+		allowed, _, known := live.regions.Destination(m.Subnet.Region, m.Subnet.ID, m.Dest)
 		return allowed, known
 	})
 }
 
 // customStatus is the edge's custom routing status; nil without any.
-func (en *edgeNode) customStatus() *EdgeCustomStatus {
-	if len(en.custom.tables) == 0 {
+func (en *edgeNode) customStatus(live *edgeLive) *EdgeCustomStatus {
+	if len(live.custom.tables) == 0 {
 		return nil
 	}
-	st := &EdgeCustomStatus{Subnets: en.custom.blocks("", admin.PortMapQuery{}), Regions: []EdgeCustomRegion{}}
+	st := &EdgeCustomStatus{Subnets: live.custom.blocks("", admin.PortMapQuery{}), Regions: []EdgeCustomRegion{}}
 	var regions []string
 	for _, b := range st.Subnets {
 		if !slices.Contains(regions, b.Region) {
@@ -320,7 +321,7 @@ func (en *edgeNode) customStatus() *EdgeCustomStatus {
 	slices.Sort(regions)
 	for _, name := range regions {
 		er := EdgeCustomRegion{Name: name, Overrides: []OverrideState{}, Down: []DownState{}}
-		if c := en.regions[name]; c != nil {
+		if c := live.regions[name]; c != nil {
 			if cs, ok := c.Custom(); ok {
 				er.Known = true
 				er.Overrides = overrideStates(cs.Overrides)

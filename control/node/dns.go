@@ -97,26 +97,32 @@ type edgeDNS struct {
 	published atomic.Pointer[dnsView]
 }
 
-// dnsView is what /status shows of the steering inputs.
+// dnsView is what /status shows of the zone and the steering inputs.
 type dnsView struct {
+	zone      string
+	steered   []string
 	fleetView bool
 	avail     dnsedge.Availability
 }
 
+// setZone puts the zone of a reloaded document in force; the next update
+// publishes it with the availability. The supervisor calls it.
+func (d *edgeDNS) setZone(doc *config.Document, zone *dnsedge.Zone) {
+	d.zone, d.steered, d.pops = zone.Origin(), zone.Steered(), nil
+	for _, p := range doc.DNS.Steering.PoPs {
+		d.pops = append(d.pops, p.Name)
+	}
+	d.srv.SetZone(zone)
+	d.avail = nil
+}
+
 // newEdgeDNS builds the DNS server of the PoP n, or returns nil when the
 // document has no dns section.
-func newEdgeDNS(doc *config.Document, n config.Node, reg prometheus.Registerer, log *slog.Logger) (*edgeDNS, error) {
+func newEdgeDNS(doc *config.Document, n config.Node, zone *dnsedge.Zone, reg prometheus.Registerer, log *slog.Logger) (*edgeDNS, error) {
 	if doc.DNS == nil {
 		return nil, nil
 	}
-	zc, err := dnsZoneConfig(doc)
-	if err != nil {
-		return nil, err
-	}
-	zone, err := dnsedge.NewZone(zc)
-	if err != nil {
-		return nil, err
-	}
+	var err error
 	d := &edgeDNS{zone: zone.Origin(), listen: doc.DNS.Listen, steered: zone.Steered()}
 	if len(n.PoP.DNSListen) > 0 {
 		d.listen = n.PoP.DNSListen
@@ -167,14 +173,14 @@ func (d *edgeDNS) update(self string, own wire.EdgeState, fleet map[string]wire.
 		}
 		avail[acc] = pops
 	}
-	if v := d.published.Load(); v != nil && v.fleetView == view && reflect.DeepEqual(avail, d.avail) {
+	if v := d.published.Load(); v != nil && v.fleetView == view && d.avail != nil && reflect.DeepEqual(avail, d.avail) {
 		return
 	}
-	if !reflect.DeepEqual(avail, d.avail) {
+	if d.avail == nil || !reflect.DeepEqual(avail, d.avail) {
 		d.srv.SetAvailability(avail)
 	}
 	d.avail = avail
-	d.published.Store(&dnsView{fleetView: view, avail: avail})
+	d.published.Store(&dnsView{zone: d.zone, steered: d.steered, fleetView: view, avail: avail})
 }
 
 // DNSStatus is the edge's DNS server in /status.
@@ -196,13 +202,13 @@ type SteeringState struct {
 }
 
 func (d *edgeDNS) status() *DNSStatus {
-	st := &DNSStatus{Zone: d.zone, Stats: d.srv.Stats()}
+	st := &DNSStatus{Stats: d.srv.Stats()}
 	for _, a := range d.srv.Addrs() {
 		st.Listen = append(st.Listen, a.String())
 	}
 	if v := d.published.Load(); v != nil {
-		st.FleetView = v.fleetView
-		for _, acc := range d.steered {
+		st.Zone, st.FleetView = v.zone, v.fleetView
+		for _, acc := range v.steered {
 			st.Steering = append(st.Steering, SteeringState{Accelerator: acc, Available: v.avail[acc]})
 		}
 	}

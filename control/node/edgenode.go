@@ -11,15 +11,16 @@ import (
 	"time"
 
 	"github.com/anyedge/anyedge/backbone"
+	"github.com/anyedge/anyedge/backbone/gateway"
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/flowlog"
 	"github.com/anyedge/anyedge/edge"
-	"github.com/anyedge/anyedge/edge/anycast"
 	"github.com/anyedge/anyedge/edge/bgp"
 	"github.com/anyedge/anyedge/edge/flow"
+	"github.com/anyedge/anyedge/edge/udp"
 )
 
 // errDrained ends an edge once a drain has run its course.
@@ -36,28 +37,57 @@ type accelView struct {
 }
 
 // edgeNode runs an edge: listeners, backbone clients, BGP speaker, and the
-// supervisor goroutine that owns readiness and the drain state.
+// supervisor goroutine that owns readiness, the drain state and reloads.
 type edgeNode struct {
-	opts    Options
-	n       config.Node
-	log     *slog.Logger
-	e       *edge.Edge
-	clients []*backbone.Client
-	regions edge.Regions
-	speaker *bgp.Speaker // nil without BGP neighbours
-	accels  []accelView
-	// listeners are every listener, TCP and UDP, with its meter.
-	listeners []edge.Listener
-	flowLogs  *flowlog.Writer // nil when off
-	cmds      chan command
-	status    atomic.Pointer[EdgeStatus]
-	dns       *edgeDNS // nil without a dns section
-	custom    *customPlan
+	opts  Options
+	name  string
+	store *pki.Store
+	// pop is the PoP's section as the edge started: its fixed settings
+	// (fixed.go) stay in force until a restart.
+	pop      *config.PoP
+	anycast  map[netip.Addr]func() error // addresses added to lo (manage_addresses); supervisor
+	changes  chan struct{}               // a backbone client's state changed
+	log      *slog.Logger
+	e        *edge.Edge
+	fwd      *udp.Forwarder
+	speaker  *bgp.Speaker    // nil without BGP neighbours
+	flowLogs *flowlog.Writer // nil when off
+	dns      *edgeDNS        // nil without a dns section
+	cmds     chan command
+	status   atomic.Pointer[EdgeStatus]
+	// live is the document in force, compiled; the supervisor replaces
+	// it on a reload, everyone else only reads it.
+	live atomic.Pointer[edgeLive]
+	// cfg keeps the document and the record of reloads (supervisor).
+	cfg *reloader
+	// bb runs the backbone clients; clients are the running ones, owned
+	// by the supervisor once it runs.
+	bb      *stage
+	clients map[*backbone.Client]*clientRun
 	// epoch, seq and said are what this edge last told the regions of
 	// itself (wire.EdgeState); owned by the supervisor.
 	epoch int64
 	seq   uint64
 	said  *wire.EdgeState
+}
+
+// edgeLive is what an edge runs of the document: immutable, replaced
+// whole by a reload.
+type edgeLive struct {
+	doc *config.Document // overrides applied
+	n   config.Node      // points into doc
+	// listeners are every listener, TCP and UDP, with its meter.
+	listeners []edge.Listener
+	// removed are the listeners reloads removed, with their meters:
+	// their counters stay in /status and the metrics.
+	removed   []edge.Listener
+	accels    []accelView
+	custom    *customPlan
+	endpoints map[string]gateway.Endpoint // for flow logs
+	// regions are the backbone clients of the regions the listeners
+	// route to; clients the same, in topology order.
+	regions edge.Regions
+	clients []*backbone.Client
 }
 
 type command struct {
@@ -76,7 +106,11 @@ type EdgeStatus struct {
 	DrainPhase   string             `json:"drain_phase,omitempty"`
 	Accelerators []AcceleratorState `json:"accelerators"`
 	Listeners    []ListenerStatus   `json:"listeners"`
-	Regions      []RegionState      `json:"regions"`
+	// RemovedListeners are listeners a reload removed, with their
+	// counters (the flows it cut among them: listener_removed); a reload
+	// that adds one back moves it to Listeners.
+	RemovedListeners []ListenerStatus `json:"removed_listeners,omitempty"`
+	Regions          []RegionState    `json:"regions"`
 	// Flows sums the listeners' counters.
 	Flows     FlowCounters   `json:"flows"`
 	BGP       []BGPPeerState `json:"bgp_peers,omitempty"`
@@ -87,6 +121,12 @@ type EdgeStatus struct {
 	// CustomRouting is set when the document has custom routing
 	// accelerators: their subnets' blocks and each region's state.
 	CustomRouting *EdgeCustomStatus `json:"custom_routing,omitempty"`
+	// Config is the document in force and the reloads.
+	Config ConfigStatus `json:"config"`
+
+	// live is what the snapshot was made from: Status reads the
+	// counters of these listeners.
+	live *edgeLive
 }
 
 // AcceleratorState says whether the edge can serve an accelerator.
@@ -318,29 +358,19 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 	if err != nil {
 		return err
 	}
-	en, fwd, reg := b.en, b.fwd, b.reg
-	listeners := en.listeners
-	if n.PoP.BGP.ManageAddresses {
-		var addrs []netip.Addr
-		for _, l := range listeners {
-			for _, a := range l.Addrs {
-				if !slices.Contains(addrs, a) {
-					addrs = append(addrs, a)
-				}
-			}
+	en, reg := b.en, b.reg
+	live := en.live.Load()
+	defer func() {
+		if err := en.releaseAddrs(); err != nil {
+			log.Warn("anycast addresses", "err", err)
 		}
-		release, err := anycast.Bind("lo", addrs)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if err := release(); err != nil {
-				log.Warn("anycast addresses", "err", err)
-			}
-		}()
+	}()
+	if _, err := en.bindAddrs(live.listeners); err != nil {
+		return err
 	}
 	var stopFlowLogs func()
-	en.flowLogs, stopFlowLogs, err = startFlowLogs(opts.Doc, n, listeners, log) // see flowlogs.go
+	en.flowLogs, stopFlowLogs, err = startFlowLogs(n, live.listeners, // see flowlogs.go
+		func() map[string]gateway.Endpoint { return en.live.Load().endpoints }, log)
 	if err != nil {
 		return err
 	}
@@ -349,19 +379,19 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 		return err
 	}
 	defer en.e.Close() // releases the listeners when start-up fails below
-	if fwd != nil {
-		if err := fwd.Listen(); err != nil {
-			return err
-		}
-		defer fwd.Close()
+	if err := en.fwd.Listen(); err != nil {
+		return err
 	}
-	reg.MustRegister(edgeCollector{en: en, fwd: fwd, fc: flow.NewCollector(func() []*flow.Meter {
-		out := make([]*flow.Meter, 0, len(en.listeners))
-		for _, l := range en.listeners {
+	defer en.fwd.Close()
+	reg.MustRegister(edgeCollector{en: en, fc: flow.NewCollector(func() []*flow.Meter {
+		live := en.live.Load()
+		out := make([]*flow.Meter, 0, len(live.listeners)+len(live.removed))
+		for _, l := range slices.Concat(live.listeners, live.removed) {
 			out = append(out, l.Meter)
 		}
 		return out
 	})})
+	reg.MustRegister(configCollector{en.cfg})
 	if en.dns != nil {
 		if err := en.dns.srv.Listen(); err != nil {
 			return err
@@ -388,16 +418,15 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 		route = newStage(ctx, stopRun) // BGP speaker
 		ops   = newStage(ctx, stopRun) // admin API, page, certificates
 	)
+	en.bb = bb
 	ops.Go(adm.Serve)
 	ops.Go(page.Run)
 	ops.Go(store.Run)
-	for _, c := range en.clients {
-		bb.Go(c.Run)
+	for _, c := range live.clients {
+		en.startClient(c)
 	}
 	data.Go(en.e.Run)
-	if fwd != nil {
-		data.Go(fwd.Run)
-	}
+	data.Go(en.fwd.Run)
 	if en.dns != nil {
 		data.Go(en.dns.srv.Run)
 	}
@@ -406,10 +435,7 @@ func runEdge(ctx context.Context, opts Options, n config.Node, store *pki.Store)
 	}
 	ctl.Go(en.supervise)
 	if opts.Notify.Watchdog() > 0 {
-		sources := []func() time.Time{en.e.Liveness}
-		if fwd != nil {
-			sources = append(sources, fwd.Liveness)
-		}
+		sources := []func() time.Time{en.e.Liveness, en.fwd.Liveness}
 		ctl.Go(func(ctx context.Context) error { return watchdog(ctx, opts.Notify, log, sources...) })
 	}
 	if opts.Reopen != nil && en.flowLogs != nil {
@@ -489,30 +515,9 @@ func (s *stage) stop() {
 // supervise owns readiness and the drain state: it recomputes what to
 // announce on every backbone change, and runs drains.
 func (en *edgeNode) supervise(ctx context.Context) error {
-	changes := make(chan struct{}, 1)
-	// The forwarders of the clients' changes end with supervise.
-	fctx, stopForwarders := context.WithCancel(ctx)
-	var forwarders sync.WaitGroup
-	defer forwarders.Wait()
-	defer stopForwarders()
-	for _, c := range en.clients {
-		forwarders.Go(func() {
-			for {
-				select {
-				case <-fctx.Done():
-					return
-				case <-c.Changes():
-					select {
-					case changes <- struct{}{}:
-					default:
-					}
-				}
-			}
-		})
-	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	drainCfg := en.n.PoP.Drain
+	drainCfg := en.live.Load().n.PoP.Drain
 	var draining bool
 	var phase string
 	var grace, exit <-chan time.Time
@@ -532,7 +537,7 @@ func (en *edgeNode) supervise(ctx context.Context) error {
 		ready := en.refresh(draining, phase)
 		if ready && !readySent && en.opts.Ready != nil {
 			readySent = true
-			en.log.Info("edge serving", "listeners", len(en.e.Addrs()), "regions", len(en.clients))
+			en.log.Info("edge serving", "listeners", len(en.e.Addrs())+len(en.fwd.Addrs()), "regions", len(en.clients))
 			en.opts.Ready()
 		}
 	}
@@ -541,6 +546,7 @@ func (en *edgeNode) supervise(ctx context.Context) error {
 			return
 		}
 		draining, phase = true, "graceful-shutdown"
+		drainCfg = en.live.Load().n.PoP.Drain
 		en.log.Info("drain: announcing GRACEFUL_SHUTDOWN", "bgp_grace", drainCfg.BGPGrace, "timeout", drainCfg.Timeout)
 		if en.speaker != nil {
 			en.speaker.SetGracefulShutdown(true)
@@ -553,7 +559,10 @@ func (en *edgeNode) supervise(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-changes:
+		case <-en.changes:
+			update()
+		case u := <-en.opts.Updates:
+			en.cfg.reload(u, en.apply) // see edgereload.go
 			update()
 		case <-tick.C:
 			update()
@@ -623,7 +632,7 @@ const drainPoll = 50 * time.Millisecond
 // activeFlows is the number of flows open on every listener, TCP and UDP.
 func (en *edgeNode) activeFlows() int64 {
 	var n int64
-	for _, l := range en.listeners {
+	for _, l := range en.live.Load().listeners {
 		n += l.Meter.Active()
 	}
 	return n
@@ -633,20 +642,18 @@ func (en *edgeNode) activeFlows() int64 {
 // draining) and publishes a new status snapshot. It reports whether every
 // accelerator is ready.
 func (en *edgeNode) refresh(draining bool, phase string) bool {
-	st := &EdgeStatus{Node: en.n.Name, Role: string(en.n.Role), Version: en.opts.Version, Draining: draining, DrainPhase: phase}
-	for _, c := range en.clients {
+	live := en.live.Load()
+	st := &EdgeStatus{Node: en.name, Role: string(config.RolePoP), Version: en.opts.Version, Draining: draining, DrainPhase: phase,
+		live: live}
+	for _, c := range live.clients {
 		st.Regions = append(st.Regions, regionState(c.Region(), c.Stats()))
 	}
-	// Listen succeeded before the first refresh: every listener is bound.
-	r := decide(en.accels, en.listeners, true, en.regions)
+	// Listen succeeded before the first refresh, and a reload binds
+	// before it commits: every listener is bound.
+	r := decide(live.accels, live.listeners, true, live.regions)
 	st.Accelerators = r.accelerators
-	for i, l := range en.listeners {
-		ls := ListenerStatus{Key: l.Route.Key, Accelerator: l.Accelerator, Protocol: l.Protocol,
-			Ready: r.listeners[i].ready, FailOpen: r.listeners[i].failOpen}
-		for _, p := range l.Ports {
-			ls.Ports = append(ls.Ports, PortRange{From: p.From, To: p.To})
-		}
-		st.Listeners = append(st.Listeners, ls)
+	for i, l := range live.listeners {
+		st.Listeners = append(st.Listeners, listenerStatus(l, r.listeners[i]))
 	}
 	st.Ready = r.all && !draining
 	en.tellFleet(r, draining)
@@ -661,22 +668,38 @@ func (en *edgeNode) refresh(draining bool, phase string) bool {
 	return r.all
 }
 
+// listenerStatus is l's status without its counters.
+func listenerStatus(l edge.Listener, r listenerReadiness) ListenerStatus {
+	ls := ListenerStatus{Key: l.Route.Key, Accelerator: l.Accelerator, Protocol: l.Protocol, Ready: r.ready, FailOpen: r.failOpen}
+	for _, p := range l.Ports {
+		ls.Ports = append(ls.Ports, PortRange{From: p.From, To: p.To})
+	}
+	return ls
+}
+
 // Status implements admin.Node: the last snapshot with live counters.
 func (en *edgeNode) Status() any {
 	st := *en.status.Load()
 	st.Listeners = slices.Clone(st.Listeners)
 	var sum flow.Counters
-	for i, l := range en.listeners {
+	for i, l := range st.live.listeners {
 		c := l.Meter.Snapshot()
 		sum.Add(c)
 		st.Listeners[i].FlowCounters = flowCounters(c, l.Protocol == "udp")
+	}
+	for _, l := range st.live.removed {
+		c := l.Meter.Snapshot()
+		sum.Add(c)
+		st.RemovedListeners = append(st.RemovedListeners, listenerStatus(l, listenerReadiness{}))
+		st.RemovedListeners[len(st.RemovedListeners)-1].FlowCounters = flowCounters(c, l.Protocol == "udp")
 	}
 	st.Flows = flowCounters(sum, false)
 	if en.dns != nil {
 		st.DNS = en.dns.status()
 	}
 	st.FlowLogs = flowLogStatus(en.flowLogs)
-	st.CustomRouting = en.customStatus()
+	st.CustomRouting = en.customStatus(st.live)
+	st.Config = en.cfg.status()
 	return &st
 }
 
@@ -694,13 +717,13 @@ func (en *edgeNode) tellFleet(r readiness, draining bool) {
 		en.seq++
 		st.Seq = en.seq
 		en.said = &st
-		for _, c := range en.clients {
+		for _, c := range en.live.Load().clients {
 			c.SetEdgeState(st)
 		}
 	}
 	if en.dns != nil {
-		fleet, view := en.regions.Fleet()
-		en.dns.update(en.n.Name, *en.said, fleet, view)
+		fleet, view := en.live.Load().regions.Fleet()
+		en.dns.update(en.name, *en.said, fleet, view)
 	}
 }
 

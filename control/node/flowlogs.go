@@ -17,26 +17,16 @@ import (
 // data path: stop, called once the edge's components have returned, writes
 // what the last flows reported and closes the file. It returns a nil
 // writer (and a no-op stop) when flow logs are off.
-func startFlowLogs(doc *config.Document, n config.Node, listeners []edge.Listener, log *slog.Logger) (*flowlog.Writer, func(), error) {
+func startFlowLogs(n config.Node, listeners []edge.Listener, endpoints func() map[string]gateway.Endpoint, log *slog.Logger) (*flowlog.Writer, func(), error) {
 	fl := n.PoP.FlowLogs
 	if !fl.Enabled {
 		return nil, func() {}, nil
-	}
-	eps := map[string]gateway.Endpoint{}
-	for _, r := range usedRegions(doc) {
-		list, _, err := regionParts(doc, r.Name)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, e := range list {
-			eps[r.Name+"/"+e.ID] = e
-		}
 	}
 	w, err := flowlog.New(flowlog.Config{
 		Path: fl.Path, SampleRate: fl.SampleRate, QueueSize: fl.QueueSize,
 		MaxSize: int64(fl.MaxSizeMB) << 20, MaxFiles: fl.MaxFiles, PoP: n.Name, Logger: log,
 		Endpoint: func(region, id string, port uint16) (string, uint16, bool) {
-			e, ok := eps[region+"/"+id]
+			e, ok := endpoints()[region+"/"+id]
 			if !ok {
 				return "", 0, false
 			}
@@ -69,6 +59,22 @@ func startFlowLogs(doc *config.Document, n config.Node, listeners []edge.Listene
 		cancel()
 		<-done
 	}, nil
+}
+
+// flowEndpoints maps "region/id" to each endpoint of the regions the
+// listeners of doc route to: what a flow log record names.
+func flowEndpoints(doc *config.Document) (map[string]gateway.Endpoint, error) {
+	eps := map[string]gateway.Endpoint{}
+	for _, r := range usedRegions(doc) {
+		list, _, err := regionParts(doc, r.Name)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range list {
+			eps[r.Name+"/"+e.ID] = e
+		}
+	}
+	return eps, nil
 }
 
 // FlowLogStatus are the flow log's counters.

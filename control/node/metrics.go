@@ -9,7 +9,6 @@ import (
 	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/edge/bgp"
 	"github.com/anyedge/anyedge/edge/flow"
-	"github.com/anyedge/anyedge/edge/udp"
 	"github.com/anyedge/anyedge/healthcheck"
 )
 
@@ -159,9 +158,8 @@ func (c regionCollector) Collect(ch chan<- prometheus.Metric) {
 // edgeCollector exports an edge's listeners (edge/flow), readiness, drain
 // state, backbone pools and BGP sessions.
 type edgeCollector struct {
-	en  *edgeNode
-	fwd *udp.Forwarder // nil without UDP listeners
-	fc  *flow.Collector
+	en *edgeNode
+	fc *flow.Collector
 }
 
 var (
@@ -227,10 +225,8 @@ func (c edgeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- gauge(listenerFailOpenDesc, b2f(l.FailOpen), l.Accelerator, l.Key, l.Protocol)
 		}
 	}
-	if c.fwd != nil {
-		ch <- counter(unknownFlowDesc, c.fwd.UnknownFlowDatagrams())
-	}
-	for _, cl := range en.clients {
+	ch <- counter(unknownFlowDesc, en.fwd.UnknownFlowDatagrams())
+	for _, cl := range en.live.Load().clients {
 		r := cl.Region()
 		s := cl.Stats()
 		ch <- gauge(bbReachableDesc, b2f(s.Live > 0), r)

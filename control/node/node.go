@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -29,6 +30,15 @@ import (
 type Options struct {
 	// Doc is the loaded, validated fleet document.
 	Doc *config.Document
+	// Revision is Doc's revision (config.Loaded), shown in /status and
+	// metrics; a reload of the same revision changes nothing.
+	Revision config.Revision
+	// Source says where the document comes from, for /status (e.g.
+	// "file /etc/anyedge/anyedge.yaml").
+	Source string
+	// Updates, when set, brings new readings of the document: each is
+	// reloaded (see reload.go). A nil channel means no reloads.
+	Updates <-chan config.Update
 	// Node is the name of the PoP or region to run.
 	Node string
 	// Version is the build version, announced to peers.
@@ -88,22 +98,18 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 	if err != nil {
 		return err
 	}
-	eps, plan, checker, metrics, gw := b.eps, b.plan, b.checker, b.metrics, b.gw
-	pops := map[string]bool{}
-	for _, p := range opts.Doc.Topology.PoPs {
-		pops[p.Name] = true
-	}
+	rn := b.rn
 	srv, err := backbone.Listen(backbone.ServerConfig{
 		Listen: n.Region.Backbone.Listen,
-		TLS:    pki.ServerConfig(store, func(name string) bool { return pops[name] }, metrics.OnReject(log)),
+		TLS:    pki.ServerConfig(store, func(name string) bool { return rn.live.Load().pops[name] }, b.metrics.OnReject(log)),
 		Logger: log,
-	}, gw)
+	}, rn.gw)
 	if err != nil {
 		return fmt.Errorf("region %s: %w", n.Name, err)
 	}
-	rn := &regionNode{name: n.Name, version: opts.Version, checker: checker, gw: gw, endpoints: endpointInfos(opts.Doc, n.Name), custom: plan}
 	reg := newRegistry(opts.Version)
-	reg.MustRegister(regionCollector{region: n.Name, m: metrics, gw: gw, checker: checker})
+	reg.MustRegister(regionCollector{region: n.Name, m: b.metrics, gw: rn.gw, checker: rn.checker})
+	reg.MustRegister(configCollector{rn.cfg})
 	page := ownPage(n, rn, log)
 	adm, err := admin.Listen(admin.Options{Addr: n.Region.Admin, Remote: n.Region.RemoteAdmin, Store: store,
 		Node: rn, Registry: reg, Page: page.Handler(), Logger: log})
@@ -111,7 +117,7 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 		_ = srv.Close()
 		return err
 	}
-	log.Info("region serving", "backbone", srv.Addr().String(), "endpoints", len(eps))
+	log.Info("region serving", "backbone", srv.Addr().String(), "endpoints", len(rn.live.Load().endpoints))
 	if opts.Ready != nil {
 		opts.Ready()
 	}
@@ -119,17 +125,49 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 	g.Go(func() error { return adm.Serve(gctx) })
 	g.Go(func() error { return page.Run(gctx) })
 	g.Go(func() error { return store.Run(gctx) })
-	g.Go(func() error { return checker.Run(gctx) })
+	g.Go(func() error { return rn.checker.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx) })
-	g.Go(func() error { publishHealth(gctx, checker, gw); return nil })
+	g.Go(func() error { publishHealth(gctx, rn.checker, rn.gw); return nil })
+	g.Go(func() error { rn.control(gctx); return nil })
 	notify(log, opts.Notify.Ready)
 	err = g.Wait()
 	notify(log, opts.Notify.Stopping)
-	_ = gw.Close() // UDP flows (backbone/gateway/udp.go)
+	_ = rn.gw.Close() // UDP flows (backbone/gateway/udp.go)
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	return err
+}
+
+// control is the region's control goroutine: it owns the reloads.
+func (r *regionNode) control(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u := <-r.updates:
+			r.cfg.reload(u, r.apply)
+		}
+	}
+}
+
+// apply is the region's compile, prepare and commit of a reload (see
+// reload.go). The health checker takes the new targets first (it builds
+// every prober before changing anything, and keeps the state and history
+// of the endpoints that stay); the gateway's endpoint table and custom
+// routing swap after it, cutting the flows of removed endpoints.
+func (r *regionNode) apply(doc *config.Document, n config.Node) (string, error) {
+	live, eps, targets, err := compileRegion(r.cfg.effective(doc), n)
+	if err != nil {
+		return "", err
+	}
+	if err := r.checker.Update(targets); err != nil {
+		return "", err
+	}
+	cut := r.gw.SetEndpoints(eps)
+	r.gw.SetCustom(live.custom.regionCustom(n.Name))
+	r.live.Store(live)
+	return fmt.Sprintf("%d endpoints, %d flows cut (endpoint_removed)", len(eps), cut), nil
 }
 
 // ownPage is the dashboard of node n alone, served on its admin API.
@@ -162,13 +200,25 @@ type ejector struct{ c *healthcheck.Checker }
 
 func (e ejector) Eject(id, reason string) { e.c.Eject(id, reason) }
 
-// regionNode exposes a region on the admin API.
+// regionNode runs a region: gateway, health checks, and the control
+// goroutine that owns reloads.
 type regionNode struct {
 	name, version string
 	checker       *healthcheck.Checker
 	gw            *gateway.Gateway
-	endpoints     map[string]endpointInfo // by endpoint ID; immutable
-	custom        *customPlan             // immutable
+	cfg           *reloader
+	updates       <-chan config.Update
+	// live is the document in force, compiled; control replaces it.
+	live atomic.Pointer[regionLive]
+}
+
+// regionLive is what a region runs of the document: immutable, replaced
+// whole by a reload.
+type regionLive struct {
+	endpoints map[string]endpointInfo // by endpoint ID
+	custom    *customPlan
+	// pops are the PoPs whose certificates the backbone accepts.
+	pops map[string]bool
 }
 
 // endpointInfo is what the document says of one of a region's endpoints.
@@ -215,6 +265,8 @@ type RegionStatus struct {
 	// Edges are the connected edges' own states (control protocol 2),
 	// which the region relays to every edge for DNS steering.
 	Edges []wire.EdgeState `json:"edges"`
+	// Config is the document in force and the reloads.
+	Config ConfigStatus `json:"config"`
 }
 
 // EndpointState is one endpoint's health and traffic as its region sees
@@ -268,14 +320,15 @@ type StateChange struct {
 
 // Status implements admin.Node.
 func (r *regionNode) Status() any {
+	live := r.live.Load()
 	st := &RegionStatus{Node: r.name, Role: string(config.RoleRegion), Version: r.version, ActiveFlows: r.gw.ActiveFlows(),
-		Edges: append([]wire.EdgeState{}, r.gw.Edges()...)}
+		Edges: append([]wire.EdgeState{}, r.gw.Edges()...), Config: r.cfg.status()}
 	traffic := map[string]gateway.EndpointStats{}
 	for _, e := range r.gw.EndpointStats() {
 		traffic[e.ID] = e
 	}
 	for _, e := range r.checker.Snapshot() {
-		info := r.endpoints[e.ID]
+		info := live.endpoints[e.ID]
 		es := EndpointState{ID: e.ID, Listener: info.listener, Weight: info.weight, State: e.State.String(), Reason: e.LastErr,
 			LatencyMillis: float64(e.Latency.Microseconds()) / 1000, LastProbe: e.LastProbe, Changed: e.Changed,
 			Ejected: e.Ejected, Ejections: e.Ejections, DialFailures: map[string]uint64{}, Changes: []StateChange{}}

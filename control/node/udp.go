@@ -10,10 +10,23 @@ import (
 )
 
 // udpForwarder builds (Listen binds) the edge's UDP forwarder from the
-// document's "udp" listeners (edge.New skips them); nil when there are
-// none. The forwarder runs next to the TCP edge on the same backbone
-// clients.
+// document's "udp" listeners (edge.New skips them), with none if the
+// document has none: a reload may add some. The forwarder runs next to
+// the TCP edge on the same backbone clients.
 func udpForwarder(listeners []edge.Listener, pop *config.PoP, regions edge.Regions, heartbeat time.Duration, log *slog.Logger) (*udp.Forwarder, error) {
+	return udp.New(udp.Config{
+		Listeners:         udpListeners(listeners),
+		MaxFlows:          pop.UDP.MaxFlows,
+		MaxFlowsPerSource: pop.UDP.MaxFlowsPerSource,
+		RateBuckets:       pop.Limits.RateBuckets,
+		Logger:            log,
+		Heartbeat:         heartbeat,
+	}, udp.Regions(regions))
+}
+
+// udpListeners are the UDP listeners of listeners, as the forwarder
+// takes them.
+func udpListeners(listeners []edge.Listener) []udp.Listener {
 	var uls []udp.Listener
 	for _, l := range listeners {
 		if l.Protocol != "udp" {
@@ -25,19 +38,5 @@ func udpForwarder(listeners []edge.Listener, pop *config.PoP, regions edge.Regio
 		}
 		uls = append(uls, ul)
 	}
-	if len(uls) == 0 {
-		return nil, nil
-	}
-	f, err := udp.New(udp.Config{
-		Listeners:         uls,
-		MaxFlows:          pop.UDP.MaxFlows,
-		MaxFlowsPerSource: pop.UDP.MaxFlowsPerSource,
-		RateBuckets:       pop.Limits.RateBuckets,
-		Logger:            log,
-		Heartbeat:         heartbeat,
-	}, udp.Regions(regions))
-	if err != nil {
-		return nil, err
-	}
-	return f, nil
+	return uls
 }

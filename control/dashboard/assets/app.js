@@ -65,10 +65,48 @@ function renderSummary(m) {
   const healthy = eps.filter((e) => e.state !== 'unhealthy').length;
   $('title').textContent = view.title || '';
   $('summary').innerHTML = (m.pops.length ? `PoPs ready ${ready}/${m.pops.length}` : '') +
-    (m.regions.length ? ` · regions up ${up}/${m.regions.length} · endpoints healthy ${healthy}/${eps.length}` : '');
+    (m.regions.length ? ` · regions up ${up}/${m.regions.length} · endpoints healthy ${healthy}/${eps.length}` : '') +
+    revisions();
   $('problems').innerHTML = view.nodes.filter((n) => !n.ok).map((n) =>
     `<div data-node="${esc(n.name)}" data-ok="false"><b>${esc(n.name)}</b> (${esc(n.role)}${n.addr ? ' at ' + esc(n.addr) : ''}) unreachable: ` +
-    `${esc(n.error)}${n.status ? ' — showing what it said ' + ago(n.updated) : ''}</div>`).join('');
+    `${esc(n.error)}${n.status ? ' — showing what it said ' + ago(n.updated) : ''}</div>`).join('') +
+    view.nodes.map(configProblems).join('');
+}
+
+// revisions says which nodes run which revision of the document: one
+// revision for all, or each with its nodes when they differ.
+function revisions() {
+  const by = {};
+  for (const n of view.nodes) {
+    const r = n.status?.config?.revision;
+    if (r) (by[r] = by[r] || []).push(n.name);
+  }
+  const revs = Object.keys(by);
+  if (revs.length === 0) return '';
+  if (revs.length === 1) return ` · <span id="revisions" data-revisions="1">config ${esc(revs[0])}</span>`;
+  return ` · <span id="revisions" data-revisions="${revs.length}" class="warn">configs: ` +
+    revs.map((r) => `${esc(r)} on ${by[r].map(esc).join(', ')}`).join('; ') + '</span>';
+}
+
+const failedReloads = ['invalid', 'refused', 'failed'];
+
+// configProblems lists what a node says of its document: its last reload
+// did not apply, settings wait for a restart, overrides are in force.
+function configProblems(n) {
+  const c = n.status?.config;
+  if (!c) return '';
+  const out = [];
+  const last = c.last_reload;
+  if (last && failedReloads.includes(last.result)) {
+    out.push(`<div data-node="${esc(n.name)}" data-reload="${esc(last.result)}"><b>${esc(n.name)}</b>: config reload ` +
+      `${esc(last.result)} ${ago(last.at)} (${esc(last.trigger)}); revision ${esc(c.revision)} stays in force: ` +
+      `<span title="${esc(last.error)}">${esc((last.error || '').split('\n')[0])}</span></div>`);
+  }
+  if ((c.restart_required || []).length) {
+    out.push(`<div data-node="${esc(n.name)}" data-restart="true"><b>${esc(n.name)}</b> needs a restart to apply: ` +
+      `${c.restart_required.map(esc).join(', ')}</div>`);
+  }
+  return out.join('');
 }
 
 function renderMatrix(m) {
