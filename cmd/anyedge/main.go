@@ -299,7 +299,7 @@ func runNode(role string, args []string, stderr io.Writer) int {
 	srcDone := make(chan struct{})
 	go func() {
 		defer close(srcDone)
-		_ = src.Run(srcCtx, loaded.Revision, updates)
+		_ = src.Run(srcCtx, loaded, updates)
 	}()
 	err = node.Run(ctx, node.Options{Doc: doc, Revision: loaded.Revision, Source: src.String(), Updates: updates,
 		Node: c.node, Version: version, Logger: log, Drain: drain, Notify: notifier, Reopen: reopen})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -21,6 +22,23 @@ func (l *Listener) ClientLists() (allow, deny []netip.Prefix, err error) {
 	allow = clientList(l.Allow, l.AllowFile, "allow", report)
 	deny = clientList(l.Deny, l.DenyFile, "deny", report)
 	return allow, deny, first
+}
+
+// Files lists the files the document names besides itself (listeners'
+// allow_file and deny_file), each once, in document order: their contents
+// are part of the configuration, so a source watches them too.
+func (d *Document) Files() []string {
+	var out []string
+	for _, a := range d.Accelerators {
+		for _, l := range a.Listeners {
+			for _, f := range []string{l.AllowFile, l.DenyFile} {
+				if f != "" && !slices.Contains(out, f) {
+					out = append(out, f)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // MaxClientListLen bounds the prefixes of one allow or deny list (inline

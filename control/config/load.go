@@ -221,4 +221,8 @@ type Update struct {
 	// Trigger says what made the source read: "sighup", "file changed",
 	// "etcd watch" and so on; it is logged and shown in /status.
 	Trigger string
+	// Force asks the node to apply the document even if its revision is
+	// the one in force: a file it names (an allow_file) changed, or the
+	// operator sent SIGHUP.
+	Force bool
 }

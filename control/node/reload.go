@@ -21,7 +21,9 @@ import (
 //  1. the source parsed and validated the document (config.Parse); an
 //     invalid one ends here ("invalid");
 //  2. the node must still be in it with the same role ("refused"
-//     otherwise: a node's identity is not reloadable);
+//     otherwise: a node's identity is not reloadable); the revision in
+//     force again is "unchanged", unless the update is forced (SIGHUP, a
+//     change of a file the document names);
 //  3. the overrides are laid over it and the role compiles it into each
 //     component's configuration, then prepares the components (new
 //     sockets bound, new tables compiled) — an error undoes what was
@@ -143,7 +145,7 @@ func (r *reloader) reload(u config.Update, apply func(*config.Document, config.N
 		switch {
 		case err != nil:
 			res.Result, res.Error = ReloadRefused, err.Error()
-		case u.Loaded.Revision == r.rev && r.rev != "":
+		case u.Loaded.Revision == r.rev && r.rev != "" && !u.Force:
 			res.Result = ReloadUnchanged
 		default:
 			if changed, err = apply(u.Loaded.Doc, n); err != nil {

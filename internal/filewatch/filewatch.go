@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -35,12 +36,17 @@ type Options struct {
 
 // Watcher watches a set of files. Run drives it; Changes reports.
 type Watcher struct {
-	paths   []string
 	settle  time.Duration
 	w       *fsnotify.Watcher
 	changes chan struct{}
-	// seen is what each path was when last looked at (Run's goroutine).
-	seen map[string]fileID
+
+	// mu guards paths, dirs, seen (what each path was when last looked
+	// at) and changed (the paths changed since Changed was last called).
+	mu      sync.Mutex
+	paths   []string
+	dirs    []string
+	seen    map[string]fileID
+	changed []string
 }
 
 // fileID is what a file is, as far as a change is concerned.
@@ -74,26 +80,68 @@ func New(paths []string, opts Options) (*Watcher, error) {
 		return nil, fmt.Errorf("filewatch: %w", err)
 	}
 	w := &Watcher{settle: opts.Settle, w: fw, changes: make(chan struct{}, 1), seen: map[string]fileID{}}
-	var dirs []string
+	if err := w.Watch(paths); err != nil {
+		_ = fw.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// Watch replaces the set of files watched. A file that stays keeps what
+// it was last seen as; a new one is what it is now. On error the set is
+// unchanged.
+func (w *Watcher) Watch(paths []string) error {
+	var abs, dirs []string
 	for _, p := range paths {
-		abs, err := filepath.Abs(p)
+		a, err := filepath.Abs(p)
 		if err != nil {
-			_ = fw.Close()
-			return nil, fmt.Errorf("filewatch: %w", err)
+			return fmt.Errorf("filewatch: %w", err)
 		}
-		w.paths = append(w.paths, abs)
-		w.seen[abs] = identify(abs)
-		if d := filepath.Dir(abs); !slices.Contains(dirs, d) {
+		abs = append(abs, a)
+		if d := filepath.Dir(a); !slices.Contains(dirs, d) {
 			dirs = append(dirs, d)
 		}
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var added []string
 	for _, d := range dirs {
-		if err := fw.Add(d); err != nil {
-			_ = fw.Close()
-			return nil, fmt.Errorf("filewatch: watch %s: %w", d, err)
+		if slices.Contains(w.dirs, d) {
+			continue
+		}
+		if err := w.w.Add(d); err != nil {
+			for _, a := range added {
+				_ = w.w.Remove(a)
+			}
+			return fmt.Errorf("filewatch: watch %s: %w", d, err)
+		}
+		added = append(added, d)
+	}
+	for _, d := range w.dirs {
+		if !slices.Contains(dirs, d) {
+			_ = w.w.Remove(d)
 		}
 	}
-	return w, nil
+	seen := map[string]fileID{}
+	for _, a := range abs {
+		if id, ok := w.seen[a]; ok {
+			seen[a] = id
+		} else {
+			seen[a] = identify(a)
+		}
+	}
+	w.paths, w.dirs, w.seen = abs, dirs, seen
+	return nil
+}
+
+// Changed returns the files (absolute paths) that changed since it was
+// last called, and forgets them.
+func (w *Watcher) Changed() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.changed
+	w.changed = nil
+	return out
 }
 
 // Changes receives a value once the watched files have changed and
@@ -139,13 +187,19 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
-// look reports whether any watched file is not what it was.
+// look reports whether any watched file is not what it was, and notes
+// which for Changed.
 func (w *Watcher) look() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	changed := false
 	for _, p := range w.paths {
 		if id := identify(p); id != w.seen[p] {
 			w.seen[p] = id
 			changed = true
+			if !slices.Contains(w.changed, p) {
+				w.changed = append(w.changed, p)
+			}
 		}
 	}
 	return changed

@@ -102,3 +102,25 @@ func TestNewFailsOnMissingDirectory(t *testing.T) {
 	_, err := filewatch.New([]string{filepath.Join(t.TempDir(), "nowhere", "fleet.yaml")}, filewatch.Options{})
 	require.ErrorContains(t, err, "nowhere")
 }
+
+// TestWatchReplacesSet: Watch adds and drops files (and their
+// directories), and Changed names what changed.
+func TestWatchReplacesSet(t *testing.T) {
+	a := filepath.Join(t.TempDir(), "a")
+	b := filepath.Join(t.TempDir(), "b")
+	for _, p := range []string{a, b} {
+		require.NoError(t, os.WriteFile(p, nil, 0o644))
+	}
+	w := watch(t, a)
+	require.NoError(t, w.Watch([]string{a, b}))
+	require.NoError(t, os.WriteFile(b, []byte("1"), 0o644))
+	changed(t, w, "a file added to the set")
+	require.Equal(t, []string{b}, w.Changed())
+	require.Empty(t, w.Changed(), "Changed forgets")
+
+	require.NoError(t, w.Watch([]string{b}))
+	require.NoError(t, os.WriteFile(a, []byte("1"), 0o644))
+	quiet(t, w, b, "a file dropped from the set")
+	require.Equal(t, []string{b}, w.Changed(), "only the fence")
+	require.ErrorContains(t, w.Watch([]string{filepath.Join(a, "x", "y")}), "watch")
+}

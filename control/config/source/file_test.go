@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -62,7 +63,7 @@ func TestFile(t *testing.T) {
 	out := make(chan config.Update)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { require.NoError(t, f.Run(ctx, l.Revision, out)) })
+	wg.Go(func() { require.NoError(t, f.Run(ctx, l, out)) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
 	// Renamed over, as an editor does.
@@ -109,11 +110,41 @@ func TestFileUnwatchable(t *testing.T) {
 	out := make(chan config.Update)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { require.NoError(t, f.Run(ctx, "", out)) })
+	wg.Go(func() { require.NoError(t, f.Run(ctx, config.Loaded{}, out)) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	require.ErrorContains(t, next(t, out).Err, "no such file", "the first look")
 	reread <- struct{}{}
 	u := next(t, out)
 	require.ErrorContains(t, u.Err, "no such file")
 	require.Equal(t, "sighup", u.Trigger)
+}
+
+// TestFileNamedFiles: a change of a file the document names (a deny list)
+// reads the document again and forces its reload, though its bytes are
+// the same.
+func TestFileNamedFiles(t *testing.T) {
+	dir := t.TempDir()
+	path, deny := filepath.Join(dir, "fleet.yaml"), filepath.Join(t.TempDir(), "deny.txt")
+	require.NoError(t, os.WriteFile(deny, []byte("198.51.100.0/24\n"), 0o644))
+	text := strings.Replace(doc(100), "      - protocol: tcp\n", "      - protocol: tcp\n        deny_file: "+deny+"\n", 1)
+	require.NoError(t, os.WriteFile(path, []byte(text), 0o644))
+	f := &source.File{Path: path, Options: config.LoadOptions{Env: []string{}}}
+	l, err := f.Load()
+	require.NoError(t, err)
+	require.Equal(t, []string{deny}, l.Doc.Files())
+	out := make(chan config.Update)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { require.NoError(t, f.Run(ctx, l, out)) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	require.NoError(t, os.WriteFile(deny, []byte("198.51.100.0/24\n192.0.2.0/24\n"), 0o644))
+	u := next(t, out)
+	require.NoError(t, u.Err)
+	require.True(t, u.Force)
+	require.Equal(t, l.Revision, u.Loaded.Revision)
+	require.Contains(t, u.Trigger, "file changed", "named by its path when the watch saw it, not when the first look did")
+
+	require.NoError(t, os.WriteFile(deny, []byte("not a prefix\n"), 0o644))
+	require.ErrorContains(t, next(t, out).Err, "deny.txt")
 }
