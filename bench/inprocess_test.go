@@ -123,13 +123,24 @@ func startFleet(t testing.TB) fleet {
 		freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "udp")), config.LoadOptions{Env: []string{}})
 	require.NoError(t, err)
 
+	runNodes(t, func(string) node.Options { return node.Options{Doc: doc} })
+	return f
+}
+
+// runNodes runs the region and the edge of the bench documents, each with
+// opts (its Node set), in turn, waiting for each to be ready; they stop at
+// cleanup.
+func runNodes(t testing.TB, opts func(name string) node.Options) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	for _, name := range []string{"region-bench", "pop-bench"} {
 		ready := make(chan struct{})
+		o := opts(name)
+		o.Node, o.Ready = name, func() { close(ready) }
 		wg.Go(func() {
-			err := node.Run(ctx, node.Options{Doc: doc, Node: name, Ready: func() { close(ready) }})
+			err := node.Run(ctx, o)
 			if err != nil && !errors.Is(err, context.Canceled) {
 				errs <- fmt.Errorf("%s: %w", name, err)
 			}
@@ -150,7 +161,6 @@ func startFleet(t testing.TB) fleet {
 		cancel()
 		wg.Wait()
 	})
-	return f
 }
 
 func echoOnce(c net.Conn) error {

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -92,33 +91,7 @@ func startObserved(t *testing.T, on bool) observed {
 	doc, err := config.Load(fmt.Appendf(nil, observeDoc, echoPort, sinkPort, echo, sink, dir,
 		adminPort, freePort(t, "tcp"), freePort(t, "udp"), extra, udpPort, udpEcho, healthPort), config.LoadOptions{Env: []string{}})
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	for _, name := range []string{"region-bench", "pop-bench"} {
-		ready := make(chan struct{})
-		wg.Go(func() {
-			err := node.Run(ctx, node.Options{Doc: doc, Node: name, Ready: func() { close(ready) }})
-			if err != nil && !errors.Is(err, context.Canceled) {
-				errs <- fmt.Errorf("%s: %w", name, err)
-			}
-		})
-		select {
-		case <-ready:
-		case err := <-errs:
-			cancel()
-			wg.Wait()
-			t.Fatal(err)
-		case <-time.After(20 * time.Second):
-			cancel()
-			wg.Wait()
-			t.Fatalf("%s not ready", name)
-		}
-	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
+	runNodes(t, func(string) node.Options { return node.Options{Doc: doc} })
 	return observed{
 		echo: fmt.Sprintf("127.0.0.1:%d", echoPort), sink: fmt.Sprintf("127.0.0.1:%d", sinkPort),
 		udp: fmt.Sprintf("127.0.0.1:%d", udpPort), admin: fmt.Sprintf("127.0.0.1:%d", adminPort), scrape: on,

@@ -1,8 +1,6 @@
 package bench
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -84,34 +82,11 @@ func startReloadFleet(b testing.TB) *reloadFleet {
 		require.NoError(b, err, text)
 		f.docs[i] = l
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
 	for _, name := range []string{"region-bench", "pop-bench"} {
 		f.updates[name] = make(chan config.Update)
-		ready := make(chan struct{})
-		wg.Go(func() {
-			err := node.Run(ctx, node.Options{Doc: f.docs[0].Doc, Revision: f.docs[0].Revision, Updates: f.updates[name],
-				Node: name, Ready: func() { close(ready) }})
-			if err != nil && !errors.Is(err, context.Canceled) {
-				errs <- fmt.Errorf("%s: %w", name, err)
-			}
-		})
-		select {
-		case <-ready:
-		case err := <-errs:
-			cancel()
-			wg.Wait()
-			b.Fatal(err)
-		case <-time.After(20 * time.Second):
-			cancel()
-			wg.Wait()
-			b.Fatalf("%s not ready", name)
-		}
 	}
-	b.Cleanup(func() {
-		cancel()
-		wg.Wait()
+	runNodes(b, func(name string) node.Options {
+		return node.Options{Doc: f.docs[0].Doc, Revision: f.docs[0].Revision, Updates: f.updates[name]}
 	})
 	return f
 }
