@@ -18,12 +18,9 @@ import (
 // exits as soon as no flow is left (never before bgp_grace): node.Run
 // returns nil; `ctl undrain` before that reverses it.
 func TestDrain(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ep := startEcho(t, "e1", ln)
 	f := newFleet(t)
-	f.r1Eps = []string{"e1=" + ep.addr()}
-	f.popExtra = "      drain: {bgp_grace: 300ms, timeout: 700ms}\n"
+	f.r1Eps = []string{"e1=" + startLineEcho(t)}
+	f.popExtra = "      drain: {bgp_grace: 300ms, timeout: 60s}\n"
 	doc := f.doc(t)
 	stores := ephemeralStores(t, "pop", "r1")
 	runNodes(t, doc, []string{"r1"}, stores)
@@ -68,24 +65,31 @@ func TestDrain(t *testing.T) {
 				close(drain)
 			}
 			start := time.Now()
-			// New flows keep working while the drain runs its course.
+			// A flow open across the drain keeps the edge from exiting, so
+			// that new flows can be tried for as long as it takes on a
+			// loaded machine; they must keep working until the last flow
+			// ends.
+			held, err := net.DialTimeout("tcp", f.edgeAddr(), 5*time.Second)
+			require.NoError(t, err)
+			defer held.Close()
 			served := 0
-			giveUp := time.After(10 * time.Second)
-			for {
+			for served < 3 {
 				select {
 				case err := <-done:
-					require.NoError(t, err, "a completed drain is a clean exit")
-					took := time.Since(start)
-					require.GreaterOrEqual(t, took, 300*time.Millisecond, "exit before bgp_grace")
-					require.Positive(t, served, "the edge served during the drain")
-					return
-				case <-time.After(50 * time.Millisecond):
-					if _, err := request(f.edgeAddr(), time.Second); err == nil {
-						served++
-					}
-				case <-giveUp:
-					t.Fatal("drain did not end")
+					t.Fatalf("the edge exited with a flow open: %v", err)
+				default:
 				}
+				_, err := request(f.edgeAddr(), 5*time.Second)
+				require.NoError(t, err, "a new flow failed during the drain")
+				served++
+			}
+			require.NoError(t, held.Close())
+			select {
+			case err := <-done:
+				require.NoError(t, err, "a completed drain is a clean exit")
+				require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "exit before bgp_grace")
+			case <-time.After(30 * time.Second):
+				t.Fatal("the drain did not end with its last flow")
 			}
 		})
 	}
