@@ -14,23 +14,20 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/anyedge/anyedge/bench/internal/fleet"
 )
 
 const spread = 8 // source and endpoint addresses
@@ -81,7 +78,7 @@ func run(bin string, n int, settle time.Duration) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	ports, err := freePorts(6)
+	ports, err := fleet.FreePorts(6)
 	if err != nil {
 		return err
 	}
@@ -131,23 +128,15 @@ func run(bin string, n int, settle time.Duration) error {
 	}
 	defer held.Range(func(k, _ any) bool { _ = k.(net.Conn).Close(); return true })
 
-	doc := configDoc(dir, tcpPort, udpPort, epPort, adminPoP, adminRegion, backbone, n)
-	cfg := filepath.Join(dir, "flowmem.yaml")
-	if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
+	f, err := fleet.New(bin, dir, configDoc(tcpPort, udpPort, epPort, adminPoP, adminRegion, backbone, n), "pop", "region")
+	if err != nil {
 		return err
-	}
-	pki := filepath.Join(dir, "pki")
-	for _, args := range [][]string{{"certs", "init", "--dir", pki}, {"certs", "issue", "--dir", pki, "--node", "pop"},
-		{"certs", "issue", "--dir", pki, "--node", "region"}} {
-		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("anyedge %s: %v: %s", strings.Join(args, " "), err, out)
-		}
 	}
 	var results []result
 	for _, proto := range []string{"tcp", "udp"} {
 		// Fresh processes for each protocol: a heap that held the other
 		// protocol's flows would lend them its free memory.
-		r, err := measure(bin, cfg, dir, proto, n, settle, tcpPort, udpPort, adminPoP)
+		r, err := measure(f, proto, n, settle, tcpPort, udpPort, adminPoP)
 		if err != nil {
 			return err
 		}
@@ -161,23 +150,23 @@ func run(bin string, n int, settle time.Duration) error {
 
 // measure runs a region and an edge, reads their memory, opens n flows
 // of proto, reads it again, and stops them.
-func measure(bin, cfg, dir, proto string, n int, settle time.Duration, tcpPort, udpPort, adminPoP int) (result, error) {
+func measure(f *fleet.Fleet, proto string, n int, settle time.Duration, tcpPort, udpPort, adminPoP int) (result, error) {
 	r := result{Protocol: proto, Flows: n}
-	region, err := start(bin, "region", cfg, dir)
+	region, err := f.Start("region", "region")
 	if err != nil {
 		return r, err
 	}
-	defer stop(region)
-	edge, err := start(bin, "edge", cfg, dir)
+	defer fleet.Stop(region, syscall.SIGINT)
+	edge, err := f.Start("edge", "pop")
 	if err != nil {
 		return r, err
 	}
-	defer stop(edge)
-	if err := waitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPoP), 60*time.Second); err != nil {
+	defer fleet.Stop(edge, syscall.SIGINT)
+	if err := fleet.WaitReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPoP), 60*time.Second); err != nil {
 		return r, err
 	}
 	time.Sleep(settle)
-	r.EdgeBaseMiB, r.RegionBaseMiB = rss(edge.Process.Pid), rss(region.Process.Pid)
+	r.EdgeBaseMiB, r.RegionBaseMiB = fleet.RSS(edge.Process.Pid), fleet.RSS(region.Process.Pid)
 	begin := time.Now()
 	closeAll, err := open(proto, n, tcpPort, udpPort)
 	if err != nil {
@@ -186,7 +175,7 @@ func measure(bin, cfg, dir, proto string, n int, settle time.Duration, tcpPort, 
 	defer closeAll()
 	r.SetupSeconds = time.Since(begin).Seconds()
 	time.Sleep(settle)
-	r.EdgeMiB, r.RegionMiB = rss(edge.Process.Pid), rss(region.Process.Pid)
+	r.EdgeMiB, r.RegionMiB = fleet.RSS(edge.Process.Pid), fleet.RSS(region.Process.Pid)
 	r.EdgeBytesPerFlow = (r.EdgeMiB - r.EdgeBaseMiB) * (1 << 20) / float64(n)
 	r.RegionBytesPer = (r.RegionMiB - r.RegionBaseMiB) * (1 << 20) / float64(n)
 	return r, nil
@@ -260,72 +249,12 @@ func echo(c net.Conn, b []byte, udp bool) error {
 	}
 }
 
-func start(bin, role, cfg, dir string) (*exec.Cmd, error) {
-	cmd := exec.Command(bin, role, "--config", cfg, "--node", map[string]string{"edge": "pop", "region": "region"}[role], "--log-level", "warn")
-	f, err := os.Create(filepath.Join(dir, role+".log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	return cmd, cmd.Start()
-}
 
-func stop(cmd *exec.Cmd) {
-	_ = cmd.Process.Signal(os.Interrupt)
-	_ = cmd.Wait()
-}
 
-func waitReady(url string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if r, err := http.Get(url); err == nil {
-			_ = r.Body.Close()
-			if r.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return errors.New("the edge did not become ready")
-}
 
-// rss returns a process's resident memory in MiB.
-func rss(pid int) float64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var kb float64
-		if _, err := fmt.Sscanf(sc.Text(), "VmRSS: %f kB", &kb); err == nil {
-			return kb / 1024
-		}
-	}
-	return 0
-}
 
-func freePorts(k int) ([]int, error) {
-	var out []int
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-	}()
-	for range k {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
-}
 
-func configDoc(dir string, tcpPort, udpPort, epPort, adminPoP, adminRegion, backbone, n int) string {
+func configDoc(tcpPort, udpPort, epPort, adminPoP, adminRegion, backbone, n int) string {
 	var eps strings.Builder
 	for i := 1; i <= spread; i++ {
 		fmt.Fprintf(&eps, "              - {id: %%s-%d, address: \"127.0.0.%d:%d\"}\n", i, i, epPort)
@@ -349,7 +278,7 @@ func configDoc(dir string, tcpPort, udpPort, epPort, adminPoP, adminRegion, back
             health_check: %s
             endpoints:
 %stopology:
-  pki_dir: %s
+  pki_dir: {{PKI}}
   pops:
     - name: pop
       admin: 127.0.0.1:%d
@@ -359,5 +288,5 @@ func configDoc(dir string, tcpPort, udpPort, epPort, adminPoP, adminRegion, back
       admin: 127.0.0.1:%d
       backbone: {listen: "127.0.0.1:%d"}
 `, tcpPort, hc, strings.ReplaceAll(eps.String(), "%s", "tcp"), udpPort, hc, strings.ReplaceAll(eps.String(), "%s", "udp"),
-		filepath.Join(dir, "pki"), adminPoP, 2*n, 2*n, adminRegion, backbone)
+		adminPoP, 2*n, 2*n, adminRegion, backbone)
 }
