@@ -198,6 +198,4 @@ func TestIperf3(t *testing.T) {
 		st = e.fwd.Stats()
 		return st.FromClient == st.Datagrams+st.FallbackUp+st.Dropped
 	}, "a client packet the edge read is neither forwarded nor counted as dropped")
-	// The setup message and the data: at least what arrived went through.
-	require.GreaterOrEqual(t, st.FromClient, sum.Packets-sum.LostPackets)
 }
