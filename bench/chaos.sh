@@ -11,17 +11,4 @@
 # every log line at warning or above. About two minutes. Holds
 # /work/bench.lock when it exists.
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/.." && pwd)
-cd "$repo"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-go build -o "$tmp/anyedge" ./cmd/anyedge
-go build -o "$tmp/chaos" ./bench/cmd/chaos
-if [ -e /work/bench.lock ]; then
-	exec 9>>/work/bench.lock
-	flock 9
-fi
-echo "# start $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-"$tmp/chaos" -bin "$tmp/anyedge" -rate "${1:-50}" -udp "${2:-4}"
-echo "# end $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+exec "$(dirname "${BASH_SOURCE[0]}")/fleet.sh" chaos -rate "${1:-50}" -udp "${2:-4}"

@@ -11,17 +11,4 @@
 # CAP_SYS_RESOURCE; without it, the hard limit caps the flows and says
 # so). Holds /work/bench.lock when it exists.
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/.." && pwd)
-cd "$repo"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-go build -o "$tmp/anyedge" ./cmd/anyedge
-go build -o "$tmp/flowmem" ./bench/cmd/flowmem
-if [ -e /work/bench.lock ]; then
-	exec 9>>/work/bench.lock
-	flock 9
-fi
-echo "# start $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-"$tmp/flowmem" -bin "$tmp/anyedge" -flows "${1:-100000}"
-echo "# end $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+exec "$(dirname "${BASH_SOURCE[0]}")/fleet.sh" flowmem -flows "${1:-100000}"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# bench/fleet.sh TOOL [ARGS…] — builds anyedge and bench/cmd/TOOL, takes
+# /work/bench.lock when it exists (so that two benchmarks never run at
+# once), and runs TOOL -bin ANYEDGE ARGS…, framed by the time and load
+# average. bench/flowmem.sh and bench/chaos.sh call it.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cd "$repo"
+tool=$1
+shift
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+go build -o "$tmp/anyedge" ./cmd/anyedge
+go build -o "$tmp/$tool" "./bench/cmd/$tool"
+if [ -e /work/bench.lock ]; then
+	exec 9>>/work/bench.lock
+	flock 9
+fi
+echo "# start $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+"$tmp/$tool" -bin "$tmp/anyedge" "$@"
+echo "# end $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
