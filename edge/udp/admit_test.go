@@ -8,6 +8,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/anyedge/anyedge/backbone"
+	"github.com/anyedge/anyedge/backbone/gateway"
+	"github.com/anyedge/anyedge/backbone/wire"
 	"github.com/anyedge/anyedge/edge/acl"
 	"github.com/anyedge/anyedge/edge/admit"
 	"github.com/anyedge/anyedge/edge/flow"
@@ -45,4 +48,34 @@ func TestUDPAdmission(t *testing.T) {
 	require.True(t, e.fwd.SetAdmission("test/udp", admit.Rules{ACL: deny}))
 	require.True(t, roundTrip(a, []byte("an open flow is untouched"), 3*time.Second))
 	require.Equal(t, int64(3), e.fwd.Stats().Flows)
+}
+
+// TestUDPRegionOverloaded: a region at its own flow cap answers a new UDP
+// flow "overloaded"; with no other region the flow ends as
+// region_overloaded after one attempt (no other endpoint of the region is
+// tried), and the flow the region took keeps working.
+func TestUDPRegionOverloaded(t *testing.T) {
+	f := newFleet(t, "pop-1")
+	echo := startEcho(t, false)
+	port := freeUDPPort(t)
+	m := &backbone.Metrics{}
+	r := f.startRegionWith(t, "127.0.0.1:0", gateway.Config{Metrics: m,
+		Endpoints: []gateway.Endpoint{gatewayEndpoint("echo-1", echo.addrPort(), port, false), gatewayEndpoint("echo-2", echo.addrPort(), port, false)},
+		Limits:    gateway.Limits{MaxFlows: 1},
+	})
+	e := f.startEdge(t, "pop-1", r.addr(), edgeOpts{port: port, endpoints: []string{"echo-1", "echo-2"}})
+	rec := recorded(t, e)
+	a := dialFrom(t, "127.0.0.1", e.addrs[0])
+	require.True(t, roundTrip(a, []byte("first"), 3*time.Second))
+	b := dialFrom(t, "127.0.0.2", e.addrs[0])
+	require.False(t, roundTrip(b, []byte("over the cap"), 300*time.Millisecond))
+	waitFor(t, 10*time.Second, func() bool { return len(rec.all()) > 0 }, "no record of the refused flow")
+	require.True(t, roundTrip(a, []byte("still served"), 3*time.Second))
+	// One attempt per refused flow: the region's other endpoint was not
+	// tried.
+	waitFor(t, 10*time.Second, func() bool { return int64(len(rec.all())) == m.StreamsRefused()[wire.CodeOverloaded] },
+		"a refused flow tried the overloaded region more than once")
+	for _, r := range rec.all() {
+		require.Equal(t, flow.RegionOverloaded, r.Reason)
+	}
 }

@@ -52,9 +52,16 @@ type region struct {
 // startRegion starts a region on addr ("127.0.0.1:0" for any port).
 func (f *fleet) startRegion(t testing.TB, addr string, eps []gateway.Endpoint) *region {
 	t.Helper()
+	return f.startRegionWith(t, addr, gateway.Config{Endpoints: eps})
+}
+
+// startRegionWith starts a region whose gateway has cfg (dial timeout 1 s).
+func (f *fleet) startRegionWith(t testing.TB, addr string, cfg gateway.Config) *region {
+	t.Helper()
 	store, err := f.p.Store(regionName, nil)
 	require.NoError(t, err)
-	gw := gateway.New(gateway.Config{Endpoints: eps, DialTimeout: time.Second})
+	cfg.DialTimeout = time.Second
+	gw := gateway.New(cfg)
 	allowed := map[string]bool{}
 	for _, p := range f.pops {
 		allowed[p] = true
