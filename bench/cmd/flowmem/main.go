@@ -249,11 +249,6 @@ func echo(c net.Conn, b []byte, udp bool) error {
 	}
 }
 
-
-
-
-
-
 func configDoc(tcpPort, udpPort, epPort, adminPoP, adminRegion, backbone, n int) string {
 	var eps strings.Builder
 	for i := 1; i <= spread; i++ {
