@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -722,10 +723,15 @@ func (c *Conn) monitor() {
 		now := c.cfg.Now()
 		var stalled []*lane
 		for _, ch := range c.inflight {
-			if ch.lane != nil && !ch.lane.dead && !ch.lane.stalled && now.Sub(ch.sent) > c.cfg.StallAfter && !ch.ackedBy(c.peerRecv) {
-				ch.lane.stalled = true
-				stalled = append(stalled, ch.lane)
+			if ch.lane == nil || ch.lane.dead || now.Sub(ch.sent) <= c.cfg.StallAfter || ch.ackedBy(c.peerRecv) || slices.Contains(stalled, ch.lane) {
+				continue
 			}
+			// A chunk waits no longer than StallAfter on any lane, even one
+			// already marked stalled: such a lane takes chunks while every
+			// lane is stalled, and they are resent after StallAfter, on the
+			// first lane that carries frames again.
+			ch.lane.stalled = true
+			stalled = append(stalled, ch.lane)
 		}
 		for _, l := range stalled {
 			c.requeueLocked(l)

@@ -217,10 +217,24 @@ func TestStalledLaneResendsOnTheOthers(t *testing.T) {
 		}
 		return false
 	}, 10*time.Second, time.Millisecond)
-	clockMu.Lock()
-	skew = 2 * time.Hour
-	clockMu.Unlock()
-	require.Equal(t, data, <-done)
+	// Every tick of the test moves the clock past StallAfter again. Lane 0
+	// has chunks in flight too, so it is marked stalled as well; while every
+	// lane is stalled both take chunks, and those sent on lane 1 must be
+	// resent once more (the hang CI found when only the first stall moved
+	// chunks).
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		clockMu.Lock()
+		skew += 2 * time.Hour
+		clockMu.Unlock()
+		select {
+		case got := <-done:
+			require.Equal(t, data, got)
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 func TestMemoryBound(t *testing.T) {
