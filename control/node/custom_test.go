@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -23,41 +22,8 @@ import (
 	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/node"
+	"github.com/anyedge/anyedge/internal/testport"
 )
-
-// freeRange returns the first of n consecutive ports that were free on
-// 127.0.0.1, TCP and UDP, a moment ago: a custom routing listener binds a
-// range, which :0 cannot give.
-func freeRange(t *testing.T, n int) int {
-	t.Helper()
-	for range 50 {
-		base := 20000 + rand.IntN(40000-n)
-		var closers []io.Closer
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				break
-			}
-			closers = append(closers, ln)
-			pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				break
-			}
-			closers = append(closers, pc)
-		}
-		for _, c := range closers {
-			_ = c.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatalf("no %d consecutive free ports", n)
-	return 0
-}
 
 // destination is a game server of a custom routing test: on TCP it
 // answers each line with "ADDR client=CLIENT", on UDP each datagram with
@@ -145,7 +111,7 @@ type customLab struct {
 
 func newCustomLab(t *testing.T) *customLab {
 	t.Helper()
-	l := &customLab{base: freeRange(t, 32), adminPoP: freePort(t, "tcp"), adminR1: freePort(t, "tcp"),
+	l := &customLab{base: testport.Range(t, 32), adminPoP: freePort(t, "tcp"), adminR1: freePort(t, "tcp"),
 		subnetA: netip.MustParsePrefix("127.77.0.0/28"), subnetB: netip.MustParsePrefix("127.78.0.0/28")}
 	// One port free on every destination address: the destinations are
 	// distinct addresses, so a port free on one is free on the others

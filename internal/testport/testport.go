@@ -1,0 +1,57 @@
+// Package testport finds ports for tests that cannot bind port 0 and read
+// the port back: a custom routing listener binds a range of consecutive
+// ports, which the kernel does not hand out.
+package testport
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"testing"
+)
+
+// Range returns the first of n consecutive ports, between 20000 and 60000,
+// that were free for TCP and UDP on every one of hosts a moment ago (none
+// means 127.0.0.1). It fails the test when 50 tries find none.
+func Range(t testing.TB, n int, hosts ...string) int {
+	t.Helper()
+	if len(hosts) == 0 {
+		hosts = []string{"127.0.0.1"}
+	}
+	for range 50 {
+		base := 20000 + rand.IntN(40000-n)
+		if free(base, n, hosts) {
+			return base
+		}
+	}
+	t.Fatalf("no %d consecutive ports free on %v", n, hosts)
+	return 0
+}
+
+// free binds every port of [base, base+n) on each host, TCP and UDP, and
+// reports whether all of them could be bound; it releases them again.
+func free(base, n int, hosts []string) bool {
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			_ = c.Close()
+		}
+	}()
+	for p := base; p < base+n; p++ {
+		for _, h := range hosts {
+			addr := net.JoinHostPort(h, fmt.Sprint(p))
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return false
+			}
+			closers = append(closers, ln)
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				return false
+			}
+			closers = append(closers, pc)
+		}
+	}
+	return true
+}
