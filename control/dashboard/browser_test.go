@@ -2,6 +2,7 @@ package dashboard_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
 
 	"github.com/anyedge/anyedge/control/admin"
@@ -122,12 +124,15 @@ func endpointChange(t *testing.T, ctx context.Context, region, id, state string)
 }
 
 // TestDashboardInBrowser runs one edge and two regions in process, opens
-// the fleet page in headless chromium, kills an endpoint and checks that
-// the page shows it unhealthy within 2 s of its region noticing, then
-// kills a region and checks that the matrix shows it unreachable.
+// the fleet page in headless chromium, asks the edge's DNS server and
+// checks that the DNS panel counts the queries, makes a custom routing
+// destination fail and checks that it shows as down, kills an endpoint
+// and checks that the page shows it unhealthy within 2 s of its region
+// noticing, then kills a region and checks that the matrix shows it
+// unreachable.
 func TestDashboardInBrowser(t *testing.T) {
 	ctx := browser(t)
-	l := newLab(t, 1, 2, 2)
+	l := newLab(t, labSpec{pops: 1, regions: 2, endpointsPer: 2, dns: true, custom: true})
 	l.start(t)
 	url := l.serveDashboard(t, dashboard.Options{Title: "browser test"})
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(url)))
@@ -136,6 +141,49 @@ func TestDashboardInBrowser(t *testing.T) {
 	waitPage(t, ctx, attr(victim, "data-state"), "healthy", 15*time.Second)
 	waitPage(t, ctx, attr(`td[data-pop="pop-1"][data-region="r2"]`, "data-reachable"), "true", 15*time.Second)
 	require.NoError(t, l.traffic("pop-1", 5))
+
+	// DNS: one answer and one NXDOMAIN from a real client; the panel
+	// counts both, by type and by answer, and names the PoP that the
+	// steered accelerator's answers carry.
+	r, err := l.ask("pop-1", "web.accel.example.net", dns.TypeA)
+	require.NoError(t, err)
+	require.Len(t, r.Answer, 1)
+	require.Equal(t, l.popIP("pop-1"), r.Answer[0].(*dns.A).A.String())
+	r, err = l.ask("pop-1", "nope.accel.example.net", dns.TypeA)
+	require.NoError(t, err)
+	require.Equal(t, dns.RcodeNameError, r.Rcode)
+	dnsRow := `#dns [data-pop="pop-1"]`
+	waitPage(t, ctx, attr(dnsRow, "data-dns-queries"), "2", 15*time.Second)
+	chip := func(key string) string {
+		return eval(t, ctx, fmt.Sprintf(`[...document.querySelectorAll(%q)].map((e) => e.textContent).join(",")`, dnsRow+` [data-key="`+key+`"]`))
+	}
+	require.Equal(t, "A 2", chip("A"))
+	require.Equal(t, "NOERROR 1", chip("NOERROR"))
+	require.Equal(t, "NXDOMAIN 1", chip("NXDOMAIN"))
+	waitPage(t, ctx, attr(`#dns .steer[data-accelerator="web"]`, "data-available"), "pop-1", 15*time.Second)
+
+	// Custom routing: a destination that is allowed but serves nothing
+	// fails its first dial and is then refused at once; the panel shows
+	// it down. A run-time allow shows in the region's count.
+	require.NoError(t, l.gameFlow("pop-1", gameAllowed))
+	down := fmt.Sprintf(`#custom [data-region="r1"] [data-destination="%s:%d"]`, gameAllowed, l.gamePort)
+	waitPage(t, ctx, attr(down, "data-subnet"), "game-a", 15*time.Second)
+	require.Contains(t, eval(t, ctx, fmt.Sprintf(`document.querySelector(%q).textContent`, down)), "refused")
+	c := admin.NewClient(l.doc.Topology.Regions[0].Admin, nil)
+	t.Cleanup(c.Close)
+	_, err = c.Post(t.Context(), "/custom-routing/allow", json.RawMessage(`{"subnet":"game-a","addresses":["127.66.0.5"]}`))
+	require.NoError(t, err)
+	waitPage(t, ctx, attr(`#custom [data-region="r1"] [data-allows]`, "data-allows"), "1", 15*time.Second)
+
+	// A region without DNS or custom routing shows neither panel on its
+	// own page.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate("http://"+l.doc.Topology.Regions[1].Admin+"/dashboard/")))
+	waitPage(t, ctx, attr(`[data-endpoint="web-2a"]`, "data-state"), "healthy", 15*time.Second)
+	for _, panel := range []string{"dns-panel", "custom-panel", "side"} {
+		require.Equal(t, "none", eval(t, ctx, fmt.Sprintf(`getComputedStyle(document.getElementById(%q)).display`, panel)), panel)
+	}
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(url)))
+	waitPage(t, ctx, attr(victim, "data-state"), "healthy", 15*time.Second)
 
 	// An endpoint dies: its region notices on the next probe, and the page
 	// must follow within pageLatency of that moment.
@@ -181,10 +229,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate("http://"+l.doc.Topology.PoPs[0].Admin+"/dashboard/")))
 	waitPage(t, ctx, attr(`td[data-pop="pop-1"][data-region="r2"]`, "data-reachable"), "false", 15*time.Second)
 	require.Equal(t, "", eval(t, ctx, attr(victim, "data-state")), "an edge's own page has no endpoints")
+	require.Contains(t, eval(t, ctx, `document.querySelector('#custom [data-region="r1"]').textContent`), "via pop-1",
+		"an edge's own page shows the custom routing state its regions pushed")
+	require.Equal(t, "2", eval(t, ctx, attr(dnsRow, "data-dns-queries")))
 }
 
 // TestDashboardScreenshot shows the intended layout: three PoPs and three
-// regions with traffic and one endpoint that dies, in a laptop browser's
+// regions with traffic and one endpoint that dies, DNS queries to every
+// PoP, and a custom routing destination that is down, in a laptop browser's
 // viewport (1366×768 less the browser's own bars). It checks that nothing
 // needs scrolling and saves a screenshot; README's docs/dashboard.png is
 // made with
@@ -197,13 +249,17 @@ func TestDashboardScreenshot(t *testing.T) {
 	ctx := browser(t)
 	const viewportHeight = 768 - 110
 	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(1366, viewportHeight)))
-	l := newLab(t, 3, 3, 2)
+	l := newLab(t, labSpec{pops: 3, regions: 3, endpointsPer: 2, dns: true, custom: true})
 	l.start(t)
 	url := l.serveDashboard(t, dashboard.Options{Title: "example fleet", Interval: 100 * time.Millisecond, History: 10 * time.Second})
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(url)))
 	for _, p := range l.pops {
 		waitPage(t, ctx, attr(fmt.Sprintf(`[data-pop=%q][data-ready]`, p), "data-ready"), "true", 15*time.Second)
 	}
+	c := admin.NewClient(l.doc.Topology.Regions[0].Admin, nil)
+	t.Cleanup(c.Close)
+	_, err := c.Post(t.Context(), "/custom-routing/allow", json.RawMessage(`{"subnet":"game-a","addresses":["127.66.0.5"]}`))
+	require.NoError(t, err)
 	// Traffic all along, more through each next PoP, and an endpoint that
 	// dies on the way.
 	rounds, stopLoad := l.startLoad()
@@ -221,10 +277,10 @@ func TestDashboardScreenshot(t *testing.T) {
 
 	bottom := eval(t, ctx, `String(Math.ceil(document.querySelector("main").getBoundingClientRect().bottom))`)
 	var px int
-	_, err := fmt.Sscan(bottom, &px)
+	_, err = fmt.Sscan(bottom, &px)
 	require.NoError(t, err)
 	t.Logf("the page ends at %d px of %d", px, viewportHeight)
+	screenshot(t, ctx, "dashboard.png") // first: it shows what does not fit
 	require.LessOrEqual(t, px, viewportHeight, "3 PoPs × 3 regions must fit a laptop screen without scrolling")
-	screenshot(t, ctx, "dashboard.png")
 	require.NoError(t, stopLoad())
 }

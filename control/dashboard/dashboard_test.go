@@ -60,7 +60,8 @@ func TestUnreachableNodes(t *testing.T) {
 		var accepted atomic.Int64
 		good := dashboard.SourceFunc(func(context.Context) ([]byte, error) {
 			n := accepted.Add(10) // 10 new flows a poll, one poll a second
-			return fmt.Appendf(nil, `{"role":"edge","flows":{"new_flows":%d},"regions":[{"name":"r1","reachable":true,"rtt_ms":12.5}]}`, n), nil
+			return fmt.Appendf(nil, `{"role":"edge","flows":{"new_flows":%d},"regions":[{"name":"r1","reachable":true,"rtt_ms":12.5}],`+
+				`"dns":{"queries_udp":%d,"queries_tcp":%d}}`, n, 2*n, n/10), nil
 		})
 		failing := dashboard.SourceFunc(func(context.Context) ([]byte, error) {
 			return nil, errors.New("connection refused")
@@ -90,6 +91,7 @@ func TestUnreachableNodes(t *testing.T) {
 		require.True(t, nodes[0].OK)
 		require.Contains(t, string(nodes[0].Status), `"new_flows":`)
 		require.InDelta(t, 10, nodes[0].Rates["flows"], 0.01, "10 flows a second")
+		require.InDelta(t, 21, nodes[0].Rates["dns/queries"], 0.01, "20 DNS queries a second over UDP, 1 over TCP")
 		require.False(t, nodes[1].OK)
 		require.Equal(t, "connection refused", nodes[1].Error)
 		require.False(t, nodes[2].OK)
@@ -105,7 +107,8 @@ func TestUnreachableNodes(t *testing.T) {
 		require.Equal(t, 12.5, *rtt[4])
 		flows := h.Series["pop-1/flows"]
 		require.InDelta(t, 10, *flows[4], 0.01)
-		require.Len(t, h.Series, 2, "nothing from unreachable nodes")
+		require.InDelta(t, 21, *h.Series["pop-1/dns/queries"][4], 0.01)
+		require.Len(t, h.Series, 3, "nothing from unreachable nodes")
 		cancel()
 		require.NoError(t, <-done)
 	})

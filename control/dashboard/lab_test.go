@@ -9,18 +9,22 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
 
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/dashboard"
 	"github.com/anyedge/anyedge/control/node"
+	"github.com/anyedge/anyedge/internal/testport"
 )
 
 // endpoint is a test endpoint on 127.0.0.1: a TCP server that answers each
@@ -98,8 +102,10 @@ func (e *endpoint) kill() {
 // lab is an in-process fleet: PoPs pop-1…, regions r1…, each region with
 // its endpoints behind one TCP and one UDP listener of accelerator "web".
 // Every PoP serves the accelerator on its own loopback address (127.0.0.2,
-// .3, …), as anycast PoPs on separate machines would on one address.
+// .3, …), as anycast PoPs on separate machines would on one address — or,
+// with DNS, as unicast PoPs that DNS steering names.
 type lab struct {
+	spec      labSpec
 	doc       *config.Document // what the dashboard reads
 	yaml      func(accelIP string) string
 	pops      []string
@@ -107,6 +113,9 @@ type lab struct {
 	endpoints map[string]*endpoint // by ID
 	tcpPort   int
 	udpPort   int
+	dnsPort   int // every PoP's DNS server, on the PoP's address
+	gameBase  int // the custom routing listener's first port
+	gamePort  int // the destination port of the custom routing subnet
 	pki       *pki.Ephemeral
 
 	// rev is the revision every node reports (the PoPs' documents differ
@@ -118,6 +127,23 @@ type lab struct {
 	mu    sync.Mutex
 	stops map[string]func() // stops a running node and waits for it
 }
+
+// labSpec is the shape of a lab.
+type labSpec struct {
+	pops, regions, endpointsPer int
+	// dns makes the PoPs authoritative servers for a zone and "web" a
+	// DNS-steered accelerator (pop-1 first for every client).
+	dns bool
+	// custom adds the custom routing accelerator "game" (on gameIP at
+	// each PoP): subnet game-a (gameSubnet, one TCP destination port)
+	// served by r1, with gameAllowed allowed and nothing listening there.
+	custom bool
+}
+
+const (
+	gameSubnet  = "127.66.0.0/28"
+	gameAllowed = "127.66.0.3"
+)
 
 // freePort returns a port that was free on 127.0.0.1 a moment ago, for the
 // document's fixed ports.
@@ -135,19 +161,20 @@ func freePort(t *testing.T, network string) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// newLab writes the document of pops PoPs and regions regions (with
-// endpointsPer TCP endpoints each and one UDP endpoint).
-func newLab(t *testing.T, pops, regions, endpointsPer int) *lab {
+// newLab writes the document of the lab: spec.pops PoPs and spec.regions
+// regions, each region with spec.endpointsPer TCP endpoints and one UDP
+// endpoint.
+func newLab(t *testing.T, spec labSpec) *lab {
 	t.Helper()
-	l := &lab{endpoints: map[string]*endpoint{}, tcpPort: freePort(t, "tcp"), udpPort: freePort(t, "udp"), stops: map[string]func(){},
+	l := &lab{spec: spec, endpoints: map[string]*endpoint{}, tcpPort: freePort(t, "tcp"), udpPort: freePort(t, "udp"), stops: map[string]func(){},
 		updates: map[string]chan config.Update{}}
-	var tcpGroups, udpGroups, popYAML, regionYAML strings.Builder
+	var tcpGroups, udpGroups, popYAML, regionYAML, dnsYAML, gameYAML strings.Builder
 	const hc = "{protocol: tcp, interval: 1s, timeout: 500ms, healthy_threshold: 2, unhealthy_threshold: 1}"
-	for r := 1; r <= regions; r++ {
+	for r := 1; r <= spec.regions; r++ {
 		name := fmt.Sprintf("r%d", r)
 		l.regions = append(l.regions, name)
 		fmt.Fprintf(&tcpGroups, "          - region: %s\n            health_check: %s\n            endpoints:\n", name, hc)
-		for i := range endpointsPer {
+		for i := range spec.endpointsPer {
 			id := fmt.Sprintf("web-%d%c", r, 'a'+i)
 			l.endpoints[id] = startEndpoint(t, id)
 			fmt.Fprintf(&tcpGroups, "              - {id: %s, address: %q}\n", id, l.endpoints[id].addr())
@@ -159,26 +186,64 @@ func newLab(t *testing.T, pops, regions, endpointsPer int) *lab {
 		fmt.Fprintf(&regionYAML, "    - name: %s\n      admin: 127.0.0.1:%d\n      backbone: {listen: \"127.0.0.1:%d\"}\n",
 			name, freePort(t, "tcp"), freePort(t, "udp"))
 	}
-	for p := 1; p <= pops; p++ {
+	var popIPs []string
+	for p := 1; p <= spec.pops; p++ {
 		name := fmt.Sprintf("pop-%d", p)
 		l.pops = append(l.pops, name)
+		popIPs = append(popIPs, l.popIP(name))
+	}
+	if spec.dns {
+		l.dnsPort = freePort(t, "udp")
+	}
+	for _, name := range l.pops {
 		fmt.Fprintf(&popYAML, "    - name: %s\n      admin: 127.0.0.1:%d\n", name, freePort(t, "tcp"))
+		if spec.dns {
+			fmt.Fprintf(&popYAML, "      dns_listen: [\"%s:%d\"]\n", l.popIP(name), l.dnsPort)
+		}
+	}
+	webAddrs := "    ip_addresses: [%[1]s]\n"
+	if spec.dns {
+		webAddrs = "    steering: dns\n"
+		fmt.Fprintf(&dnsYAML, "dns:\n  zone: accel.example.net\n  nameservers: [{name: ns1.accel.example.net, addresses: [%s]}]\n"+
+			"  steering:\n    pops:\n", strings.Join(popIPs, ", "))
+		for _, name := range l.pops {
+			fmt.Fprintf(&dnsYAML, "      - {name: %s, addresses: [%s]}\n", name, l.popIP(name))
+		}
+		fmt.Fprintf(&dnsYAML, "    catch_all: [%s]\n", strings.Join(l.pops, ", "))
+	}
+	if spec.custom {
+		var gameIPs []string
+		for _, ip := range popIPs {
+			gameIPs = append(gameIPs, gameIP(ip))
+		}
+		l.gameBase, l.gamePort = testport.Range(t, 16, gameIPs...), freePort(t, "tcp")
+		fmt.Fprintf(&gameYAML, `  - name: game
+    kind: custom_routing
+    ip_addresses: [%%[9]s]
+    listeners:
+      - port_ranges: [{from: %d, to: %d}]
+        endpoint_groups:
+          - region: r1
+            destination_ports: [{from: %d, protocols: [tcp]}]
+            subnets:
+              - {id: game-a, cidr: %s, listener_port_base: %d, allow: [{addresses: [%s]}]}
+`, l.gameBase, l.gameBase+15, l.gamePort, gameSubnet, l.gameBase, gameAllowed)
 	}
 	l.yaml = func(ip string) string {
 		return fmt.Sprintf(`accelerators:
   - name: web
-    ip_addresses: [%s]
-    listeners:
+`+webAddrs+`    listeners:
       - protocol: tcp
-        port_ranges: [{from: %d}]
+        port_ranges: [{from: %[2]d}]
         endpoint_groups:
-%s      - protocol: udp
-        port_ranges: [{from: %d}]
+%[3]s      - protocol: udp
+        port_ranges: [{from: %[4]d}]
         endpoint_groups:
-%stopology:
+%[5]s`+gameYAML.String()+`%[6]stopology:
   pops:
-%s  regions:
-%s`, ip, l.tcpPort, tcpGroups.String(), l.udpPort, udpGroups.String(), popYAML.String(), regionYAML.String())
+%[7]s  regions:
+%[8]s`, ip, l.tcpPort, tcpGroups.String(), l.udpPort, udpGroups.String(), dnsYAML.String(), popYAML.String(), regionYAML.String(),
+			gameIP(ip))
 	}
 	l.doc = l.load(t, "127.0.0.1")
 	l.rev = config.RevisionOf([]byte(l.yaml("127.0.0.1")))
@@ -200,6 +265,14 @@ func (l *lab) popIP(name string) string {
 	var n int
 	_, _ = fmt.Sscanf(name, "pop-%d", &n)
 	return fmt.Sprintf("127.0.0.%d", n+1)
+}
+
+// gameIP is the address of the custom routing accelerator at the PoP that
+// serves web on webIP: 127.0.10.(N+1), apart from the addresses DNS
+// steering names.
+func gameIP(webIP string) string {
+	a := netip.MustParseAddr(webIP).As4()
+	return netip.AddrFrom4([4]byte{127, 0, 10, a[3]}).String()
 }
 
 // start runs every region, then every PoP, and returns once all are ready.
@@ -305,6 +378,63 @@ func (l *lab) traffic(pop string, n int) error {
 	return nil
 }
 
+// dnsAddr is the address of pop's DNS server.
+func (l *lab) dnsAddr(pop string) string {
+	return net.JoinHostPort(l.popIP(pop), fmt.Sprint(l.dnsPort))
+}
+
+// ask sends one DNS query for name and qtype to pop's DNS server with
+// miekg/dns's client and returns the answer.
+func (l *lab) ask(pop, name string, qtype uint16) (*dns.Msg, error) {
+	c := &dns.Client{Timeout: 2 * time.Second}
+	r, _, err := c.Exchange(new(dns.Msg).SetQuestion(dns.Fqdn(name), qtype), l.dnsAddr(pop))
+	return r, err
+}
+
+// queries sends n DNS queries to pop's DNS server without waiting for the
+// answers (some are over the rate limit and never come).
+func (l *lab) queries(pop string, n int) error {
+	u, err := net.Dial("udp", l.dnsAddr(pop))
+	if err != nil {
+		return err
+	}
+	defer u.Close()
+	for i := range n {
+		name := []string{"web.accel.example.net.", "accel.example.net.", "nope.accel.example.net."}[i%3]
+		q, err := new(dns.Msg).SetQuestion(name, []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeNS}[rand.IntN(3)]).Pack()
+		if err != nil {
+			return err
+		}
+		if _, err := u.Write(q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// gameFlow opens a TCP flow through pop to the custom routing destination
+// addr and reads until the flow ends: no destination listens, so the
+// region's dial fails and the edge resets the flow.
+func (l *lab) gameFlow(pop, addr string) error {
+	i := netip.MustParseAddr(addr).As4()[3] - netip.MustParsePrefix(gameSubnet).Addr().As4()[3]
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(gameIP(l.popIP(pop)), fmt.Sprint(l.gameBase+int(i))), 2*time.Second)
+	if errors.Is(err, syscall.ECONNRESET) {
+		return nil // the edge's reset came before connect returned
+	}
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, "hello\n")
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		return fmt.Errorf("through %s: %s answered", pop, addr)
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("through %s: %s: no reset within 5 s", pop, addr)
+	}
+	return nil
+}
+
 // startLoad sends traffic through every PoP every 100 ms, more through each
 // next one, until stop is called; rounds receives the number of each round
 // done. stop returns the first error; it may be called more than once.
@@ -325,7 +455,18 @@ func (l *lab) startLoad() (rounds <-chan int, stop func() error) {
 			case <-tick.C:
 			}
 			for i, p := range l.pops {
-				if err := l.traffic(p, i+rand.IntN(3)); err != nil && firstErr == nil {
+				n := i + rand.IntN(3)
+				err := l.traffic(p, n)
+				if err == nil && l.spec.dns {
+					err = l.queries(p, 2*n)
+				}
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+			}
+			if l.spec.custom && round%10 == 0 {
+				// Keep the destination that nothing serves down.
+				if err := l.gameFlow(l.pops[0], gameAllowed); err != nil && firstErr == nil {
 					firstErr = err
 				}
 			}

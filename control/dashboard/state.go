@@ -165,11 +165,16 @@ type statusView struct {
 		BytesIn  float64 `json:"bytes_in"`
 		BytesOut float64 `json:"bytes_out"`
 	} `json:"listeners"`
+	DNS *struct {
+		QueriesUDP float64 `json:"queries_udp"`
+		QueriesTCP float64 `json:"queries_tcp"`
+	} `json:"dns"`
 }
 
 // metrics returns the counters whose rates the page shows — "flows" (new
 // flows of the node), "KEY/new_flows", "KEY/bytes_in", "KEY/bytes_out"
-// per listener — and the gauges it graphs: "rtt/REGION" in milliseconds,
+// per listener, "dns/queries" (queries to the edge's DNS server, UDP and
+// TCP) — and the gauges it graphs: "rtt/REGION" in milliseconds,
 // for each reachable region.
 func (v statusView) metrics() (counters, gauges map[string]float64) {
 	counters, gauges = map[string]float64{}, map[string]float64{}
@@ -180,6 +185,9 @@ func (v statusView) metrics() (counters, gauges map[string]float64) {
 		counters[l.Key+"/new_flows"] = l.NewFlows
 		counters[l.Key+"/bytes_in"] = l.BytesIn
 		counters[l.Key+"/bytes_out"] = l.BytesOut
+	}
+	if v.DNS != nil {
+		counters["dns/queries"] = v.DNS.QueriesUDP + v.DNS.QueriesTCP
 	}
 	for _, r := range v.Regions {
 		if r.Reachable {

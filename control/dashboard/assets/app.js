@@ -16,6 +16,11 @@ function si(v, unit) {
   const k = [[1e9, 'G'], [1e6, 'M'], [1e3, 'k']].find(([f]) => Math.abs(v) >= f);
   return k ? (v / k[0]).toFixed(1) + ' ' + k[1] + unit : (v >= 10 || v === 0 ? v.toFixed(0) : v.toFixed(1)) + ' ' + unit;
 }
+// count shortens a counter: 980, 9.1k, 12M.
+function count(v) {
+  const k = [[1e9, 'G'], [1e6, 'M'], [1e3, 'k']].find(([f]) => v >= f);
+  return k ? (v / k[0]).toFixed(v >= 10 * k[0] ? 0 : 1) + k[1] : String(v);
+}
 const ms = (v) => (v == null ? '–' : v >= 100 ? v.toFixed(0) + ' ms' : v.toFixed(1) + ' ms');
 function dur(s) {
   if (s == null) return '–';
@@ -152,8 +157,8 @@ function renderPoPs(m) {
       : '<span class="muted">no BGP</span>';
     const announced = (s.announced || []).map(esc).join(' ') || '<span class="muted">none</span>';
     return `<tr data-pop="${esc(p.name)}" data-ready="${!!s.ready}" data-draining="${!!s.draining}" class="${p.ok ? '' : 'stale'}">` +
-      `<th>${nodeDot(p)}${esc(p.name)}</th><td>${ready} ${drain}<br>${accs}</td><td>${bgp}</td><td class="wrap">${announced}</td>` +
-      `<td class="num">${num(p.rates?.flows, 1)}/s</td><td>${spark(p.name + '/flows')}</td></tr>`;
+      `<th>${nodeDot(p)}${esc(p.name)}</th><td class="wrap">${ready} ${drain} ${accs}</td><td>${bgp}</td><td class="wrap">${announced}</td>` +
+      `<td class="num">${num(p.rates?.flows, 1)}/s</td><td>${spark(p.name + '/flows', '', 100, 16)}</td></tr>`;
   }).join('');
   return `<table><tr><th>PoP</th><th>state, accelerators</th><th>BGP sessions</th><th>announced</th><th class="num" colspan="2">new flows</th></tr>${rows}</table>`;
 }
@@ -180,14 +185,14 @@ function renderListeners(m) {
       : l.ready ? '<span class="badge good">ready</span>' : '<span class="badge badc">not ready</span>';
     return `<tr data-pop="${esc(p.name)}" data-listener="${esc(l.key)}" data-fail-open="${!!l.fail_open}" class="${p.ok ? '' : 'stale'}">` +
       `<td>${esc(p.name)}</td><td>${esc(l.key)}</td><td>${state}</td><td class="num">${num(r('new_flows'), 1)}</td>` +
-      `<td>${spark(p.name + '/' + l.key + '/new_flows')}</td><td class="num">${num(l.active_flows)}</td>` +
+      `<td>${spark(p.name + '/' + l.key + '/new_flows', '', 80, 16)}</td><td class="num">${num(l.active_flows)}</td>` +
       `<td class="num">${si(r('bytes_in'), 'B/s')}</td><td class="num">${si(r('bytes_out'), 'B/s')}</td>` +
-      `<td class="num">${num(l.retries)}</td><td class="num">${num(l.hedges)}</td><td class="wrap">${reasons(l)}</td></tr>`;
+      `<td class="num">${num(l.retries)} / ${num(l.hedges)}</td><td class="wrap">${reasons(l)}</td></tr>`;
   })).join('');
   if (!rows) return '';
   return '<table><tr><th>PoP</th><th>listener</th><th>state</th><th class="num">new/s</th><th></th><th class="num">active</th>' +
-    '<th class="num">in</th><th class="num">out</th><th class="num">retries</th><th class="num">hedges</th>' +
-    `<th>failures and refusals by reason</th></tr>${rows}</table>`;
+    '<th class="num">in</th><th class="num">out</th><th class="num">retries / hedges</th>' +
+    `<th title="failures and refusals by reason; abnormal ends; UDP drops">failures, refusals</th></tr>${rows}</table>`;
 }
 
 function renderEndpoints(m) {
@@ -214,15 +219,122 @@ function renderEndpoints(m) {
     `<th>since</th><th>last changes</th></tr>${rows}</table>`;
 }
 
+// chips lists the non-zero entries of a counter map, largest first, each
+// coloured by cls(key); beyond the first max, a "+N" names the rest.
+function chips(m, cls = () => '', max = Infinity) {
+  const all = Object.entries(m || {}).filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]);
+  const out = all.slice(0, max).map(([k, v]) => `<span class="${cls(k)}" data-key="${esc(k)}">${esc(k)} ${count(v)}</span>`);
+  if (all.length > max) out.push(`<span class="muted" title="${esc(all.slice(max).map(([k, v]) => k + ' ' + v).join(', '))}">+${all.length - max}</span>`);
+  return out.join(' ') || '<span class="muted">none</span>';
+}
+
+// rcodeClass colours DNS answers: REFUSED amber, other errors red,
+// NOERROR and NXDOMAIN plain.
+const rcodeClass = (k) => (['NOERROR', 'NXDOMAIN'].includes(k) ? '' : k === 'REFUSED' ? 'warn' : 'badc');
+
+// steering lists, per DNS-steered accelerator, the PoPs its answers name
+// now: once when every PoP says the same, else as each PoP sees it.
+function steering(pops) {
+  const views = {}; // accelerator → PoP → available PoPs
+  for (const p of pops) for (const s of p.status.dns.steering || []) (views[s.accelerator] ||= {})[p.name] = s.available || [];
+  return Object.entries(views).map(([acc, byPoP]) => {
+    const lists = Object.entries(byPoP);
+    const same = lists.every(([, l]) => l.join() === lists[0][1].join());
+    const names = (l) => (l.length ? l.map((n) => `<span class="good">${esc(n)}</span>`).join(' ')
+      : '<span class="badc">none: answers fail open</span>');
+    const body = same ? names(lists[0][1])
+      : lists.map(([pop, l]) => `<span class="muted">${esc(pop)} says</span> ${names(l)}`).join(' · ');
+    return `<div class="steer" data-accelerator="${esc(acc)}" data-available="${esc(same ? lists[0][1].join(' ') : '')}">` +
+      `<b>${esc(acc)}</b> → ${body}</div>`;
+  }).join('');
+}
+
+function renderDNS(m) {
+  const pops = m.pops.filter((p) => p.status?.dns);
+  if (!pops.length) return '';
+  const rows = pops.map((p) => {
+    const d = p.status.dns;
+    const view = d.fleet_view || !(d.steering || []).length ? ''
+      : ' <span class="badge warn" title="no region relays the edges\' states: steered answers follow the configured order">no fleet view</span>';
+    return `<tr data-pop="${esc(p.name)}" data-dns-queries="${d.queries_udp + d.queries_tcp}" class="${p.ok ? '' : 'stale'}">` +
+      `<th title="${esc(d.zone)} on ${esc((d.listen || []).join(', '))}">${nodeDot(p)}${esc(p.name)}${view}</th>` +
+      `<td class="num">${num(p.rates?.['dns/queries'], 1)}</td><td>${spark(p.name + '/dns/queries', '', 64, 16)}</td>` +
+      `<td title="UDP ${d.queries_udp}, TCP ${d.queries_tcp}">${chips(d.queries, undefined, 3)}</td>` +
+      `<td class="wrap">${chips(d.responses, rcodeClass)}</td>` +
+      `<td class="num${d.rrl_dropped ? ' warn' : ''}" data-rrl-dropped="${d.rrl_dropped}">${d.rrl_dropped} / ${d.rrl_slipped}</td>` +
+      `<td class="num${d.malformed ? ' badc' : ''}">${d.malformed}</td><td class="num">${d.truncated}</td></tr>`;
+  }).join('');
+  return '<table><tr><th>PoP</th><th class="num" colspan="2">queries/s</th><th>by type</th><th>answers</th>' +
+    '<th class="num" title="response-rate limiting: answers dropped / sent empty with TC">RRL</th>' +
+    '<th class="num" title="packets that were not a query">malf.</th>' +
+    `<th class="num" title="UDP answers sent empty with TC: too big">TC</th></tr>${rows}</table>${steering(pops)}`;
+}
+
+// customRegions gathers each region's custom routing: from the region's
+// own status, else (an edge's own page, a region not in the fleet) from
+// the state a PoP holds of it.
+function customRegions(m) {
+  const out = [];
+  for (const r of m.regions) {
+    const c = r.status?.custom_routing;
+    if (c) out.push({ name: r.name, node: r, subnets: (c.subnets || []).length, overrides: c.overrides || [], down: c.down || [] });
+  }
+  for (const p of m.pops) {
+    const c = p.status?.custom_routing;
+    for (const r of c?.regions || []) {
+      if (out.some((x) => x.name === r.name)) continue;
+      out.push({ name: r.name, node: p, via: p.name, known: r.known, overrides: r.overrides || [], down: r.down || [],
+        subnets: (c.subnets || []).filter((s) => s.region === r.name).length });
+    }
+  }
+  return out;
+}
+
+// downList shows a region's down destinations, a few at most.
+function downList(down) {
+  if (!down.length) return '<span class="muted">none</span>';
+  const shown = 3;
+  const item = (d) => {
+    const why = d.probe ? 'probe failing' : d.reason || 'dial failed';
+    const title = why + (d.until ? ', refused until ' + clock(d.until) : '');
+    const since = d.since ? 'down ' + dur((Date.now() - Date.parse(d.since)) / 1000) + ':' : '';
+    return `<div class="down" data-destination="${esc(d.destination)}" data-subnet="${esc(d.subnet)}" title="${esc(title)}">` +
+      `<span class="badc">▼ ${esc(d.destination)}</span> <span class="muted">${since}</span> ${esc(why)} <span class="muted">· ${esc(d.subnet)}</span></div>`;
+  };
+  const more = down.length - shown;
+  return down.slice(0, shown).map(item).join('') + (more > 0
+    ? `<div class="muted" title="${esc(down.slice(shown).map((d) => d.destination).join(' '))}">+${more} more</div>` : '');
+}
+
+function renderCustom(m) {
+  const rows = customRegions(m).map((c) => {
+    const allows = c.overrides.filter((o) => o.allow).length;
+    const via = c.via ? ` <span class="muted" title="as ${esc(c.via)} holds it">via ${esc(c.via)}</span>` : '';
+    const unknown = c.known === false ? ' <span class="badge">not heard yet</span>' : '';
+    return `<tr data-region="${esc(c.name)}" data-custom-down="${c.down.length}" class="${c.node.ok ? '' : 'stale'}">` +
+      `<th>${c.via ? '' : nodeDot(c.node)}${esc(c.name)}${via}${unknown}</th><td class="num">${c.subnets}</td>` +
+      `<td class="num" data-allows="${allows}">${allows}</td><td class="num">${c.overrides.length - allows}</td>` +
+      `<td class="fill">${downList(c.down)}</td></tr>`;
+  }).join('');
+  if (!rows) return '';
+  return '<table><tr><th>region</th><th class="num">subnets</th>' +
+    '<th class="num" title="run-time allows in force (anyedge ctl allow)">allows</th>' +
+    '<th class="num" title="run-time denies in force (anyedge ctl deny)">denies</th>' +
+    `<th>down destinations: refused at once</th></tr>${rows}</table>`;
+}
+
 function render() {
   if (!view) return;
   const m = model();
   renderSummary(m);
   for (const [id, html] of [['matrix', renderMatrix(m)], ['pops', renderPoPs(m)],
-    ['listeners', renderListeners(m)], ['endpoints', renderEndpoints(m)]]) {
+    ['listeners', renderListeners(m)], ['endpoints', renderEndpoints(m)], ['dns', renderDNS(m)], ['custom', renderCustom(m)]]) {
     $(id).innerHTML = html;
     $(id + '-panel').classList.toggle('empty', !html);
   }
+  // DNS and custom routing sit beside the listeners, only in fleets that
+  // have them.
+  $('side').classList.toggle('empty', $('dns-panel').classList.contains('empty') && $('custom-panel').classList.contains('empty'));
 }
 
 // liveness shows how old the latest event is.
