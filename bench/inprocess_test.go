@@ -20,6 +20,7 @@ import (
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/node"
+	"github.com/anyedge/anyedge/internal/testport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -55,20 +56,6 @@ topology:
 // fleet is an edge and a region running in this process.
 type fleet struct {
 	sink, echo string // edge listener addresses
-}
-
-func freePort(t testing.TB, network string) int {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		require.NoError(t, err)
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // serve accepts on a new listener and runs handle for every connection;
@@ -115,12 +102,12 @@ func startFleet(t testing.TB) fleet {
 	require.NoError(t, pki.InitCA(dir, time.Hour, now))
 	require.NoError(t, pki.Issue(dir, "pop-bench", time.Hour, now))
 	require.NoError(t, pki.Issue(dir, "region-bench", time.Hour, now))
-	f := fleet{sink: fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp")), echo: fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))}
+	f := fleet{sink: fmt.Sprintf("127.0.0.1:%d", testport.Port(t, "tcp")), echo: fmt.Sprintf("127.0.0.1:%d", testport.Port(t, "tcp"))}
 	var sinkPort, echoPort int
 	_, _ = fmt.Sscanf(f.sink, "127.0.0.1:%d", &sinkPort)
 	_, _ = fmt.Sscanf(f.echo, "127.0.0.1:%d", &echoPort)
 	doc, err := config.Load(fmt.Appendf(nil, docTemplate, sinkPort, echoPort, sink, echo, dir,
-		freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "udp")), config.LoadOptions{Env: []string{}})
+		testport.Port(t, "tcp"), testport.Port(t, "tcp"), testport.Port(t, "udp")), config.LoadOptions{Env: []string{}})
 	require.NoError(t, err)
 
 	runNodes(t, func(string) node.Options { return node.Options{Doc: doc} })

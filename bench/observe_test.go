@@ -21,6 +21,7 @@ import (
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/node"
+	"github.com/anyedge/anyedge/internal/testport"
 )
 
 // observeDoc is one edge and one region with a TCP echo, a TCP sink and a
@@ -82,14 +83,14 @@ func startObserved(t *testing.T, on bool) observed {
 	require.NoError(t, pki.InitCA(dir, time.Hour, now))
 	require.NoError(t, pki.Issue(dir, "pop-bench", time.Hour, now))
 	require.NoError(t, pki.Issue(dir, "region-bench", time.Hour, now))
-	echoPort, sinkPort, udpPort, adminPort := freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "udp"), freePort(t, "tcp")
+	echoPort, sinkPort, udpPort, adminPort := testport.Port(t, "tcp"), testport.Port(t, "tcp"), testport.Port(t, "udp"), testport.Port(t, "tcp")
 	extra := ""
 	if on {
 		extra = fmt.Sprintf("      flow_logs: {enabled: true, path: %q}\n", filepath.Join(t.TempDir(), "flows.log"))
 	}
 	healthPort, _ := strconv.Atoi(hp)
 	doc, err := config.Load(fmt.Appendf(nil, observeDoc, echoPort, sinkPort, echo, sink, dir,
-		adminPort, freePort(t, "tcp"), freePort(t, "udp"), extra, udpPort, udpEcho, healthPort), config.LoadOptions{Env: []string{}})
+		adminPort, testport.Port(t, "tcp"), testport.Port(t, "udp"), extra, udpPort, udpEcho, healthPort), config.LoadOptions{Env: []string{}})
 	require.NoError(t, err)
 	runNodes(t, func(string) node.Options { return node.Options{Doc: doc} })
 	return observed{

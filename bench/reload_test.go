@@ -15,6 +15,7 @@ import (
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/node"
+	"github.com/anyedge/anyedge/internal/testport"
 )
 
 // reloadDoc is the document of BenchmarkReloadUnderLoad: a TCP listener
@@ -69,8 +70,8 @@ func startReloadFleet(b testing.TB) *reloadFleet {
 	require.NoError(b, pki.InitCA(dir, time.Hour, now))
 	require.NoError(b, pki.Issue(dir, "pop-bench", time.Hour, now))
 	require.NoError(b, pki.Issue(dir, "region-bench", time.Hour, now))
-	port, extra := freePort(b, "tcp"), freePort(b, "tcp")
-	admins := []int{freePort(b, "tcp"), freePort(b, "tcp"), freePort(b, "udp")}
+	port, extra := testport.Port(b, "tcp"), testport.Port(b, "tcp")
+	admins := []int{testport.Port(b, "tcp"), testport.Port(b, "tcp"), testport.Port(b, "udp")}
 	f := &reloadFleet{echo: fmt.Sprintf("127.0.0.1:%d", port), updates: map[string]chan config.Update{}}
 	for i, w := range [][2]int{{128, 128}, {200, 50}} {
 		more := ""

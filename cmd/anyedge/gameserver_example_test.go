@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,37 +18,9 @@ import (
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/node"
+	"github.com/anyedge/anyedge/internal/readme"
+	"github.com/anyedge/anyedge/internal/testport"
 )
-
-// readmeFence returns the first fenced block of README.md after marker.
-func readmeFence(t *testing.T, marker string) string {
-	t.Helper()
-	b, err := os.ReadFile("../../README.md")
-	require.NoError(t, err)
-	_, rest, ok := strings.Cut(string(b), marker)
-	require.True(t, ok, "README.md has no %q", marker)
-	_, rest, ok = strings.Cut(rest, "```")
-	require.True(t, ok, "no fenced block after %q", marker)
-	_, rest, _ = strings.Cut(rest, "\n") // the fence's info string
-	block, _, ok := strings.Cut(rest, "```")
-	require.True(t, ok, "the block after %q does not end", marker)
-	return block
-}
-
-// loopbackPort returns a port that was free on 127.0.0.1 a moment ago.
-func loopbackPort(t *testing.T, network string) int {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		require.NoError(t, err)
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // TestREADMEGameServerExample runs README's custom routing worked example:
 // its document loads (with a topology added: the example leaves it out),
@@ -61,14 +31,14 @@ func loopbackPort(t *testing.T, network string) int {
 // command, which names no address, would.
 func TestREADMEGameServerExample(t *testing.T) {
 	const marker = "**A worked example: a game-server fleet.**"
-	yaml := readmeFence(t, marker)
-	adminAddr := fmt.Sprintf("127.0.0.1:%d", loopbackPort(t, "tcp"))
+	yaml := readme.Fence(t, marker)
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", testport.Port(t, "tcp"))
 	yaml += fmt.Sprintf(`topology:
   pops: [{name: pop-fra}]
   regions:
     - {name: eu-central, admin: %q, backbone: {listen: "127.0.0.1:%d"}}
     - {name: us-east, backbone: {listen: "127.0.0.1:%d"}}
-`, adminAddr, loopbackPort(t, "udp"), loopbackPort(t, "udp"))
+`, adminAddr, testport.Port(t, "udp"), testport.Port(t, "udp"))
 	doc, err := config.Load([]byte(yaml), config.LoadOptions{Env: []string{}})
 	require.NoError(t, err, "README's game-server document:\n%s", yaml)
 
@@ -97,7 +67,7 @@ func TestREADMEGameServerExample(t *testing.T) {
 	}
 
 	// README's commands, in order, and the answer it shows for the lookup.
-	script := readmeFence(t, "the region is the authority, since it is the node that dials:")
+	script := readme.Fence(t, "the region is the authority, since it is the node that dials:")
 	shown := regexp.MustCompile(`"listener_port": (\d+), "addresses": \["([^"]+)"\], "allowed": (true|false)`).FindStringSubmatch(script)
 	require.NotNil(t, shown, "README shows no port-map answer:\n%s", script)
 	wantPort, err := strconv.Atoi(shown[1])

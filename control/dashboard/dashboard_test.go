@@ -22,6 +22,7 @@ import (
 	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/dashboard"
+	"github.com/anyedge/anyedge/internal/testport"
 )
 
 // state is the decoded /api/state.
@@ -218,7 +219,7 @@ func TestFleetTargetsRemote(t *testing.T) {
 	store, err := pki.OpenStore(dir, "pop-1", nil)
 	require.NoError(t, err)
 
-	local, remote := freePort(t, "tcp"), freePort(t, "tcp")
+	local, remote := testport.Port(t, "tcp"), testport.Port(t, "tcp")
 	doc, err := config.Load(fmt.Appendf(nil, `accelerators:
   - name: a
     ip_addresses: [127.0.0.1]

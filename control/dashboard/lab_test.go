@@ -145,28 +145,12 @@ const (
 	gameAllowed = "127.66.0.3"
 )
 
-// freePort returns a port that was free on 127.0.0.1 a moment ago, for the
-// document's fixed ports.
-func freePort(t *testing.T, network string) int {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		require.NoError(t, err)
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // newLab writes the document of the lab: spec.pops PoPs and spec.regions
 // regions, each region with spec.endpointsPer TCP endpoints and one UDP
 // endpoint.
 func newLab(t *testing.T, spec labSpec) *lab {
 	t.Helper()
-	l := &lab{spec: spec, endpoints: map[string]*endpoint{}, tcpPort: freePort(t, "tcp"), udpPort: freePort(t, "udp"), stops: map[string]func(){},
+	l := &lab{spec: spec, endpoints: map[string]*endpoint{}, tcpPort: testport.Port(t, "tcp"), udpPort: testport.Port(t, "udp"), stops: map[string]func(){},
 		updates: map[string]chan config.Update{}}
 	var tcpGroups, udpGroups, popYAML, regionYAML, dnsYAML, gameYAML strings.Builder
 	const hc = "{protocol: tcp, interval: 1s, timeout: 500ms, healthy_threshold: 2, unhealthy_threshold: 1}"
@@ -184,7 +168,7 @@ func newLab(t *testing.T, spec labSpec) *lab {
 		fmt.Fprintf(&udpGroups, "          - region: %s\n            health_check: %s\n            endpoints:\n              - {id: %s, address: %q}\n",
 			name, hc, id, l.endpoints[id].addr())
 		fmt.Fprintf(&regionYAML, "    - name: %s\n      admin: 127.0.0.1:%d\n      backbone: {listen: \"127.0.0.1:%d\"}\n",
-			name, freePort(t, "tcp"), freePort(t, "udp"))
+			name, testport.Port(t, "tcp"), testport.Port(t, "udp"))
 	}
 	var popIPs []string
 	for p := 1; p <= spec.pops; p++ {
@@ -193,10 +177,10 @@ func newLab(t *testing.T, spec labSpec) *lab {
 		popIPs = append(popIPs, l.popIP(name))
 	}
 	if spec.dns {
-		l.dnsPort = freePort(t, "udp")
+		l.dnsPort = testport.Port(t, "udp")
 	}
 	for _, name := range l.pops {
-		fmt.Fprintf(&popYAML, "    - name: %s\n      admin: 127.0.0.1:%d\n", name, freePort(t, "tcp"))
+		fmt.Fprintf(&popYAML, "    - name: %s\n      admin: 127.0.0.1:%d\n", name, testport.Port(t, "tcp"))
 		if spec.dns {
 			fmt.Fprintf(&popYAML, "      dns_listen: [\"%s:%d\"]\n", l.popIP(name), l.dnsPort)
 		}
@@ -216,7 +200,7 @@ func newLab(t *testing.T, spec labSpec) *lab {
 		for _, ip := range popIPs {
 			gameIPs = append(gameIPs, gameIP(ip))
 		}
-		l.gameBase, l.gamePort = testport.Range(t, 16, gameIPs...), freePort(t, "tcp")
+		l.gameBase, l.gamePort = testport.Range(t, 16, gameIPs...), testport.Port(t, "tcp")
 		fmt.Fprintf(&gameYAML, `  - name: game
     kind: custom_routing
     ip_addresses: [%%[9]s]

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -14,28 +13,14 @@ import (
 
 	"github.com/anyedge/anyedge/control/config"
 	dnsedge "github.com/anyedge/anyedge/edge/dns"
+	"github.com/anyedge/anyedge/internal/readme"
 )
-
-// readmeBlock returns the first fenced block of README.md after marker.
-func readmeBlock(t *testing.T, marker string) string {
-	t.Helper()
-	b, err := os.ReadFile("../../README.md")
-	require.NoError(t, err)
-	_, rest, ok := strings.Cut(string(b), marker)
-	require.True(t, ok, "README.md has no %q", marker)
-	_, rest, ok = strings.Cut(rest, "```")
-	require.True(t, ok)
-	_, rest, _ = strings.Cut(rest, "\n") // the fence's info string
-	block, _, ok := strings.Cut(rest, "```")
-	require.True(t, ok)
-	return block
-}
 
 // TestDelegationExample: the parent-zone records README shows are exactly
 // the NS records and nameserver addresses the README's example document
 // makes every edge serve.
 func TestDelegationExample(t *testing.T) {
-	yaml := readmeBlock(t, "## Authoritative DNS and DNS steering")
+	yaml := readme.Fence(t, "## Authoritative DNS and DNS steering")
 	yaml = strings.ReplaceAll(yaml, "listeners: [...]",
 		"listeners: [{protocol: tcp, port_ranges: [{from: 443}], endpoint_groups: [{region: eu}]}]")
 	yaml += `topology:
@@ -57,7 +42,7 @@ func TestDelegationExample(t *testing.T) {
 	defer func() { cancel(); wg.Wait() }()
 
 	var parent []dns.RR
-	zp := dns.NewZoneParser(strings.NewReader(readmeBlock(t, "<!-- delegation:begin -->")), "example.net.", "README")
+	zp := dns.NewZoneParser(strings.NewReader(readme.Fence(t, "<!-- delegation:begin -->")), "example.net.", "README")
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
 		parent = append(parent, rr)
 	}

@@ -1,6 +1,6 @@
 // Package testport finds ports for tests that cannot bind port 0 and read
-// the port back: a custom routing listener binds a range of consecutive
-// ports, which the kernel does not hand out.
+// the port back: a document with fixed ports (listeners, backbone, admin),
+// a custom routing listener's range of consecutive ports.
 package testport
 
 import (
@@ -10,6 +10,26 @@ import (
 	"net"
 	"testing"
 )
+
+// Port returns a port that was free on 127.0.0.1 a moment ago, for
+// network "tcp" or "udp".
+func Port(t testing.TB, network string) int {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
 
 // Range returns the first of n consecutive ports, between 20000 and 60000,
 // that were free for TCP and UDP on every one of hosts a moment ago (none

@@ -35,3 +35,13 @@ func TestFreeSeesABoundPort(t *testing.T) {
 	p := ln.Addr().(*net.TCPAddr).Port
 	require.False(t, free(p, 1, []string{"127.0.0.1", "127.0.0.2"}))
 }
+
+// TestPort: the port Port returns can be bound.
+func TestPort(t *testing.T) {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", Port(t, "tcp")))
+	require.NoError(t, err)
+	require.NoError(t, ln.Close())
+	pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", Port(t, "udp")))
+	require.NoError(t, err)
+	require.NoError(t, pc.Close())
+}
