@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,7 +114,14 @@ func TestIssueClampsToCAExpiry(t *testing.T) {
 	require.Equal(t, ca.cert.NotAfter, pair.Leaf.NotAfter)
 }
 
+// TestValidNodeName pins the rule docs/pki.md and README state: a
+// lower-case DNS name — letters a–z, digits and '-' in dot-separated
+// labels of 1–63 characters that neither start nor end with '-', 253
+// characters in all — other than "ca"; operator names follow the same
+// rule.
 func TestValidNodeName(t *testing.T) {
+	label63 := strings.Repeat("a", 63)
+	name253 := strings.Repeat(label63+".", 3) + strings.Repeat("b", 61) // 3×64 + 61
 	for _, tc := range []struct {
 		name string
 		ok   bool
@@ -121,16 +129,31 @@ func TestValidNodeName(t *testing.T) {
 		{"pop1", true},
 		{"fra-1.pops.example", true},
 		{"a", true},
+		{"1", true},
+		{"0-9.x", true},
+		{"ca.example", true},
+		{label63, true},
+		{label63 + "a", false},
+		{name253, true},
+		{name253 + "b", false},
 		{"ca", false},
 		{"", false},
 		{"a..b", false},
+		{".a", false},
+		{"a.", false},
+		{"Pop1", false},
 		{"pop_1", false},
 		{"pop/1", false},
+		{"pöp", false},
 		{"x-", false},
+		{"-x", false},
+		{"a.-x.b", false},
 		{string(make([]byte, 300)), false},
 	} {
 		err := ValidNodeName(tc.name)
 		require.Equal(t, tc.ok, err == nil, "%q: %v", tc.name, err)
+		oerr := ValidOperatorName(tc.name)
+		require.Equal(t, tc.ok, oerr == nil, "operator %q: %v", tc.name, oerr)
 	}
 }
 

@@ -55,8 +55,9 @@ func NodeCertFile(dir, node string) string { return filepath.Join(dir, node+".cr
 func NodeKeyFile(dir, node string) string { return filepath.Join(dir, node+".key") }
 
 // ValidNodeName reports whether name can be a node name in a certificate and a
-// file name in a PKI directory: a lowercase DNS name (letters, digits, '-',
-// dot-separated labels of at most 63 characters, 253 in all) other than "ca".
+// file name in a PKI directory: a lower-case DNS name — dot-separated labels
+// of 1 to 63 characters, each of letters a–z, digits and '-' and neither
+// starting nor ending with '-', 253 characters in all — other than "ca".
 func ValidNodeName(name string) error { return validName("node", name) }
 
 // ValidOperatorName reports whether name can name an operator: the same
