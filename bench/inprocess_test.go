@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/anyedge/anyedge/backbone/pki"
+	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/node"
 	"github.com/anyedge/anyedge/internal/testport"
@@ -55,18 +57,22 @@ topology:
 
 // fleet is an edge and a region running in this process.
 type fleet struct {
-	sink, echo string // edge listener addresses
+	sink, echo            string // edge listener addresses
+	popAdmin, regionAdmin string // the nodes' admin APIs
 }
 
-// serve accepts on a new listener and runs handle for every connection;
-// everything stops at cleanup.
+// serve accepts on a new listener and runs handle for every connection,
+// then closes the connection: an endpoint that finished with a flow ends
+// its side too, so that the flow ends through the edge and the region as
+// well (a half-closed flow would hold its backbone stream until the idle
+// timeout). Everything stops at cleanup.
 func serve(t testing.TB, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	var wg sync.WaitGroup
 	var mu sync.Mutex // guards conns
-	var conns []net.Conn
+	conns := map[net.Conn]struct{}{}
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
@@ -74,15 +80,21 @@ func serve(t testing.TB, handle func(net.Conn)) string {
 				return
 			}
 			mu.Lock()
-			conns = append(conns, c)
+			conns[c] = struct{}{}
 			mu.Unlock()
-			wg.Go(func() { handle(c) })
+			wg.Go(func() {
+				handle(c)
+				_ = c.Close()
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+			})
 		}
 	})
 	t.Cleanup(func() {
 		_ = ln.Close()
 		mu.Lock()
-		for _, c := range conns {
+		for c := range conns {
 			_ = c.Close()
 		}
 		mu.Unlock()
@@ -102,12 +114,14 @@ func startFleet(t testing.TB) fleet {
 	require.NoError(t, pki.InitCA(dir, time.Hour, now))
 	require.NoError(t, pki.Issue(dir, "pop-bench", time.Hour, now))
 	require.NoError(t, pki.Issue(dir, "region-bench", time.Hour, now))
-	f := fleet{sink: fmt.Sprintf("127.0.0.1:%d", testport.Port(t, "tcp")), echo: fmt.Sprintf("127.0.0.1:%d", testport.Port(t, "tcp"))}
+	popAdminPort, regionAdminPort := testport.Port(t, "tcp"), testport.Port(t, "tcp")
+	f := fleet{sink: fmt.Sprintf("127.0.0.1:%d", testport.Port(t, "tcp")), echo: fmt.Sprintf("127.0.0.1:%d", testport.Port(t, "tcp")),
+		popAdmin: fmt.Sprintf("127.0.0.1:%d", popAdminPort), regionAdmin: fmt.Sprintf("127.0.0.1:%d", regionAdminPort)}
 	var sinkPort, echoPort int
 	_, _ = fmt.Sscanf(f.sink, "127.0.0.1:%d", &sinkPort)
 	_, _ = fmt.Sscanf(f.echo, "127.0.0.1:%d", &echoPort)
 	doc, err := config.Load(fmt.Appendf(nil, docTemplate, sinkPort, echoPort, sink, echo, dir,
-		testport.Port(t, "tcp"), testport.Port(t, "tcp"), testport.Port(t, "udp")), config.LoadOptions{Env: []string{}})
+		popAdminPort, regionAdminPort, testport.Port(t, "udp")), config.LoadOptions{Env: []string{}})
 	require.NoError(t, err)
 
 	runNodes(t, func(string) node.Options { return node.Options{Doc: doc} })
@@ -159,7 +173,10 @@ func echoOnce(c net.Conn) error {
 	return err
 }
 
-// TestInProcessFleet checks that the fleet the benchmarks use carries bytes.
+// TestInProcessFleet checks that the fleet the benchmarks use carries bytes,
+// and that a flow the client closes ends at the edge and at the region:
+// the echo endpoint closes its side too, so BenchmarkConnectEcho leaves no
+// half-closed flow holding a backbone stream.
 func TestInProcessFleet(t *testing.T) {
 	f := startFleet(t)
 	c, err := net.DialTimeout("tcp", f.echo, 2*time.Second)
@@ -167,6 +184,39 @@ func TestInProcessFleet(t *testing.T) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	require.NoError(t, echoOnce(c))
+	edge, region := activeFlows(t, f)
+	require.Equal(t, [2]int64{1, 1}, [2]int64{edge, region}, "active flows at the edge and the region")
+	require.NoError(t, c.Close())
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for edge, region := activeFlows(t, f); edge != 0 || region != 0; edge, region = activeFlows(t, f) {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("10 s after the client closed, the flow is still active: %d at the edge, %d at the region", edge, region)
+		}
+	}
+}
+
+// activeFlows reads the flows open at the edge and at the region from
+// their /status.
+func activeFlows(t *testing.T, f fleet) (edge, region int64) {
+	t.Helper()
+	get := func(addr string, v any) {
+		c := admin.NewClient(addr, nil)
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b, err := c.Get(ctx, "/status")
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(b, v), "%s", b)
+	}
+	var es node.EdgeStatus
+	var rs node.RegionStatus
+	get(f.popAdmin, &es)
+	get(f.regionAdmin, &rs)
+	return es.Flows.ActiveFlows, rs.ActiveFlows
 }
 
 // BenchmarkBulk sends 1 MiB per iteration over one connection through edge
