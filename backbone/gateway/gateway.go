@@ -26,8 +26,6 @@ import (
 	"syscall"
 	"time"
 
-	proxyproto "github.com/pires/go-proxyproto"
-	"github.com/pires/go-proxyproto/tlvparse"
 	"github.com/quic-go/quic-go"
 
 	"github.com/anyedge/anyedge/backbone"
@@ -555,55 +553,6 @@ func (g *Gateway) serveTCP(ctx context.Context, peer backbone.Peer, s *quic.Stre
 		st.activeTCP.Add(-1)
 		g.tcp.Done()
 	})
-}
-
-func writeProxyHeader(c net.Conn, h *wire.Header) error {
-	src := net.TCPAddrFromAddrPort(netip.AddrPortFrom(h.Client.Addr().Unmap(), h.Client.Port()))
-	dst := net.TCPAddrFromAddrPort(netip.AddrPortFrom(h.Accelerator.Addr().Unmap(), h.Accelerator.Port()))
-	if src.IP.To4() == nil && dst.IP.To4() != nil {
-		dst = net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom16(h.Accelerator.Addr().As16()), h.Accelerator.Port()))
-	}
-	hdr := proxyproto.HeaderProxyFromAddrs(2, src, dst)
-	if h.Flags&wire.FlagTLS != 0 {
-		if err := hdr.SetTLVs(tlsTLVs(h)); err != nil {
-			return err
-		}
-	}
-	_, err := hdr.WriteTo(c)
-	return err
-}
-
-// tlsTLVs tells an endpoint behind a PROXY header what the client's TLS
-// with the edge was (PROXY protocol v2, section 2.2): the application
-// protocol (PP2_TYPE_ALPN), the server name (PP2_TYPE_AUTHORITY) and that
-// TLS was used, with its version (PP2_TYPE_SSL, PP2_SUBTYPE_SSL_VERSION,
-// as HAProxy spells it: "TLSv1.3").
-func tlsTLVs(h *wire.Header) []proxyproto.TLV {
-	var tlvs []proxyproto.TLV
-	if h.ALPN != "" {
-		tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_ALPN, Value: []byte(h.ALPN)})
-	}
-	if h.SNI != "" {
-		tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte(h.SNI)})
-	}
-	ssl := tlvparse.PP2SSL{Client: tlvparse.PP2_BITFIELD_CLIENT_SSL}
-	if v := tlsVersionName(h.TLSVersion); v != "" {
-		ssl.TLV = []proxyproto.TLV{{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte(v)}}
-	}
-	if t, err := ssl.Marshal(); err == nil {
-		tlvs = append(tlvs, t)
-	}
-	return tlvs
-}
-
-func tlsVersionName(v uint16) string {
-	switch v {
-	case tls.VersionTLS13:
-		return "TLSv1.3"
-	case tls.VersionTLS12:
-		return "TLSv1.2"
-	}
-	return ""
 }
 
 // dialCode maps a dial error to the answer code.

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/quic-go/quic-go"
 
 	"github.com/anyedge/anyedge/backbone"
@@ -372,9 +371,11 @@ func (g *Gateway) openUDPFlow(ctx context.Context, key udpKey, ep *Endpoint, add
 		f.idle = DefaultUDPIdleTimeout
 	}
 	if ep.ProxyProtocol {
-		src := net.UDPAddrFromAddrPort(netip.AddrPortFrom(h.Client.Addr().Unmap(), h.Client.Port()))
-		dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(h.Accelerator.Addr().Unmap(), h.Accelerator.Port()))
-		if f.proxy, err = proxyproto.HeaderProxyFromAddrs(2, src, dst).Format(); err != nil {
+		hdr, err := proxyHeader(h, true)
+		if err == nil {
+			f.proxy, err = hdr.Format()
+		}
+		if err != nil {
 			_ = sock.Close()
 			return nil, wire.CodeDialFailed
 		}
