@@ -171,9 +171,9 @@ const normalEnds = ['client_fin', 'endpoint_fin', 'idle_timeout'];
 function reasons(l) {
   const nz = (m, skip = []) => Object.entries(m || {}).filter(([k, v]) => v > 0 && !skip.includes(k));
   const out = [
-    ...nz(l.refused).map(([k, v]) => `<span class="badc">${esc(k)} ${v}</span>`),
-    ...nz(l.closed, normalEnds).map(([k, v]) => `<span class="warn">${esc(k)} ${v}</span>`),
-    ...nz(l.udp?.dropped).map(([k, v]) => `<span class="badc">dropped at ${esc(k)} ${v}</span>`),
+    ...nz(l.refused).map(([k, v]) => `<span class="badc">${esc(k)}&nbsp;${v}</span>`),
+    ...nz(l.closed, normalEnds).map(([k, v]) => `<span class="warn">${esc(k)}&nbsp;${v}</span>`),
+    ...nz(l.udp?.dropped).map(([k, v]) => `<span class="badc">dropped at ${esc(k)}&nbsp;${v}</span>`),
   ];
   return out.join(', ') || '<span class="muted">none</span>';
 }
@@ -185,7 +185,7 @@ function renderListeners(m) {
       : l.ready ? '<span class="badge good">ready</span>' : '<span class="badge badc">not ready</span>';
     return `<tr data-pop="${esc(p.name)}" data-listener="${esc(l.key)}" data-fail-open="${!!l.fail_open}" class="${p.ok ? '' : 'stale'}">` +
       `<td>${esc(p.name)}</td><td>${esc(l.key)}</td><td>${state}</td><td class="num">${num(r('new_flows'), 1)}</td>` +
-      `<td>${spark(p.name + '/' + l.key + '/new_flows', '', 80, 16)}</td><td class="num">${num(l.active_flows)}</td>` +
+      `<td>${spark(p.name + '/' + l.key + '/new_flows', '', 64, 16)}</td><td class="num">${num(l.active_flows)}</td>` +
       `<td class="num">${si(r('bytes_in'), 'B/s')}</td><td class="num">${si(r('bytes_out'), 'B/s')}</td>` +
       `<td class="num">${num(l.retries)} / ${num(l.hedges)}</td><td class="wrap">${reasons(l)}</td></tr>`;
   })).join('');
@@ -258,16 +258,17 @@ function renderDNS(m) {
       : ' <span class="badge warn" title="no region relays the edges\' states: steered answers follow the configured order">no fleet view</span>';
     return `<tr data-pop="${esc(p.name)}" data-dns-queries="${d.queries_udp + d.queries_tcp}" class="${p.ok ? '' : 'stale'}">` +
       `<th title="${esc(d.zone)} on ${esc((d.listen || []).join(', '))}">${nodeDot(p)}${esc(p.name)}${view}</th>` +
-      `<td class="num">${num(p.rates?.['dns/queries'], 1)}</td><td>${spark(p.name + '/dns/queries', '', 64, 16)}</td>` +
-      `<td title="UDP ${d.queries_udp}, TCP ${d.queries_tcp}">${chips(d.queries, undefined, 3)}</td>` +
-      `<td class="wrap">${chips(d.responses, rcodeClass)}</td>` +
-      `<td class="num${d.rrl_dropped ? ' warn' : ''}" data-rrl-dropped="${d.rrl_dropped}">${d.rrl_dropped} / ${d.rrl_slipped}</td>` +
-      `<td class="num${d.malformed ? ' badc' : ''}">${d.malformed}</td><td class="num">${d.truncated}</td></tr>`;
+      `<td class="num">${num(p.rates?.['dns/queries'], 1)}</td><td>${spark(p.name + '/dns/queries', '', 44, 16)}</td>` +
+      `<td title="UDP ${d.queries_udp}, TCP ${d.queries_tcp}">${chips(d.queries, undefined, 2)}</td>` +
+      `<td class="fill" title="${esc(Object.entries(d.responses || {}).filter(([, v]) => v > 0).map(([k, v]) => k + ' ' + v).join(', '))}">` +
+      `${chips(d.responses, rcodeClass)}</td>` +
+      `<td class="num${d.rrl_dropped ? ' warn' : ''}" data-rrl-dropped="${d.rrl_dropped}">${d.rrl_dropped}/${d.rrl_slipped}</td>` +
+      `<td class="num"><span class="${d.malformed ? 'badc' : ''}">${d.malformed}</span>/${d.truncated}</td></tr>`;
   }).join('');
   return '<table><tr><th>PoP</th><th class="num" colspan="2">queries/s</th><th>by type</th><th>answers</th>' +
     '<th class="num" title="response-rate limiting: answers dropped / sent empty with TC">RRL</th>' +
-    '<th class="num" title="packets that were not a query">malf.</th>' +
-    `<th class="num" title="UDP answers sent empty with TC: too big">TC</th></tr>${rows}</table>${steering(pops)}`;
+    `<th class="num" title="packets that were not a query / UDP answers sent empty with TC because they were too big">malf./TC</th></tr>` +
+    `${rows}</table>${steering(pops)}`;
 }
 
 // customRegions gathers each region's custom routing: from the region's
