@@ -66,16 +66,34 @@ func ReadPacket(r io.Reader, buf []byte) (int, error) {
 	if len(buf) < MaxPacketLen {
 		return 0, fmt.Errorf("%w: buffer of %d bytes", ErrPacketLen, len(buf))
 	}
+	n, err := ReadPacketLen(r)
+	if err != nil {
+		return 0, err
+	}
+	return n, ReadPacketBody(r, buf[:n])
+}
+
+// ReadPacketLen reads the length of the next framed packet from r, whose
+// n bytes ReadPacketBody then reads: a reader that waits for packets need
+// not hold a buffer while it waits. io.EOF means the stream ended cleanly
+// between packets.
+func ReadPacketLen(r io.Reader) (int, error) {
 	var l [2]byte
 	if _, err := io.ReadFull(r, l[:]); err != nil {
 		return 0, err
 	}
-	n := int(binary.BigEndian.Uint16(l[:]))
-	if _, err := io.ReadFull(r, buf[:n]); err != nil {
+	return int(binary.BigEndian.Uint16(l[:])), nil
+}
+
+// ReadPacketBody reads the len(buf) bytes of a packet whose length
+// ReadPacketLen returned; a stream that ends inside it yields
+// io.ErrUnexpectedEOF.
+func ReadPacketBody(r io.Reader, buf []byte) error {
+	if _, err := io.ReadFull(r, buf); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return 0, err
+		return err
 	}
-	return n, nil
+	return nil
 }

@@ -17,6 +17,11 @@ import (
 	"github.com/anyedge/anyedge/edge/router"
 )
 
+// packetBufs holds buffers of one packet with room for a datagram's flow
+// ID in front, shared by the flows: for the flush of a new flow's queue
+// and for each packet that comes back on a flow's stream.
+var packetBufs = sync.Pool{New: func() any { b := make([]byte, 8+wire.MaxPacketLen); return &b }}
+
 // udpFlow is one UDP flow: (listener socket, client address, client port).
 type udpFlow struct {
 	id   uint64
@@ -128,7 +133,8 @@ func (f *Forwarder) open(ctx context.Context, fl *udpFlow) {
 	// large for a datagram writes on the stream, which can block): packets
 	// that arrive meanwhile still queue, since link is not stored yet, and
 	// the next round sends them, so that none overtakes the queued ones.
-	buf := make([]byte, 8+wire.MaxPacketLen)
+	bp := packetBufs.Get().(*[]byte)
+	buf := *bp
 	fl.flushing = l
 	for len(fl.pending) > 0 && !fl.closed {
 		batch := fl.pending
@@ -143,6 +149,7 @@ func (f *Forwarder) open(ctx context.Context, fl *udpFlow) {
 		fl.mu.Lock()
 	}
 	fl.flushing = nil
+	packetBufs.Put(bp)
 	fl.opening = false
 	if fl.closed {
 		// Removed while flushing: remove found no link to end.
@@ -158,10 +165,20 @@ func (f *Forwarder) open(ctx context.Context, fl *udpFlow) {
 	fl.link.Store(l)
 	fl.mu.Unlock()
 
-	// Packets from the region that did not fit a datagram.
+	// Packets from the region that did not fit a datagram. An idle flow
+	// waits for the next one's length holding no buffer: a packet buffer
+	// is 64 KiB, and there may be a hundred thousand flows.
 	for {
-		n, err := wire.ReadPacket(l.str, buf)
+		n, err := wire.ReadPacketLen(l.str)
+		var bp *[]byte
+		if err == nil {
+			bp = packetBufs.Get().(*[]byte)
+			err = wire.ReadPacketBody(l.str, (*bp)[:n])
+		}
 		if err != nil {
+			if bp != nil {
+				packetBufs.Put(bp)
+			}
 			var se *quic.StreamError
 			if errors.As(err, &se) && se.ErrorCode == wire.StreamEndpointRemoved {
 				// The region's reload removed the endpoint: the flow
@@ -171,10 +188,11 @@ func (f *Forwarder) open(ctx context.Context, fl *udpFlow) {
 			break
 		}
 		fl.touch()
-		if _, err := fl.sock.conn.WriteToUDPAddrPort(buf[:n], fl.client); err == nil {
+		if _, err := fl.sock.conn.WriteToUDPAddrPort((*bp)[:n], fl.client); err == nil {
 			fl.out(n)
 			fl.meter.FallbackOut()
 		}
+		packetBufs.Put(bp)
 	}
 	// The stream ended: the flow reopens on its next packet.
 	fl.link.CompareAndSwap(l, nil)
