@@ -120,7 +120,7 @@ func TestTLSAtEdgeOpenSSL(t *testing.T) {
 	port, _, term := tlsLab(t, httpEndpoint(t, false), false, a, b)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- term.Run(ctx) }() // the lab's edge runs it too: two watchers are harmless
+	go func() { done <- term.Run(ctx) }() // the lab's edge runs it too: check serializes the two
 	t.Cleanup(func() { cancel(); <-done })
 
 	sClient := func(name string) (string, error) {

@@ -273,9 +273,10 @@ func (l *lab) start(t *testing.T) {
 			require.NoError(t, err)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			l.updates[name] = make(chan config.Update)
+			updates := make(chan config.Update)
+			l.updates[name] = updates // read by the test goroutine only; the node gets its own copy
 			go func() {
-				done <- node.Run(ctx, node.Options{Doc: doc, Revision: l.rev, Updates: l.updates[name], Node: name, Store: store,
+				done <- node.Run(ctx, node.Options{Doc: doc, Revision: l.rev, Updates: updates, Node: name, Store: store,
 					Logger: testLogger(t, name), Ready: func() { ready <- name }})
 			}()
 			stop := sync.OnceFunc(func() {

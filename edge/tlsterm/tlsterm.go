@@ -35,6 +35,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -104,6 +105,10 @@ type Terminator struct {
 	// reloads and reloadErrors count pair reloads that took effect and that
 	// failed (the old pair staying in force).
 	reloads, reloadErrors atomic.Uint64
+	// checkMu serializes looks at the files: Run may run more than once
+	// (a test's watcher beside the edge's), and check updates the loaded
+	// pairs' bookkeeping in place.
+	checkMu sync.Mutex
 }
 
 // certSet is an immutable snapshot of the loaded pairs.
@@ -325,6 +330,8 @@ func (t *Terminator) Run(ctx context.Context) error {
 
 // check is one look at the files.
 func (t *Terminator) check() {
+	t.checkMu.Lock()
+	defer t.checkMu.Unlock()
 	cur := t.set.Load()
 	next := make([]*loaded, len(cur.pairs))
 	copy(next, cur.pairs)
