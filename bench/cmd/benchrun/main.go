@@ -43,6 +43,7 @@ type options struct {
 	latencyN, holdN                              int
 	out, note                                    string
 	keep, perf                                   bool
+	only                                         string
 }
 
 func main() {
@@ -63,9 +64,14 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs)")
 	flag.IntVar(&o.relayProcs, "relay-procs", 0, "run every relay process (anyedge edge and region, quicpipe, each HAProxy hop) on this many threads: GOMAXPROCS for the Go relays, nbthread for HAProxy (0: their defaults)")
 	flag.BoolVar(&o.perf, "perf", false, "profile edge and region with perf during the first anyedge bulk (8 conns) and connection-rate runs")
+	flag.StringVar(&o.only, "only", "", `measure only this part: "conns" (new connections: latency and rate), "bulk"; empty: everything`)
 	flag.Parse()
 	if o.anyedge == "" || o.quicpipe == "" || o.tcpprobe == "" {
 		fmt.Fprintln(os.Stderr, "benchrun: -anyedge, -quicpipe and -tcpprobe are required")
+		os.Exit(2)
+	}
+	if o.only != "" && o.only != "conns" && o.only != "bulk" {
+		fmt.Fprintln(os.Stderr, `benchrun: -only must be "conns" or "bulk"`)
 		os.Exit(2)
 	}
 	// PR_SET_PDEATHSIG is tied to the thread that started the child.

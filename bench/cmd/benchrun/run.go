@@ -279,7 +279,7 @@ func (r *runner) run(ctx context.Context) (string, error) {
 
 	rs := results{}
 	// 1. Bulk throughput and CPU per GB, interleaved.
-	for run := 1; run <= r.o.runs; run++ {
+	for run := 1; run <= r.o.runs && r.o.only != "conns"; run++ {
 		for _, streams := range []int{1, 8} {
 			for _, p := range paths {
 				if p.bulkPort == 0 {
@@ -323,7 +323,7 @@ func (r *runner) run(ctx context.Context) (string, error) {
 		}
 	}
 	// 2. New connections, interleaved.
-	for run := 1; run <= r.o.runs; run++ {
+	for run := 1; run <= r.o.runs && r.o.only != "bulk"; run++ {
 		for _, p := range paths {
 			if p.echoPort == 0 {
 				continue
@@ -387,7 +387,7 @@ func (r *runner) run(ctx context.Context) (string, error) {
 	}
 	// 3. Memory of idle flows through anyedge.
 	var mem *memResult
-	if r.o.holdN > 0 {
+	if r.o.holdN > 0 && r.o.only == "" {
 		if err := checkAlive(); err != nil {
 			return "", err
 		}

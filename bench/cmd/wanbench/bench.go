@@ -27,6 +27,7 @@ const (
 	portStandin   = 9080
 	portStandinS  = 9443
 	portBackbone  = 4433
+	portEdgeTLS   = 7443 // anyedge terminating TLS at the PoP (path anyedge-tls)
 	accessRTT     = 5 * time.Millisecond
 	variantBRatio = 0.8
 )
@@ -122,7 +123,7 @@ func newBench(ctx context.Context, o options, log io.Writer) (_ *bench, err erro
 	if err := b.startStandin(); err != nil {
 		return nil, err
 	}
-	for _, p := range []string{"direct", "anyedge", "standin"} {
+	for _, p := range []string{"direct", "anyedge", "standin", "anyedge-tls"} {
 		if err := b.waitUp(ctx, p); err != nil {
 			return nil, err
 		}
@@ -174,6 +175,13 @@ accelerators:
           - region: region
             health_check: {protocol: tcp, interval: 5s, timeout: 2s}
             endpoints: [{id: web, address: "%[4]s"}]
+      - protocol: tcp
+        port_ranges: [{from: %[8]d}]
+        tls: {certificates: [{cert_file: "%[9]s", key_file: "%[10]s"}], alpn: [http/1.1]}
+        endpoint_groups:
+          - region: region
+            health_check: {protocol: tcp, interval: 5s, timeout: 2s}
+            endpoints: [{id: web-tls, address: "%[4]s:%[2]d"}]
 topology:
   pki_dir: %[5]s
   pops:
@@ -207,9 +215,14 @@ func (b *bench) startAnyedge() error {
 	if b.o.connections > 0 {
 		popExtra = fmt.Sprintf("      backbone: {connections: %d}", b.o.connections)
 	}
+	// The certificate of the listener that terminates TLS at the PoP.
+	certFile, keyFile := filepath.Join(b.dir, "edge.crt"), filepath.Join(b.dir, "edge.key")
+	if err := writeSelfSigned(certFile, keyFile); err != nil {
+		return err
+	}
 	conf := filepath.Join(b.dir, "anyedge.yaml")
 	doc := fmt.Sprintf(anyedgeConfig, wanlab.PoPAccess, portHTTP, portHTTPS, wanlab.EndpointLocal,
-		pki, fmt.Sprintf("%s:%d", wanlab.RegionBackbone, portBackbone), popExtra)
+		pki, fmt.Sprintf("%s:%d", wanlab.RegionBackbone, portBackbone), popExtra, portEdgeTLS, certFile, keyFile)
 	if err := os.WriteFile(conf, []byte(doc), 0o644); err != nil {
 		return err
 	}
@@ -263,7 +276,8 @@ func (b *bench) startStandin() error {
 	return nil
 }
 
-// url is what the client fetches on path p.
+// url is what the client fetches on path p. anyedge-tls, which
+// terminates TLS at the PoP, serves HTTPS only.
 func url(p string, tls bool, size int64) string {
 	host, port := wanlab.EndpointInternet.String(), portHTTP
 	switch p {
@@ -271,6 +285,8 @@ func url(p string, tls bool, size int64) string {
 		host = wanlab.PoPAccess.String()
 	case "standin":
 		host, port = wanlab.PoPAccess.String(), portStandin
+	case "anyedge-tls":
+		return fmt.Sprintf("https://%s:%d/blob?size=%d", wanlab.PoPAccess, portEdgeTLS, size)
 	}
 	scheme := "http"
 	if tls {
