@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -35,6 +36,18 @@ func (d *drainable) Traffic(req admin.TrafficRequest, allow bool) (any, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.traffic = append(d.traffic, fmt.Sprintf("%v %+v", allow, req))
+	return map[string]string{"ok": "yes"}, nil
+}
+
+// Override records what ctl sent, as a node would take it.
+func (d *drainable) Override(req admin.OverrideRequest) (any, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v := -1
+	if req.Value != nil {
+		v = *req.Value
+	}
+	d.traffic = append(d.traffic, fmt.Sprintf("override %s %s %d", req.Kind, req.Name, v))
 	return map[string]string{"ok": "yes"}, nil
 }
 
@@ -114,6 +127,30 @@ func TestCtlRemote(t *testing.T) {
 	require.Equal(t, exitOK, code, out)
 	require.Contains(t, out, `"Destination": "198.18.64.7:7777"`)
 	require.Contains(t, out, `"Accelerator": "game"`)
+	// Overrides: admin calls, arguments before or after the flags.
+	code, out = cli(as("alice", "ctl", "weight", "e1", "0")...)
+	require.Equal(t, exitFail, code)
+	require.Contains(t, out, "403 Forbidden: read_only")
+	code, out = cli(as("bob", "ctl", "weight", "e1", "0")...)
+	require.Equal(t, exitOK, code, out)
+	code, out = cli("ctl", "dial", "--admin", s.Addr(), "r1", "25")
+	require.Equal(t, exitOK, code, out)
+	code, out = cli("ctl", "reset", "--admin", s.Addr())
+	require.Equal(t, exitOK, code, out)
+	node.mu.Lock()
+	require.Equal(t, []string{"override weight e1 0", "override dial r1 25", "override reset  -1"}, node.traffic[2:])
+	node.mu.Unlock()
+	for args, want := range map[string]string{
+		"weight e1":     "want ENDPOINT N",
+		"dial r1 half":  `want REGION PERCENT: "half" is not a number`,
+		"reset now":     `unexpected arguments ["now"]`,
+		"status please": `unexpected arguments ["please"]`,
+	} {
+		code, out = cli(append([]string{"ctl"}, append(strings.Fields(args), "--admin", s.Addr())...)...)
+		require.Equal(t, exitConfig, code, args)
+		require.Contains(t, out, want, args)
+	}
+
 	code, out = cli("ctl", "allow", "--admin", s.Addr())
 	require.Equal(t, exitConfig, code)
 	require.Contains(t, out, "--subnet is required")

@@ -65,6 +65,8 @@ usage:
                                               custom routing: allow or deny destinations at run time
   anyedge ctl port-map [--destination ADDR:PORT] [--port P] [--accelerator NAME] [--subnet ID] [--expand]
                                               custom routing: which listener port reaches which destination
+  anyedge ctl weight ENDPOINT N | dial REGION PERCENT | reset
+                                              a node's run-time overrides for an incident (until reset or restart)
   anyedge dashboard --config FILE [--listen ADDR] [--cert F --key F --ca F]
                                               serve the live health page of the whole fleet (default 127.0.0.1:9190)
   anyedge version
@@ -433,7 +435,10 @@ const ctlUsage = `usage: anyedge ctl COMMAND [--admin ADDR] [--cert FILE --key F
   allow|deny --subnet ID (--all | --address A [--address A …] [--port P …])
                         custom routing, on the region serving the subnet (the authority)
   port-map [--destination ADDR:PORT] [--port P] [--accelerator NAME] [--subnet ID] [--expand]
-                        which listener port reaches which destination (any node)`
+                        which listener port reaches which destination (any node)
+  weight ENDPOINT N     override an endpoint's weight (0–255) on this node
+  dial REGION PERCENT   override a region's traffic dial (0–100) on this node
+  reset                 clear this node's overrides (a restart clears them too)`
 
 func runCtl(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -469,7 +474,13 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&pm.Subnet, "subnet", "", "only this subnet")
 		fs.BoolVar(&pm.Expand, "expand", false, "list every mapping instead of the subnets' blocks")
 	}
-	if err := fs.Parse(args[1:]); err != nil {
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return exitConfig
+	}
+	ov, err := overrideRequest(sub, pos)
+	if err != nil {
+		fmt.Fprintf(stderr, "anyedge ctl %s: %v\n", sub, err)
 		return exitConfig
 	}
 	if (sub == "allow" || sub == "deny") && traffic.Subnet == "" {
@@ -494,6 +505,10 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 	case "allow", "deny":
 		var b []byte
 		b, err = c.Post(ctx, "/custom-routing/"+sub, traffic)
+		out = string(b)
+	case "weight", "dial", "reset":
+		var b []byte
+		b, err = c.Post(ctx, "/overrides", ov)
 		out = string(b)
 	case "port-map":
 		q := url.Values{}
@@ -520,6 +535,44 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprint(stdout, out)
 	return exitOK
+}
+
+// parseInterspersed parses args into fs, flags and positional arguments
+// in any order, and returns the positional ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+}
+
+// overrideRequest is the request of ctl weight, dial and reset, from
+// their positional arguments; other commands take none.
+func overrideRequest(sub string, pos []string) (admin.OverrideRequest, error) {
+	req := admin.OverrideRequest{Kind: sub}
+	switch sub {
+	case admin.OverrideWeight, admin.OverrideDial:
+		what := map[string]string{admin.OverrideWeight: "ENDPOINT N", admin.OverrideDial: "REGION PERCENT"}[sub]
+		if len(pos) != 2 {
+			return req, fmt.Errorf("want %s", what)
+		}
+		v, err := strconv.Atoi(pos[1])
+		if err != nil {
+			return req, fmt.Errorf("want %s: %q is not a number", what, pos[1])
+		}
+		req.Name, req.Value = pos[0], &v
+	default:
+		if len(pos) > 0 {
+			return req, fmt.Errorf("unexpected arguments %q", pos)
+		}
+	}
+	return req, nil
 }
 
 func runDashboard(args []string, stdout, stderr io.Writer) int {

@@ -1,6 +1,7 @@
 // Package admin is a node's HTTP API: status, liveness, readiness,
-// Prometheus metrics, the dashboard page, and the drain and undrain
-// commands used by `anyedge ctl`.
+// Prometheus metrics, the dashboard page, and the commands used by
+// `anyedge ctl`: drain and undrain, custom routing allows and denies, and
+// run-time overrides (weights, traffic dials, reset).
 //
 // The API is served in plain HTTP on a loopback address, and optionally on
 // a second, remote address with mutual TLS: there a request must carry an
@@ -170,6 +171,7 @@ func (s *Server) mux(opts Options) *http.ServeMux {
 	mux.HandleFunc("POST /drain", command("drain", Drainer.Drain))
 	mux.HandleFunc("POST /undrain", command("undrain", Drainer.Undrain))
 	s.customRoutes(mux, n)
+	s.overrideRoutes(mux, n)
 	return mux
 }
 

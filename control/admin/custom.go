@@ -63,6 +63,27 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = enc.Encode(v)
 }
 
+// readJSON decodes a command's JSON body into v, strictly; on an error
+// it answers 400 and reports false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequest))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		http.Error(w, "body: "+err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
+// answer writes out as JSON, or err with its status.
+func answer(w http.ResponseWriter, out any, err error) {
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, out)
+}
+
 func writeError(w http.ResponseWriter, err error) {
 	code := http.StatusBadRequest
 	var se *StatusError
@@ -82,20 +103,13 @@ func (s *Server) customRoutes(mux *http.ServeMux, n Node) {
 				return
 			}
 			var req TrafficRequest
-			dec := json.NewDecoder(io.LimitReader(r.Body, maxRequest))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&req); err != nil {
-				http.Error(w, "body: "+err.Error(), http.StatusBadRequest)
+			if !readJSON(w, r, &req) {
 				return
 			}
 			s.log.Info("admin command", "command", map[bool]string{true: "allow", false: "deny"}[allow], "subnet", req.Subnet,
 				"all", req.All, "addresses", req.Addresses, "ports", req.Ports, "by", caller(r.Context()), "remote", r.RemoteAddr)
 			out, err := tc.Traffic(req, allow)
-			if err != nil {
-				writeError(w, err)
-				return
-			}
-			writeJSON(w, out)
+			answer(w, out, err)
 		}
 	}
 	mux.HandleFunc("POST /custom-routing/allow", traffic(true))
@@ -118,10 +132,6 @@ func (s *Server) customRoutes(mux *http.ServeMux, n Node) {
 			pq.Port = n
 		}
 		out, err := pm.PortMap(pq)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, out)
+		answer(w, out, err)
 	})
 }

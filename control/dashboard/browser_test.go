@@ -211,6 +211,19 @@ func TestDashboardInBrowser(t *testing.T) {
 	require.Contains(t, eval(t, ctx, `document.querySelector('#problems [data-node="pop-1"][data-reload]').textContent`), "at least one accelerator is required")
 	require.Equal(t, "1", eval(t, ctx, attr("#revisions", "data-revisions")))
 
+	// An override on pop-1 (anyedge ctl dial): marked beside the revision
+	// and listed with the node.
+	pop1, err := l.doc.Node("pop-1")
+	require.NoError(t, err)
+	ac := admin.NewClient(pop1.PoP.Admin, nil)
+	defer ac.Close()
+	dial := 50
+	_, err = ac.Post(ctx, "/overrides", admin.OverrideRequest{Kind: admin.OverrideDial, Name: "r2", Value: &dial})
+	require.NoError(t, err)
+	waitPage(t, ctx, attr(`#problems [data-node="pop-1"][data-overrides]`, "data-overrides"), "1", 15*time.Second)
+	require.Contains(t, eval(t, ctx, `document.querySelector('#problems [data-node="pop-1"][data-overrides]').textContent`), "dial r2 50")
+	require.Equal(t, "pop-1", eval(t, ctx, attr("#overrides", "data-nodes")))
+
 	// A region dies: the edge loses its backbone, the dashboard its admin
 	// API; the matrix and the problem list say so, the rest stays live.
 	l.stop("r2")

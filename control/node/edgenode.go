@@ -564,6 +564,9 @@ func (en *edgeNode) supervise(ctx context.Context) error {
 		case u := <-en.opts.Updates:
 			en.cfg.reload(u, en.apply) // see edgereload.go
 			update()
+		case cmd := <-en.cfg.cmds:
+			en.cfg.override(cmd, en.apply) // see overrides.go
+			update()
 		case <-tick.C:
 			update()
 		case <-drainSignal:
@@ -749,4 +752,10 @@ func (en *edgeNode) command(drain bool) error {
 	}
 }
 
-var _ admin.Drainer = (*edgeNode)(nil)
+// Override implements admin.Overrider: the supervisor applies it.
+func (en *edgeNode) Override(req admin.OverrideRequest) (any, error) { return en.cfg.Override(req) }
+
+var (
+	_ admin.Drainer   = (*edgeNode)(nil)
+	_ admin.Overrider = (*edgeNode)(nil)
+)

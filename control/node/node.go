@@ -147,9 +147,14 @@ func (r *regionNode) control(ctx context.Context) {
 			return
 		case u := <-r.updates:
 			r.cfg.reload(u, r.apply)
+		case cmd := <-r.cfg.cmds:
+			r.cfg.override(cmd, r.apply) // see overrides.go
 		}
 	}
 }
+
+// Override implements admin.Overrider: the control goroutine applies it.
+func (r *regionNode) Override(req admin.OverrideRequest) (any, error) { return r.cfg.Override(req) }
 
 // apply is the region's compile, prepare and commit of a reload (see
 // reload.go). The health checker takes the new targets first (it builds

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
 )
 
@@ -65,6 +66,10 @@ type ConfigStatus struct {
 	// RestartRequired lists the settings (document paths) whose new
 	// values wait for a restart: the node runs their old values.
 	RestartRequired []string `json:"restart_required,omitempty"`
+	// Overrides are the node's run-time overrides in force (anyedge ctl
+	// weight, ctl dial), laid over the document: the node runs these
+	// values, not the document's, until ctl reset or a restart.
+	Overrides []OverrideStatus `json:"overrides,omitempty"`
 }
 
 // ReloadStatus is one reload.
@@ -98,6 +103,10 @@ type reloader struct {
 	last    *ReloadStatus
 	lastErr *ReloadStatus
 	counts  [5]atomic.Uint64 // by index in reloadResults
+	// ov are the run-time overrides; cmds brings their changes to the
+	// control goroutine (overrides.go).
+	ov   overrides
+	cmds chan overrideCmd
 
 	published atomic.Pointer[ConfigStatus]
 }
@@ -107,14 +116,15 @@ func newReloader(opts Options, n config.Node, log *slog.Logger) *reloader {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &reloader{name: n.Name, role: n.Role, source: opts.Source, log: log.With("component", "config"),
-		doc: opts.Doc, rev: opts.Revision, loadedAt: time.Now(), started: fixedSettings(opts.Doc, n)}
+		doc: opts.Doc, rev: opts.Revision, loadedAt: time.Now(), started: fixedSettings(opts.Doc, n),
+		cmds: make(chan overrideCmd)}
 	r.publish()
 	return r
 }
 
 // effective is doc as the node runs it: with its run-time overrides laid
 // over it.
-func (r *reloader) effective(doc *config.Document) *config.Document { return doc }
+func (r *reloader) effective(doc *config.Document) *config.Document { return r.ov.apply(doc) }
 
 // node returns the node's part of doc, or why doc cannot be reloaded by
 // this node: its name is gone or names a node of another role.
@@ -154,6 +164,13 @@ func (r *reloader) reload(u config.Update, apply func(*config.Document, config.N
 			}
 			res.Result = ReloadApplied
 			r.doc, r.rev, r.loadedAt = u.Loaded.Doc, u.Loaded.Revision, res.At
+			var dropped []OverrideStatus
+			if r.ov, dropped = r.ov.prune(r.doc); len(dropped) > 0 {
+				for _, o := range dropped {
+					r.log.Warn("override dropped: the new document has no such "+map[string]string{"weight": "endpoint", "dial": "region"}[o.Kind],
+						"kind", o.Kind, "name", o.Name, "value", o.Value, "revision", res.Revision)
+				}
+			}
 			r.restart = fixedChanges(r.started, fixedSettings(u.Loaded.Doc, n))
 		}
 	}
@@ -186,7 +203,8 @@ func (r *reloader) record(res *ReloadStatus, changed string) {
 // publish makes the current state what /status shows.
 func (r *reloader) publish() {
 	st := &ConfigStatus{Revision: string(r.rev), LoadedAt: r.loadedAt, Source: r.source,
-		Reloads: map[string]uint64{}, LastReload: r.last, LastError: r.lastErr, RestartRequired: r.restart}
+		Reloads: map[string]uint64{}, LastReload: r.last, LastError: r.lastErr, RestartRequired: r.restart,
+		Overrides: r.ov.list()}
 	for i, name := range reloadResults {
 		st.Reloads[name] = r.counts[i].Load()
 	}
@@ -220,6 +238,8 @@ var (
 		"Reloads of the document, by result (applied, unchanged, invalid, refused, failed).", []string{"result"}, nil)
 	configRestartDesc = prometheus.NewDesc("anyedge_config_restart_required",
 		"Settings of the document in force that wait for a restart (listed in /status).", nil, nil)
+	configOverridesDesc = prometheus.NewDesc("anyedge_config_overrides",
+		"Run-time overrides in force (anyedge ctl weight, ctl dial), by kind (weight, dial).", []string{"kind"}, nil)
 )
 
 // configCollector exports the document in force and the reloads.
@@ -227,7 +247,7 @@ type configCollector struct{ r *reloader }
 
 // Describe implements prometheus.Collector.
 func (c configCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{configInfoDesc, configLoadedDesc, configReloadsDesc, configRestartDesc} {
+	for _, d := range []*prometheus.Desc{configInfoDesc, configLoadedDesc, configReloadsDesc, configRestartDesc, configOverridesDesc} {
 		ch <- d
 	}
 }
@@ -241,4 +261,11 @@ func (c configCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- counter(configReloadsDesc, c.r.counts[i].Load(), name)
 	}
 	ch <- gauge(configRestartDesc, float64(len(st.RestartRequired)))
+	kinds := map[string]int{admin.OverrideWeight: 0, admin.OverrideDial: 0}
+	for _, o := range st.Overrides {
+		kinds[o.Kind]++
+	}
+	for kind, n := range kinds {
+		ch <- gauge(configOverridesDesc, float64(n), kind)
+	}
 }

@@ -147,14 +147,23 @@ func (f *reloadFleet) loaded(t *testing.T) config.Loaded {
 // and returns them.
 func reloadNodes(t *testing.T, f *reloadFleet) map[string]chan config.Update {
 	t.Helper()
-	l := f.loaded(t)
-	stores := ephemeralStores(t, "pop", "r1")
-	updates := map[string]chan config.Update{"pop": make(chan config.Update), "r1": make(chan config.Update)}
+	return updatableNodes(t, f.loaded(t), "r1", "pop")
+}
+
+// updatableNodes runs the named nodes of l, in order, with an update
+// channel each, and returns the channels once all are ready.
+func updatableNodes(t *testing.T, l config.Loaded, names ...string) map[string]chan config.Update {
+	t.Helper()
+	stores := ephemeralStores(t, names...)
+	updates := map[string]chan config.Update{}
+	for _, name := range names {
+		updates[name] = make(chan config.Update)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	ready := make(chan string, 2)
-	errs := make(chan error, 2)
-	for _, name := range []string{"r1", "pop"} {
+	ready := make(chan string, len(names))
+	errs := make(chan error, len(names))
+	for _, name := range names {
 		wg.Go(func() {
 			err := node.Run(ctx, node.Options{Doc: l.Doc, Revision: l.Revision, Source: "test", Updates: updates[name],
 				Node: name, Store: stores[name], Logger: testLogger(t).With("test_node", name),
@@ -173,7 +182,7 @@ func reloadNodes(t *testing.T, f *reloadFleet) map[string]chan config.Update {
 		default:
 		}
 	})
-	for range 2 {
+	for range names {
 		select {
 		case <-ready:
 		case err := <-errs:

@@ -88,9 +88,12 @@ function revisions() {
   }
   const revs = Object.keys(by);
   if (revs.length === 0) return '';
-  if (revs.length === 1) return ` · <span id="revisions" data-revisions="1">config ${esc(revs[0])}</span>`;
+  const over = view.nodes.filter((n) => (n.status?.config?.overrides || []).length).map((n) => n.name);
+  const mark = over.length ? ` <span id="overrides" class="warn" data-nodes="${over.map(esc).join(' ')}" ` +
+    `title="run-time overrides (anyedge ctl weight, dial) on ${over.map(esc).join(', ')}">+ overrides</span>` : '';
+  if (revs.length === 1) return ` · <span id="revisions" data-revisions="1">config ${esc(revs[0])}</span>${mark}`;
   return ` · <span id="revisions" data-revisions="${revs.length}" class="warn">configs: ` +
-    revs.map((r) => `${esc(r)} on ${by[r].map(esc).join(', ')}`).join('; ') + '</span>';
+    revs.map((r) => `${esc(r)} on ${by[r].map(esc).join(', ')}`).join('; ') + `</span>${mark}`;
 }
 
 const failedReloads = ['invalid', 'refused', 'failed'];
@@ -110,6 +113,12 @@ function configProblems(n) {
   if ((c.restart_required || []).length) {
     out.push(`<div data-node="${esc(n.name)}" data-restart="true"><b>${esc(n.name)}</b> needs a restart to apply: ` +
       `${c.restart_required.map(esc).join(', ')}</div>`);
+  }
+  if ((c.overrides || []).length) {
+    out.push(`<div data-node="${esc(n.name)}" data-overrides="${c.overrides.length}"><b>${esc(n.name)}</b> ` +
+      `<span class="warn">overrides</span> the document (until ctl reset): ` +
+      c.overrides.map((o) => `${esc(o.kind)} ${esc(o.name)} ${esc(o.value)} <span class="muted">${ago(o.since)}</span>`).join(', ') +
+      '</div>');
   }
   return out.join('');
 }
