@@ -141,7 +141,11 @@ type Conn struct {
 	grown bool
 	moved int64 // bytes carried either way, for GrowAfter
 	live  int   // lane goroutines still running
-	done  bool  // Done called
+	// idle is closed when every lane goroutine has ended, so that the
+	// monitor ends with the flow instead of at its next tick.
+	idle     chan struct{}
+	idleDone bool
+	done     bool // Done called
 
 	// Sending.
 	sendNext  uint64   // offset the next written byte gets
@@ -186,7 +190,7 @@ func New(first Lane, cfg Config) *Conn {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Conn{cfg: cfg, ooo: map[uint64][]byte{}}
+	c := &Conn{cfg: cfg, ooo: map[uint64][]byte{}, idle: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
 	c.AddLane(first)
 	c.mu.Lock()
@@ -570,7 +574,7 @@ func (c *Conn) reader(l *lane) {
 			}
 		case frameAck:
 			if _, err = io.ReadFull(l.l, hdr[1:17]); err == nil {
-				c.gotAck(binary.BigEndian.Uint64(hdr[1:]), binary.BigEndian.Uint64(hdr[9:]))
+				err = c.gotAck(binary.BigEndian.Uint64(hdr[1:]), binary.BigEndian.Uint64(hdr[9:]))
 			}
 		case frameFin:
 			if _, err = io.ReadFull(l.l, hdr[1:9]); err == nil {
@@ -637,7 +641,7 @@ func (c *Conn) gotData(off uint64, b []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	end := off + uint64(len(b))
-	if end > c.readPos+uint64(c.cfg.Window) {
+	if end < off || end > c.readPos+uint64(c.cfg.Window) {
 		return &protocolError{fmt.Sprintf("data up to offset %d beyond the window (consumed %d, window %d)", end, c.readPos, c.cfg.Window)}
 	}
 	if c.peerFinOK && end > c.peerFin {
@@ -676,9 +680,13 @@ func (c *Conn) gotData(off uint64, b []byte) error {
 	return nil
 }
 
-func (c *Conn) gotAck(recv, read uint64) {
+func (c *Conn) gotAck(recv, read uint64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// The FIN counts as one byte: recv may be one beyond what was written.
+	if sent := c.sendNext + b2u(c.finQueued); recv > sent || read > c.sendNext || read > recv {
+		return &protocolError{fmt.Sprintf("acknowledgement of %d received and %d consumed, but %d sent", recv, read, c.sendNext)}
+	}
 	if recv > c.peerRecv {
 		c.peerRecv = recv
 		kept := c.inflight[:0]
@@ -692,6 +700,14 @@ func (c *Conn) gotAck(recv, read uint64) {
 	}
 	c.peerRead = max(c.peerRead, read)
 	c.cond.Broadcast()
+	return nil
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (c *Conn) gotFin(off uint64) error {
@@ -703,6 +719,14 @@ func (c *Conn) gotFin(off uint64) error {
 	if off < c.recvNext {
 		return &protocolError{fmt.Sprintf("FIN at %d below data received up to %d", off, c.recvNext)}
 	}
+	if off > c.readPos+uint64(c.cfg.Window) {
+		return &protocolError{fmt.Sprintf("FIN at %d beyond the window (consumed %d, window %d)", off, c.readPos, c.cfg.Window)}
+	}
+	for o, b := range c.ooo {
+		if o+uint64(len(b)) > off {
+			return &protocolError{fmt.Sprintf("FIN at %d below data received up to %d", off, o+uint64(len(b)))}
+		}
+	}
 	c.peerFin, c.peerFinOK = off, true
 	c.requestAckLocked()
 	return nil
@@ -713,6 +737,7 @@ func (c *Conn) monitor() {
 	defer c.exit(nil, false)
 	tick := time.NewTicker(min(c.cfg.StallAfter/4, 250*time.Millisecond))
 	defer tick.Stop()
+	idle := c.idle
 	for {
 		c.mu.Lock()
 		if c.err != nil || c.finishedLocked() {
@@ -740,7 +765,11 @@ func (c *Conn) monitor() {
 			c.cond.Broadcast()
 		}
 		c.mu.Unlock()
-		<-tick.C
+		select {
+		case <-tick.C:
+		case <-idle:
+			idle = nil // looked at once: the flow ends now, or ticks on
+		}
 	}
 }
 
@@ -762,6 +791,10 @@ func (c *Conn) exit(l *lane, reader bool) {
 		}
 	}
 	c.live--
+	if l != nil && c.live == 1 && !c.idleDone {
+		c.idleDone = true // only the monitor is left
+		close(c.idle)
+	}
 	last := c.live == 0 && !c.done
 	if last {
 		c.done = true
