@@ -240,7 +240,13 @@ func echo(c net.Conn, b []byte, udp bool) error {
 		if _, err := c.Write(msg); err != nil {
 			return err
 		}
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		// UDP resends after 2 s; a TCP flow gets 10 s, since 256 dialers
+		// at once on a loaded 2-core machine can queue a setup for seconds.
+		wait := 10 * time.Second
+		if udp {
+			wait = 2 * time.Second
+		}
+		_ = c.SetReadDeadline(time.Now().Add(wait))
 		_, err := io.ReadAtLeast(c, b, len(msg))
 		if err == nil || !udp || try == 10 {
 			_ = c.SetReadDeadline(time.Time{})
