@@ -28,7 +28,6 @@ import (
 	"github.com/anyedge/anyedge/configs"
 	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
-	"github.com/anyedge/anyedge/control/config/source"
 	"github.com/anyedge/anyedge/control/dashboard"
 	"github.com/anyedge/anyedge/control/dev"
 	"github.com/anyedge/anyedge/control/node"
@@ -52,6 +51,8 @@ usage:
                                               run the quickstart (or FILE) in one process on 127.0.0.1
   anyedge edge     --config FILE --node NAME  run an edge (PoP)
   anyedge region   --config FILE --node NAME  run a region gateway
+                   (--config etcd://HOST:PORT[,HOST:PORT...]/KEY [--etcd-ca F --etcd-cert F --etcd-key F]:
+                   the document in an etcd key, watched)
   anyedge validate [--node NAME] FILE         check a config: every error as FILE:LINE:COL: path: msg; exit 2 on error
                                               (warnings, e.g. of network zones, are printed; exit 0)
   anyedge certs init  --dir DIR               create the backbone CA
@@ -67,6 +68,9 @@ usage:
                                               custom routing: which listener port reaches which destination
   anyedge ctl weight ENDPOINT N | dial REGION PERCENT | reset
                                               a node's run-time overrides for an incident (until reset or restart)
+  anyedge config push [--expect-revision N] FILE etcd://HOST:PORT/KEY
+                                              validate FILE, then write it to the key (compare-and-swap)
+  anyedge config get etcd://HOST:PORT/KEY     print the key's document and its revisions
   anyedge dashboard --config FILE [--listen ADDR] [--cert F --key F --ca F]
                                               serve the live health page of the whole fleet (default 127.0.0.1:9190)
   anyedge version
@@ -99,6 +103,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCtl(args, stdout, stderr)
 	case "dashboard":
 		return runDashboard(args, stdout, stderr)
+	case "config":
+		return runConfig(args, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "anyedge", version)
 		return exitOK
@@ -113,12 +119,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 // common holds the flags every running subcommand takes.
 type common struct {
 	config, node, logFormat, logLevel string
+	etcd                              etcdFlags
 }
 
 func newFlags(name string, stderr io.Writer, c *common) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.config, "config", os.Getenv("ANYEDGE_CONFIG"), "config file (YAML)")
+	fs.StringVar(&c.config, "config", os.Getenv("ANYEDGE_CONFIG"), "config file (YAML), or etcd://HOST:PORT[,HOST:PORT...]/KEY")
+	c.etcd.register(fs)
 	fs.StringVar(&c.node, "node", os.Getenv("ANYEDGE_NODE"), "name of this node in the topology")
 	fs.StringVar(&c.logFormat, "log-format", envOr("ANYEDGE_LOG_FORMAT", "text"), "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", envOr("ANYEDGE_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
@@ -238,9 +246,14 @@ func runNode(role string, args []string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	reread, reopen := make(chan struct{}, 1), make(chan struct{}, 1)
-	src := &source.File{Path: c.config, Reread: reread, Logger: log}
+	src, err := c.etcd.source(c.config, reread, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "anyedge %s: --config: %v\n", role, err)
+		return exitConfig
+	}
 	loaded, err := src.Load()
 	if err != nil {
+		_ = src.Close()
 		printConfigError(stderr, c.config, err)
 		return exitConfig
 	}
@@ -304,7 +317,7 @@ func runNode(role string, args []string, stderr io.Writer) int {
 		_ = src.Run(srcCtx, loaded, updates)
 	}()
 	err = node.Run(ctx, node.Options{Doc: doc, Revision: loaded.Revision, Source: src.String(), Updates: updates,
-		Node: c.node, Version: version, Logger: log, Drain: drain, Notify: notifier, Reopen: reopen})
+		SourceStatus: src.Status, Node: c.node, Version: version, Logger: log, Drain: drain, Notify: notifier, Reopen: reopen})
 	stopSrc()
 	<-srcDone
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -46,8 +47,11 @@ type configStatus struct {
 	} `json:"config"`
 }
 
-func readStatus(admin string) (configStatus, error) {
-	var st configStatus
+func readStatus(admin string) (configStatus, error) { return getStatus[configStatus](admin) }
+
+// getStatus reads a node's /status into a T.
+func getStatus[T any](admin string) (T, error) {
+	var st T
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/status", nil)
@@ -68,78 +72,14 @@ func TestReloadBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds cmd/anyedge")
 	}
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	pkiDir := filepath.Join(dir, "pki")
-	for _, args := range [][]string{
-		{"certs", "init", "--dir", pkiDir},
-		{"certs", "issue", "--dir", pkiDir, "--node", "pop"},
-		{"certs", "issue", "--dir", pkiDir, "--node", "r1"},
-	} {
-		out, err := exec.Command(bin, args...).CombinedOutput()
-		require.NoError(t, err, "anyedge %s: %s", strings.Join(args, " "), out)
-	}
-	ep, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ep.Close()
-	go func() {
-		for {
-			c, err := ep.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.Close()
-		}
-	}()
-	popAdmin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	port, r1Admin, r1Backbone := freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "udp")
-	doc := func(weight int) string {
-		return fmt.Sprintf(`accelerators:
-  - name: web
-    ip_addresses: [127.0.0.1]
-    listeners:
-      - protocol: tcp
-        port_ranges: [{from: %d}]
-        endpoint_groups:
-          - region: r1
-            endpoints: [{id: e1, address: %q, weight: %d}]
-topology:
-  pki_dir: %s
-  pops: [{name: pop, admin: %q}]
-  regions: [{name: r1, admin: "127.0.0.1:%d", backbone: {listen: "127.0.0.1:%d"}}]
-`, port, ep.Addr().String(), weight, pkiDir, popAdmin, r1Admin, r1Backbone)
-	}
-	cfg := filepath.Join(dir, "fleet.yaml")
+	f := newBinFleet(t)
+	bin, doc := f.bin, f.doc
+	cfg := filepath.Join(t.TempDir(), "fleet.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(doc(128)), 0o644))
-
-	var procs []*exec.Cmd
-	for _, n := range []struct{ role, name string }{{"region", "r1"}, {"edge", "pop"}} {
-		cmd := exec.Command(bin, n.role, "--config", cfg, "--node", n.name, "--log-level", "warn")
-		var stderr lockedBuffer
-		cmd.Stderr = &stderr
-		require.NoError(t, cmd.Start())
-		procs = append(procs, cmd)
-		t.Cleanup(func() {
-			if cmd.ProcessState == nil {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-			}
-			if t.Failed() {
-				t.Logf("%s stderr:\n%s", n.name, stderr.String())
-			}
-		})
-	}
+	procs := f.start(t, cfg)
 	wait := func(what string, cond func(configStatus) bool) configStatus {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			st, err := readStatus(popAdmin)
-			if err == nil && cond(st) {
-				return st
-			}
-			require.True(t, time.Now().Before(deadline), "%s: not within 20 s (last: %+v, %v)", what, st.Config, err)
-			time.Sleep(50 * time.Millisecond)
-		}
+		return waitFor(t, what, func() (configStatus, error) { return readStatus(f.popAdmin) }, cond)
 	}
 	revision := func(text string) string {
 		out, err := exec.Command(bin, "validate", writeTemp(t, text)).CombinedOutput()
@@ -178,6 +118,102 @@ topology:
 	for _, cmd := range []*exec.Cmd{procs[1], procs[0]} {
 		require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
 		require.NoError(t, cmd.Wait())
+	}
+}
+
+// binFleet is a region r1 and an edge pop run as `anyedge` processes:
+// their binary, certificates, ports, endpoint and document.
+type binFleet struct {
+	bin, pkiDir, popAdmin     string
+	port, r1Admin, r1Backbone int
+	endpoint                  string // host:port; answers "ok" to every connection
+}
+
+// newBinFleet builds anyedge, issues the nodes' certificates and starts
+// the endpoint.
+func newBinFleet(t *testing.T) *binFleet {
+	t.Helper()
+	f := &binFleet{bin: buildBinary(t), pkiDir: filepath.Join(t.TempDir(), "pki"),
+		popAdmin: fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp")),
+		port:     freePort(t, "tcp"), r1Admin: freePort(t, "tcp"), r1Backbone: freePort(t, "udp")}
+	for _, args := range [][]string{
+		{"certs", "init", "--dir", f.pkiDir},
+		{"certs", "issue", "--dir", f.pkiDir, "--node", "pop"},
+		{"certs", "issue", "--dir", f.pkiDir, "--node", "r1"},
+	} {
+		out, err := exec.Command(f.bin, args...).CombinedOutput()
+		require.NoError(t, err, "anyedge %s: %s", strings.Join(args, " "), out)
+	}
+	ep, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ep.Close() })
+	go func() {
+		for {
+			c, err := ep.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, "ok\n")
+			_ = c.Close()
+		}
+	}()
+	f.endpoint = ep.Addr().String()
+	return f
+}
+
+// doc is the fleet's document, e1 with weight.
+func (f *binFleet) doc(weight int) string {
+	return fmt.Sprintf(`accelerators:
+  - name: web
+    ip_addresses: [127.0.0.1]
+    listeners:
+      - protocol: tcp
+        port_ranges: [{from: %d}]
+        endpoint_groups:
+          - region: r1
+            endpoints: [{id: e1, address: %q, weight: %d}]
+topology:
+  pki_dir: %s
+  pops: [{name: pop, admin: %q}]
+  regions: [{name: r1, admin: "127.0.0.1:%d", backbone: {listen: "127.0.0.1:%d"}}]
+`, f.port, f.endpoint, weight, f.pkiDir, f.popAdmin, f.r1Admin, f.r1Backbone)
+}
+
+// start runs r1 and pop with --config cfg; they are stopped (SIGINT)
+// when the test ends, if it did not stop them.
+func (f *binFleet) start(t *testing.T, cfg string) []*exec.Cmd {
+	t.Helper()
+	var procs []*exec.Cmd
+	for _, n := range []struct{ role, name string }{{"region", "r1"}, {"edge", "pop"}} {
+		cmd := exec.Command(f.bin, n.role, "--config", cfg, "--node", n.name, "--log-level", "warn")
+		var stderr lockedBuffer
+		cmd.Stderr = &stderr
+		require.NoError(t, cmd.Start())
+		procs = append(procs, cmd)
+		t.Cleanup(func() {
+			if cmd.ProcessState == nil {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}
+			if t.Failed() {
+				t.Logf("%s stderr:\n%s", n.name, stderr.String())
+			}
+		})
+	}
+	return procs
+}
+
+// waitFor reads until cond holds, for at most 20 s.
+func waitFor[T any](t *testing.T, what string, read func() (T, error), cond func(T) bool) T {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := read()
+		if err == nil && cond(st) {
+			return st
+		}
+		require.True(t, time.Now().Before(deadline), "%s: not within 20 s (last: %+v, %v)", what, st, err)
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

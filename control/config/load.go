@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
@@ -225,4 +226,24 @@ type Update struct {
 	// the one in force: a file it names (an allow_file) changed, or the
 	// operator sent SIGHUP.
 	Force bool
+}
+
+// SourceStatus is a source's link to where the document lives (an etcd
+// cluster), for /status and metrics. A file source has none.
+type SourceStatus struct {
+	// Connected is set while the source reaches the store and watches
+	// the document; Since is when it last changed.
+	Connected bool      `json:"connected"`
+	Since     time.Time `json:"since"`
+	// Errors counts failed reads, watches and probes; Disconnects the
+	// times the link was lost.
+	Errors      uint64 `json:"errors"`
+	Disconnects uint64 `json:"disconnects"`
+	// LastError is the latest failure, at LastErrorAt.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// ModRevision is the store's revision of the document last read
+	// (etcd's mod_revision of the key): what `anyedge config push
+	// --expect-revision` compares.
+	ModRevision int64 `json:"mod_revision,omitempty"`
 }

@@ -39,6 +39,10 @@ type Options struct {
 	// Updates, when set, brings new readings of the document: each is
 	// reloaded (see reload.go). A nil channel means no reloads.
 	Updates <-chan config.Update
+	// SourceStatus, when set, says how the source reaches where the
+	// document lives (an etcd cluster): /status config.source_state and
+	// the anyedge_config_source_* metrics.
+	SourceStatus func() *config.SourceStatus
 	// Node is the name of the PoP or region to run.
 	Node string
 	// Version is the build version, announced to peers.

@@ -55,8 +55,10 @@ type ConfigStatus struct {
 	// bytes); LoadedAt is when it was put in force.
 	Revision string    `json:"revision"`
 	LoadedAt time.Time `json:"loaded_at"`
-	// Source is where the document comes from.
-	Source string `json:"source,omitempty"`
+	// Source is where the document comes from; SourceState, for a
+	// source with a link (etcd), whether it reaches it.
+	Source      string               `json:"source,omitempty"`
+	SourceState *config.SourceStatus `json:"source_state,omitempty"`
 	// Reloads counts reloads by result (every result is present).
 	Reloads map[string]uint64 `json:"reloads"`
 	// LastReload is the latest reload, LastError the latest one that
@@ -91,7 +93,9 @@ type reloader struct {
 	name   string
 	role   config.Role
 	source string
-	log    *slog.Logger
+	// sourceStatus is Options.SourceStatus (nil: a file).
+	sourceStatus func() *config.SourceStatus
+	log          *slog.Logger
 	// doc is the document in force (overrides not applied), rev its
 	// revision.
 	doc      *config.Document
@@ -115,7 +119,7 @@ func newReloader(opts Options, n config.Node, log *slog.Logger) *reloader {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &reloader{name: n.Name, role: n.Role, source: opts.Source, log: log.With("component", "config"),
+	r := &reloader{name: n.Name, role: n.Role, source: opts.Source, sourceStatus: opts.SourceStatus, log: log.With("component", "config"),
 		doc: opts.Doc, rev: opts.Revision, loadedAt: time.Now(), started: fixedSettings(opts.Doc, n),
 		cmds: make(chan overrideCmd)}
 	r.publish()
@@ -212,7 +216,13 @@ func (r *reloader) publish() {
 }
 
 // status returns what /status shows.
-func (r *reloader) status() ConfigStatus { return *r.published.Load() }
+func (r *reloader) status() ConfigStatus {
+	st := *r.published.Load()
+	if r.sourceStatus != nil {
+		st.SourceState = r.sourceStatus()
+	}
+	return st
+}
 
 // maxErrorLines bounds the problems a reload error shows in /status.
 const maxErrorLines = 20
@@ -238,6 +248,12 @@ var (
 		"Reloads of the document, by result (applied, unchanged, invalid, refused, failed).", []string{"result"}, nil)
 	configRestartDesc = prometheus.NewDesc("anyedge_config_restart_required",
 		"Settings of the document in force that wait for a restart (listed in /status).", nil, nil)
+	configSourceUpDesc = prometheus.NewDesc("anyedge_config_source_connected",
+		"1 while the config source reaches where the document lives (etcd); 0 while it does not and the document in force stays.", nil, nil)
+	configSourceErrorsDesc = prometheus.NewDesc("anyedge_config_source_errors_total",
+		"Failed reads, watches and probes of the config source (etcd).", nil, nil)
+	configSourceDisconnectsDesc = prometheus.NewDesc("anyedge_config_source_disconnects_total",
+		"Times the config source lost where the document lives (etcd).", nil, nil)
 	configOverridesDesc = prometheus.NewDesc("anyedge_config_overrides",
 		"Run-time overrides in force (anyedge ctl weight, ctl dial), by kind (weight, dial).", []string{"kind"}, nil)
 )
@@ -247,7 +263,8 @@ type configCollector struct{ r *reloader }
 
 // Describe implements prometheus.Collector.
 func (c configCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{configInfoDesc, configLoadedDesc, configReloadsDesc, configRestartDesc, configOverridesDesc} {
+	for _, d := range []*prometheus.Desc{configInfoDesc, configLoadedDesc, configReloadsDesc, configRestartDesc, configOverridesDesc,
+		configSourceUpDesc, configSourceErrorsDesc, configSourceDisconnectsDesc} {
 		ch <- d
 	}
 }
@@ -261,6 +278,15 @@ func (c configCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- counter(configReloadsDesc, c.r.counts[i].Load(), name)
 	}
 	ch <- gauge(configRestartDesc, float64(len(st.RestartRequired)))
+	if s := st.SourceState; s != nil {
+		up := 0.0
+		if s.Connected {
+			up = 1
+		}
+		ch <- gauge(configSourceUpDesc, up)
+		ch <- counter(configSourceErrorsDesc, s.Errors)
+		ch <- counter(configSourceDisconnectsDesc, s.Disconnects)
+	}
 	kinds := map[string]int{admin.OverrideWeight: 0, admin.OverrideDial: 0}
 	for _, o := range st.Overrides {
 		kinds[o.Kind]++

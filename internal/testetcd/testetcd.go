@@ -1,0 +1,120 @@
+// Package testetcd runs a real etcd server for tests: Debian's etcd
+// (package etcd-server) on free loopback ports with a temporary data
+// directory, killed by its PID when the test ends. A test on a machine
+// without etcd skips (internal/needs: fails under ANYEDGE_REQUIRE).
+package testetcd
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anyedge/anyedge/internal/needs"
+	"github.com/anyedge/anyedge/internal/testport"
+)
+
+// Server is one etcd member. Kill and Start stop and start it again on
+// the same ports and data, as an operator's restart would.
+type Server struct {
+	t                    testing.TB
+	bin, dir             string
+	clientPort, peerPort int
+	// mu guards cmd and done; outMu guards out.
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	done  chan struct{}
+	outMu sync.Mutex
+	out   bytes.Buffer
+}
+
+// Start starts an etcd member and waits until it takes connections.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	needs.Tools(t, "etcd-server", "etcd")
+	bin, _ := exec.LookPath("etcd")
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), clientPort: testport.Port(t, "tcp"), peerPort: testport.Port(t, "tcp")}
+	t.Cleanup(func() {
+		s.Kill()
+		if t.Failed() {
+			t.Logf("etcd output:\n%s", s.output())
+		}
+	})
+	s.Restart()
+	return s
+}
+
+// Endpoint is the member's client address, host:port.
+func (s *Server) Endpoint() string { return fmt.Sprintf("127.0.0.1:%d", s.clientPort) }
+
+// Restart starts the member again (after Kill), on the same ports and
+// data, and waits until it takes connections.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		s.t.Fatal("testetcd: already running")
+	}
+	peer := fmt.Sprintf("http://127.0.0.1:%d", s.peerPort)
+	client := "http://" + s.Endpoint()
+	cmd := exec.Command(s.bin, "--name", "test", "--data-dir", s.dir,
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "test="+peer, "--log-level", "warn", "--logger", "zap")
+	cmd.Stdout, cmd.Stderr = outWriter{s}, outWriter{s}
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("testetcd: %v", err)
+	}
+	s.cmd, s.done = cmd, make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(s.done)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", s.Endpoint(), time.Second)
+		if err == nil {
+			_ = c.Close()
+			return
+		}
+		select {
+		case <-s.done:
+			s.t.Fatalf("testetcd: etcd exited at start:\n%s", s.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("testetcd: etcd does not listen on %s within 20 s: %v", s.Endpoint(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill kills the member (SIGKILL, by its PID) and waits for it to exit.
+// It does nothing when the member is not running.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	s.cmd = nil
+}
+
+// output is what etcd printed.
+func (s *Server) output() string {
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	return s.out.String()
+}
+
+// outWriter appends etcd's output to the server's buffer.
+type outWriter struct{ s *Server }
+
+func (w outWriter) Write(p []byte) (int, error) {
+	w.s.outMu.Lock()
+	defer w.s.outMu.Unlock()
+	return w.s.out.Write(p)
+}
