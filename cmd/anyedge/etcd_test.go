@@ -174,3 +174,20 @@ func TestConfigPushUsage(t *testing.T) {
 	code := run([]string{"config", "push", filepath.Join(t.TempDir(), "missing.yaml"), "etcd://127.0.0.1:1/k"}, io.Discard, io.Discard)
 	require.Equal(t, exitConfig, code)
 }
+
+// TestEtcdFlags: --etcd-ca, --etcd-cert and --etcd-key fill in what the
+// address does not say; the address's own options win.
+func TestEtcdFlags(t *testing.T) {
+	f := etcdFlags{ca: "/f/ca.pem", cert: "/f/c.pem", key: "/f/k.pem"}
+	tg, err := f.target("etcd://h:1/k")
+	require.NoError(t, err)
+	require.Equal(t, source.EtcdTarget{Endpoints: []string{"h:1"}, Key: "/k", CAFile: "/f/ca.pem", CertFile: "/f/c.pem", KeyFile: "/f/k.pem"}, tg)
+	tg, err = f.target("etcd://h:1/k?ca=/a/ca.pem&cert=/a/c.pem&key=/a/k.pem")
+	require.NoError(t, err)
+	require.Equal(t, []string{"/a/ca.pem", "/a/c.pem", "/a/k.pem"}, []string{tg.CAFile, tg.CertFile, tg.KeyFile})
+	_, err = (&etcdFlags{cert: "/f/c.pem"}).target("etcd://h:1/k")
+	require.ErrorContains(t, err, "--etcd-cert and --etcd-key go together")
+	var stderr bytes.Buffer
+	require.Equal(t, exitConfig, run([]string{"edge", "--config", "etcd://h/k", "--node", "pop"}, io.Discard, &stderr))
+	require.Contains(t, stderr.String(), `anyedge edge: --config: "etcd://h/k": endpoint "h": want HOST:PORT`)
+}

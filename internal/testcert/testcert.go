@@ -71,6 +71,8 @@ type Leaf struct {
 	IPs []net.IP
 	// NotBefore and NotAfter default to an hour ago and a day from now.
 	NotBefore, NotAfter time.Time
+	// Client makes it good for client authentication too.
+	Client bool
 }
 
 // Issued is a certificate written to files.
@@ -110,6 +112,9 @@ func (ca *CA) IssueTo(t testing.TB, certFile, keyFile string, l Leaf) Issued {
 		NotAfter:     l.NotAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if l.Client {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
 	}
 	if len(l.Names) > 0 {
 		tmpl.Subject.CommonName = l.Names[0]

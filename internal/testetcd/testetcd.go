@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/anyedge/anyedge/internal/needs"
+	"github.com/anyedge/anyedge/internal/testcert"
 	"github.com/anyedge/anyedge/internal/testport"
 )
 
@@ -24,6 +25,7 @@ type Server struct {
 	bin, dir             string
 	clientPort, peerPort int
 	// mu guards cmd and done; outMu guards out.
+	tls   []string // the member's TLS flags (none: plain)
 	mu    sync.Mutex
 	cmd   *exec.Cmd
 	done  chan struct{}
@@ -32,11 +34,20 @@ type Server struct {
 }
 
 // Start starts an etcd member and waits until it takes connections.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return StartTLS(t, nil) }
+
+// StartTLS starts an etcd member whose clients speak TLS with a server
+// certificate of ca and must present a client certificate of ca. A nil
+// ca is Start.
+func StartTLS(t testing.TB, ca *testcert.CA) *Server {
 	t.Helper()
 	needs.Tools(t, "etcd-server", "etcd")
 	bin, _ := exec.LookPath("etcd")
 	s := &Server{t: t, bin: bin, dir: t.TempDir(), clientPort: testport.Port(t, "tcp"), peerPort: testport.Port(t, "tcp")}
+	if ca != nil {
+		srv := ca.Issue(t, "etcd-server", testcert.Leaf{Names: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+		s.tls = []string{"--cert-file", srv.CertFile, "--key-file", srv.KeyFile, "--trusted-ca-file", ca.File, "--client-cert-auth"}
+	}
 	t.Cleanup(func() {
 		s.Kill()
 		if t.Failed() {
@@ -61,10 +72,13 @@ func (s *Server) Restart() {
 	}
 	peer := fmt.Sprintf("http://127.0.0.1:%d", s.peerPort)
 	client := "http://" + s.Endpoint()
-	cmd := exec.Command(s.bin, "--name", "test", "--data-dir", s.dir,
+	if s.tls != nil {
+		client = "https://" + s.Endpoint()
+	}
+	cmd := exec.Command(s.bin, append([]string{"--name", "test", "--data-dir", s.dir,
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "test="+peer, "--log-level", "warn", "--logger", "zap")
+		"--initial-cluster", "test=" + peer, "--log-level", "warn", "--logger", "zap"}, s.tls...)...)
 	cmd.Stdout, cmd.Stderr = outWriter{s}, outWriter{s}
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("testetcd: %v", err)

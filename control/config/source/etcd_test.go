@@ -12,6 +12,7 @@ import (
 
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/config/source"
+	"github.com/anyedge/anyedge/internal/testcert"
 	"github.com/anyedge/anyedge/internal/testetcd"
 	"github.com/anyedge/anyedge/internal/testport"
 )
@@ -192,4 +193,38 @@ func FuzzParseEtcd(f *testing.F) {
 		require.Equal(t, tg.Endpoints, back.Endpoints)
 		require.Equal(t, tg.Key, back.Key)
 	})
+}
+
+// TestEtcdTLS: a member that speaks TLS and wants client certificates;
+// the address's ca, cert and key options reach it, and without a client
+// certificate the read fails, naming the key.
+func TestEtcdTLS(t *testing.T) {
+	ca := testcert.NewCA(t)
+	srv := testetcd.StartTLS(t, ca)
+	client := ca.Issue(t, "operator", testcert.Leaf{Names: []string{"operator"}, Client: true})
+	addr := fmt.Sprintf("etcd://%s/fleet?ca=%s&cert=%s&key=%s", srv.Endpoint(), ca.File, client.CertFile, client.KeyFile)
+	tg, err := source.ParseEtcd(addr)
+	require.NoError(t, err)
+	c, err := tg.Client()
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = source.PutEtcd(t.Context(), c, tg.Key, []byte(doc(5)), 0)
+	require.NoError(t, err)
+	e := &source.Etcd{Target: tg, Options: config.LoadOptions{Env: []string{}}}
+	defer e.Close()
+	l, err := e.Load()
+	require.NoError(t, err)
+	require.Equal(t, config.RevisionOf([]byte(doc(5))), l.Revision)
+
+	// The CA alone: the member wants a client certificate.
+	tg.CertFile, tg.KeyFile = "", ""
+	e = &source.Etcd{Target: tg, Options: config.LoadOptions{Env: []string{}}, StartTimeout: time.Second}
+	defer e.Close()
+	_, err = e.Load()
+	require.ErrorContains(t, err, "etcd etcd://"+srv.Endpoint()+"/fleet: cannot read the key within 1s")
+
+	// A CA file that is not one.
+	tg.CAFile = client.KeyFile
+	_, err = tg.Client()
+	require.ErrorContains(t, err, "holds no PEM certificate")
 }
