@@ -18,6 +18,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/anyedge/anyedge/backbone/fec"
 	"github.com/anyedge/anyedge/backbone/portmap"
 	"github.com/anyedge/anyedge/backbone/wire"
 )
@@ -51,6 +52,9 @@ type ClientConfig struct {
 	Hello wire.Hello
 	// Stripe says when TCP flows are striped over several connections.
 	Stripe StripeConfig
+	// FEC says when connections protect their packets with forward error
+	// correction.
+	FEC FECConfig
 	// ListenUDP opens each connection's UDP socket (default: any address,
 	// any port); tests use it to open sockets inside a network namespace.
 	ListenUDP func() (*net.UDPConn, error)
@@ -106,6 +110,7 @@ type Client struct {
 
 type slot struct {
 	idx    int
+	fec    atomic.Pointer[fec.Conn] // the slot's socket; nil: FEC off
 	conn   atomic.Pointer[quic.Conn]
 	active atomic.Int64  // open streams
 	state  atomic.Uint32 // a SlotState
@@ -213,6 +218,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg.Connections = DefaultConnections
 	}
 	cfg.Stripe.setDefaults()
+	cfg.FEC.setDefaults()
 	cfg.Stripe.Lanes = min(cfg.Stripe.Lanes, cfg.Connections)
 	if cfg.TLS != nil {
 		tlsConf := cfg.TLS.Clone()
@@ -278,9 +284,19 @@ func (c *Client) maintain(ctx context.Context, s *slot) {
 	SetSocketBuffers(udp, c.log)
 	pc := newICMPConn(udp)
 	icmp, _ := pc.(*icmpConn)
+	var fc *fec.Conn
+	if fp, ok := pc.(fec.PacketConn); ok {
+		if fc = wrapFEC(fp, c.cfg.FEC.Off); fc != nil {
+			pc = fc
+			s.fec.Store(fc)
+		}
+	}
 	tr := &quic.Transport{Conn: pc}
 	defer func() {
 		_ = tr.Close()
+		if fc != nil {
+			_ = fc.Close()
+		}
 		_ = udp.Close()
 	}()
 	backoff := time.Duration(0)
@@ -373,9 +389,10 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 	established := make(chan struct{})
 	done := make(chan struct{})
 	waitDatagrams := c.startDatagrams(conn)
+	fp := &fecPath{conn: s.fec.Load(), addr: conn.RemoteAddr()}
 	go func() {
 		defer close(done)
-		if err := c.control(conn, established); err != nil && ctx.Err() == nil && !connClosed(err) {
+		if err := c.control(conn, fp, established); err != nil && ctx.Err() == nil && !connClosed(err) {
 			log.Warn("control stream failed; closing connection", "err", err)
 			_ = conn.CloseWithError(wire.ConnProtocol, "control stream failed")
 		}
@@ -410,6 +427,7 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 	}
 	s.conn.Store(nil)
 	<-done
+	fp.end()
 	waitDatagrams()
 	if !c.Reachable() {
 		c.rtt.reset()
@@ -423,8 +441,9 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 }
 
 // control runs the edge side of one control stream: hello and the edge's
-// state out, health, load and the fleet's states in.
-func (c *Client) control(conn *quic.Conn, established chan<- struct{}) error {
+// state out, health, load and the fleet's states in. On a path long enough
+// for FEC, the hello asks for it, and the region's hello turns it on.
+func (c *Client) control(conn *quic.Conn, fp *fecPath, established chan<- struct{}) error {
 	str, err := conn.OpenStream()
 	if err != nil {
 		return err
@@ -436,6 +455,10 @@ func (c *Client) control(conn *quic.Conn, established chan<- struct{}) error {
 	}
 	hello := c.cfg.Hello
 	hello.Proto = wire.ControlProto
+	askFEC := fp.conn != nil && conn.ConnectionStats().MinRTT >= c.cfg.FEC.MinRTT
+	if askFEC {
+		hello.Caps = append(slices.Clone(hello.Caps), wire.CapFEC)
+	}
 	if err := wire.WriteMsg(str, wire.MsgHello, hello); err != nil {
 		return err
 	}
@@ -476,6 +499,9 @@ func (c *Client) control(conn *quic.Conn, established chan<- struct{}) error {
 			}
 			c.stripeCap.Store(h.Has(wire.CapStripe))
 			c.caps.Store(&h.Caps)
+			if askFEC && h.Has(wire.CapFEC) && !fp.enable() {
+				c.log.Warn("could not turn FEC on", "local", conn.LocalAddr().String())
+			}
 		case wire.MsgHealth:
 			var h wire.Health
 			if err := json.Unmarshal(body, &h); err != nil {
@@ -668,6 +694,10 @@ type Stats struct {
 	Lost         int64
 	// DroppedDatagrams: see Client.DroppedDatagrams.
 	DroppedDatagrams int64
+	// PacketsSent and PacketsLost add up the live connections' QUIC
+	// counters: packets sent, and packets quic-go declared lost (each cut
+	// the window unless found spurious).
+	PacketsSent, PacketsLost uint64
 }
 
 // SlotStats is one connection of the pool.
@@ -712,6 +742,7 @@ func (c *Client) Stats() Stats {
 		sent += cs.PacketsSent
 		lost += cs.PacketsLost
 	}
+	st.PacketsSent, st.PacketsLost = sent, lost
 	if sent > 0 {
 		st.LossRatio = float64(lost) / float64(sent)
 	}
@@ -875,4 +906,27 @@ func jitter(d time.Duration) time.Duration {
 // Hello builds the hello an edge sends: its node name and build version.
 func Hello(node, version string) wire.Hello {
 	return wire.Hello{Node: node, Version: version, Proto: wire.ControlProto}
+}
+
+// FECStats returns the counters of forward error correction over the
+// pool's sockets.
+func (c *Client) FECStats() FECStats {
+	var st FECStats
+	for _, s := range c.slots {
+		if fc := s.fec.Load(); fc != nil {
+			addFECStats(&st, fc.Stats())
+		}
+	}
+	return st
+}
+
+// FECPaths is how many connections of the pool have FEC on.
+func (c *Client) FECPaths() int {
+	n := 0
+	for _, s := range c.slots {
+		if fc := s.fec.Load(); fc != nil && fc.Enabled(c.raddr) {
+			n++
+		}
+	}
+	return n
 }

@@ -69,6 +69,7 @@ type region struct {
 type regionOpts struct {
 	listen     string // default 127.0.0.1:0
 	maxStreams int64
+	noFEC      bool
 	gw         gateway.Config
 }
 
@@ -91,7 +92,7 @@ func (l *lab) startRegion(t *testing.T, o regionOpts) *region {
 	if o.listen == "" {
 		o.listen = "127.0.0.1:0"
 	}
-	srv, err := backbone.Listen(backbone.ServerConfig{Listen: o.listen, TLS: tlsConf, MaxStreams: o.maxStreams}, rec)
+	srv, err := backbone.Listen(backbone.ServerConfig{Listen: o.listen, TLS: tlsConf, MaxStreams: o.maxStreams, NoFEC: o.noFEC}, rec)
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(context.Background()) }()

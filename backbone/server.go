@@ -12,6 +12,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/anyedge/anyedge/backbone/fec"
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/backbone/wire"
 )
@@ -29,6 +30,9 @@ type ServerConfig struct {
 	// once (QUIC MAX_STREAMS); an edge that wants more waits for credit.
 	// Default MaxStreamsPerConn.
 	MaxStreams int64
+	// NoFEC keeps the socket unwrapped: edges that ask for forward error
+	// correction (wire.CapFEC) are not offered it.
+	NoFEC bool
 	// Logger receives connection events.
 	Logger *slog.Logger
 }
@@ -39,7 +43,15 @@ type Peer struct {
 	Name string
 	// Conn is the QUIC connection the stream arrived on.
 	Conn *quic.Conn
+
+	fec *fecPath
 }
+
+// EnableFEC turns forward error correction on for the peer's connection,
+// both ways, and reports whether it is on: the edge asked for it in its
+// hello (wire.CapFEC), and the region says so in its own when this
+// reports true. It is off again when the connection ends.
+func (p Peer) EnableFEC() bool { return p.fec.enable() }
 
 // Handler serves the streams edges open. ServeStream owns the stream: it
 // must finish or cancel it before returning, and return when ctx ends.
@@ -51,6 +63,7 @@ type Handler interface {
 // a Handler.
 type Server struct {
 	udp  *net.UDPConn
+	fec  *fec.Conn // nil: NoFEC
 	tr   *quic.Transport
 	ln   *quic.Listener
 	h    Handler
@@ -81,7 +94,12 @@ func Listen(cfg ServerConfig, h Handler) (*Server, error) {
 		return nil, fmt.Errorf("backbone server: %w", err)
 	}
 	SetSocketBuffers(udp, logger)
-	tr := &quic.Transport{Conn: udp}
+	var pc net.PacketConn = udp
+	fc := wrapFEC(udp, cfg.NoFEC)
+	if fc != nil {
+		pc = fc
+	}
+	tr := &quic.Transport{Conn: pc}
 	qconf := quicConfig(cfg.KeepAlivePeriod, cfg.IdleTimeout)
 	if cfg.MaxStreams > 0 {
 		qconf.MaxIncomingStreams = cfg.MaxStreams
@@ -92,7 +110,16 @@ func Listen(cfg ServerConfig, h Handler) (*Server, error) {
 		return nil, fmt.Errorf("backbone server: %w", err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Server{udp: udp, tr: tr, ln: ln, h: h, log: logger, ctx: ctx, stop: stop}, nil
+	return &Server{udp: udp, fec: fc, tr: tr, ln: ln, h: h, log: logger, ctx: ctx, stop: stop}, nil
+}
+
+// FECStats returns the counters of forward error correction on the
+// region's socket (zero with NoFEC).
+func (s *Server) FECStats() FECStats {
+	if s.fec == nil {
+		return FECStats{}
+	}
+	return s.fec.Stats()
 }
 
 // Addr is the bound UDP address.
@@ -124,6 +151,9 @@ func (s *Server) Close() error {
 		_ = s.ln.Close()
 		s.wg.Wait()
 		_ = s.tr.Close()
+		if s.fec != nil {
+			_ = s.fec.Close()
+		}
 		_ = s.udp.Close()
 	})
 	return nil
@@ -133,7 +163,8 @@ func (s *Server) serveConn(conn *quic.Conn) {
 	name, _ := pki.PeerName(conn.ConnectionState().TLS)
 	log := s.log.With("peer", name, "remote", conn.RemoteAddr().String())
 	log.Info("edge connected", "resumed", conn.ConnectionState().TLS.DidResume)
-	peer := Peer{Name: name, Conn: conn}
+	peer := Peer{Name: name, Conn: conn, fec: &fecPath{conn: s.fec, addr: conn.RemoteAddr()}}
+	defer peer.fec.end()
 	stop := context.AfterFunc(s.ctx, func() {
 		_ = conn.CloseWithError(wire.ConnShutdown, "region shutting down")
 	})

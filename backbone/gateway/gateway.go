@@ -594,6 +594,9 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 		return
 	}
 	g.log.Debug("edge hello", "peer", peer.Name, "version", hello.Version, "proto", hello.Proto)
+	// Forward error correction is on before this region says so: the
+	// edge protects its side only after reading that.
+	fecOn := hello.Has(wire.CapFEC) && peer.EnableFEC()
 
 	notify := make(chan struct{}, 1)
 	var fleetNotify chan struct{} // nil for edges of protocol 1: they get no relay
@@ -700,6 +703,9 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 			caps := slices.Clone(regionCaps)
 			if !g.cfg.NoStripe {
 				caps = append(caps, wire.CapStripe)
+			}
+			if fecOn {
+				caps = append(caps, wire.CapFEC)
 			}
 			if err := wire.WriteMsg(s, wire.MsgHello, wire.Hello{Proto: wire.ControlProto, Caps: caps}); err != nil {
 				return

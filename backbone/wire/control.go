@@ -63,6 +63,11 @@ type Hello struct {
 const (
 	// CapStripe: the region accepts striped flows (FlagStriped, KindLane).
 	CapStripe = "stripe"
+	// CapFEC, in an edge's hello: the edge protects this connection with
+	// forward error correction if the region does too; in the region's:
+	// it does, both ways, from now on (docs/backbone-protocol.md,
+	// "Forward error correction").
+	CapFEC = "fec"
 )
 
 // Has reports whether the hello lists capability c.

@@ -35,6 +35,7 @@ const (
 	defaultStripeLanes       = 4
 	defaultStripeAfter       = 256 << 10
 	defaultStripeMinRTT      = 20 * time.Millisecond
+	defaultFECMinRTT         = 20 * time.Millisecond
 	defaultBackboneIdle      = 3 * time.Second
 	defaultUDPMaxFlows       = 262144
 	defaultUDPMaxFlowsPerSrc = 1024
@@ -144,6 +145,8 @@ func (d Document) WithDefaults() Document {
 		setDefault(&p.Backbone.StripeLanes, min(defaultStripeLanes, p.Backbone.Connections))
 		setDefault(&p.Backbone.StripeAfterBytes, defaultStripeAfter)
 		setDefault(&p.Backbone.StripeMinRTT, defaultStripeMinRTT)
+		setDefault(&p.Backbone.FEC, FECAuto)
+		setDefault(&p.Backbone.FECMinRTT, defaultFECMinRTT)
 		setDefault(&p.Backbone.KeepAlivePeriod, defaultBackboneKeepAlive)
 		setDefault(&p.Backbone.IdleTimeout, defaultBackboneIdle)
 		setDefault(&p.UDP.MaxFlows, defaultUDPMaxFlows)
@@ -166,6 +169,7 @@ func (d Document) WithDefaults() Document {
 		r := &t.Regions[ri]
 		setDefault(&r.Admin, defaultRegionAdmin)
 		setDefault(&r.Backbone.Address, r.Backbone.Listen)
+		setDefault(&r.Backbone.FEC, FECAuto)
 	}
 	if z := out.DNS; z != nil {
 		if len(z.Listen) == 0 {

@@ -55,7 +55,7 @@ func TestWithDefaults(t *testing.T) {
 	p := top.PoPs[0]
 	require.Equal(t, "127.0.0.1:9180", p.Admin)
 	require.Equal(t, BackboneClient{Connections: 4, StripeLanes: 4, StripeAfterBytes: 256 << 10, StripeMinRTT: 20 * time.Millisecond,
-		KeepAlivePeriod: time.Second, IdleTimeout: 3 * time.Second}, p.Backbone)
+		FEC: FECAuto, FECMinRTT: 20 * time.Millisecond, KeepAlivePeriod: time.Second, IdleTimeout: 3 * time.Second}, p.Backbone)
 	require.Equal(t, UDPLimits{MaxFlows: 262144, MaxFlowsPerSource: 1024}, p.UDP)
 	require.Equal(t, 2*time.Second, p.BGP.HoldDown)
 	require.Equal(t, 9*time.Second, p.BGP.Neighbors[0].HoldTime)
@@ -64,6 +64,7 @@ func TestWithDefaults(t *testing.T) {
 	require.Equal(t, "127.0.0.1:9181", top.Regions[0].Admin)
 	require.Equal(t, "198.18.1.1:4433", top.Regions[0].Backbone.Address)
 	require.Equal(t, "198.18.2.1:4433", top.Regions[1].Backbone.Address, "explicit value kept")
+	require.Equal(t, FECAuto, top.Regions[0].Backbone.FEC)
 
 	// The input is untouched: nothing is shared with the output.
 	require.Nil(t, in.Accelerators[0].Listeners[0].EndpointGroups[0].TrafficDial)

@@ -93,6 +93,8 @@ func TestLoadBroken(t *testing.T) {
 		{"flow logs out of range", []string{"    - name: pop-a\n", "    - name: pop-a\n      flow_logs: {enabled: true, sample_rate: 1.5, queue_size: -1, max_size_mb: 10, max_files: 0}\n"},
 			[]string{"topology.pops[0].flow_logs.sample_rate: 1.5 is outside (0, 1]", "topology.pops[0].flow_logs.queue_size: -1 is outside 1–16777216",
 				"topology.pops[0].flow_logs.max_size_mb: standard output (path \"-\") cannot be rotated"}},
+		{"bad fec mode", []string{"    - name: pop-a\n", "    - name: pop-a\n      backbone: {fec: on, fec_min_rtt: -1s}\n"},
+			[]string{`topology.pops[0].backbone.fec: "on" is neither "auto" nor "off"`, "topology.pops[0].backbone.fec_min_rtt: -1s is negative"}},
 		{"weight 256", []string{"weight: 100", "weight: 256"},
 			[]string{g0 + ".endpoints[0].weight: 256 is outside 0–255"}},
 		{"weight -1", []string{"weight: 100", "weight: -1"},

@@ -371,6 +371,13 @@ type BackboneClient struct {
 	// StripeMinRTT: flows to regions nearer than this are not striped
 	// (default 20ms).
 	StripeMinRTT time.Duration `mapstructure:"stripe_min_rtt"`
+	// FEC is "auto" (the default: connections to regions at least
+	// FECMinRTT away that offer it protect their packets with forward
+	// error correction) or "off".
+	FEC string `mapstructure:"fec"`
+	// FECMinRTT: connections to regions nearer than this (handshake RTT)
+	// never use FEC (default 20ms).
+	FECMinRTT time.Duration `mapstructure:"fec_min_rtt"`
 	// KeepAlivePeriod between keep-alive packets (default 1s).
 	KeepAlivePeriod time.Duration `mapstructure:"keepalive_period"`
 	// IdleTimeout after which a silent connection is dead (default 3s).
@@ -472,7 +479,16 @@ type BackboneServer struct {
 	Listen string `mapstructure:"listen"`
 	// Address is what edges dial (default Listen).
 	Address string `mapstructure:"address"`
+	// FEC is "auto" (the default: edges that ask get forward error
+	// correction) or "off" (the socket stays unwrapped).
+	FEC string `mapstructure:"fec"`
 }
+
+// FEC modes (BackboneClient.FEC, BackboneServer.FEC).
+const (
+	FECAuto = "auto"
+	FECOff  = "off"
+)
 
 // DNS is the authoritative zone the edges serve.
 type DNS struct {

@@ -564,6 +564,7 @@ func (v *validator) topology(p string, t *Topology) {
 		v.admin(rp+".admin", r.Admin)
 		v.remoteAdmin(rp+".remote_admin", r.RemoteAdmin, r.Admin)
 		v.regionLimits(rp+".limits", r.Limits)
+		v.fecMode(rp+".backbone.fec", r.Backbone.FEC)
 		if r.Backbone.Listen == "" {
 			v.add(rp+".backbone.listen", "required (host:port)")
 			continue
@@ -659,6 +660,10 @@ func (v *validator) pop(p string, pop *PoP) {
 	if b.StripeMinRTT < 0 {
 		v.add(p+".backbone.stripe_min_rtt", "%s is negative", b.StripeMinRTT)
 	}
+	v.fecMode(p+".backbone.fec", b.FEC)
+	if b.FECMinRTT < 0 {
+		v.add(p+".backbone.fec_min_rtt", "%s is negative", b.FECMinRTT)
+	}
 	switch {
 	case b.KeepAlivePeriod <= 0:
 		v.add(p+".backbone.keepalive_period", "%s must be positive", b.KeepAlivePeriod)
@@ -752,5 +757,12 @@ func (v *validator) listenerTLS(p string, l *Listener) {
 	}
 	if t.Reencrypt != nil && t.Reencrypt.CAFile == "" {
 		v.add(p+".reencrypt.ca_file", "required")
+	}
+}
+
+// fecMode checks a backbone's fec key.
+func (v *validator) fecMode(p, mode string) {
+	if mode != FECAuto && mode != FECOff {
+		v.add(p, "%q is neither %q nor %q", mode, FECAuto, FECOff)
 	}
 }

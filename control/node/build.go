@@ -355,6 +355,10 @@ func (en *edgeNode) newClient(r config.Region, pop *config.PoP, custom *customPl
 			After:  pop.Backbone.StripeAfterBytes,
 			MinRTT: pop.Backbone.StripeMinRTT,
 		},
+		FEC: backbone.FECConfig{
+			Off:    pop.Backbone.FEC == config.FECOff,
+			MinRTT: pop.Backbone.FECMinRTT,
+		},
 		KeepAlivePeriod: pop.Backbone.KeepAlivePeriod,
 		IdleTimeout:     pop.Backbone.IdleTimeout,
 		TLSConfigs:      pki.ClientConfigs(en.store, r.Name),

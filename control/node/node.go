@@ -105,6 +105,7 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 	rn := b.rn
 	srv, err := backbone.Listen(backbone.ServerConfig{
 		Listen: n.Region.Backbone.Listen,
+		NoFEC:  n.Region.Backbone.FEC == config.FECOff,
 		TLS:    pki.ServerConfig(store, func(name string) bool { return rn.live.Load().pops[name] }, b.metrics.OnReject(log)),
 		Logger: log,
 	}, rn.gw)

@@ -1,0 +1,86 @@
+package backbone
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	"github.com/anyedge/anyedge/backbone/fec"
+)
+
+// FECConfig says when an edge's backbone connections protect their packets
+// with forward error correction (backbone/fec; docs/backbone-protocol.md,
+// "Forward error correction"): on a connection whose handshake RTT is at
+// least MinRTT, to a region whose hello lists wire.CapFEC.
+type FECConfig struct {
+	// Off keeps every socket of the pool unwrapped.
+	Off bool
+	// MinRTT: connections to regions nearer than this do not use FEC
+	// (default 20 ms). A near path regrows its window within
+	// milliseconds after a loss; FEC pays where that takes seconds.
+	MinRTT time.Duration
+}
+
+// DefaultFECMinRTT is FECConfig.MinRTT's default.
+const DefaultFECMinRTT = 20 * time.Millisecond
+
+func (fc *FECConfig) setDefaults() {
+	if fc.MinRTT <= 0 {
+		fc.MinRTT = DefaultFECMinRTT
+	}
+}
+
+// wrapFEC wraps a backbone socket for FEC (nil: off).
+func wrapFEC(pc fec.PacketConn, off bool) *fec.Conn {
+	if off {
+		return nil
+	}
+	return fec.NewConn(pc, fec.Config{})
+}
+
+// fecPath is FEC on one connection: enabled at most once, towards the
+// connection's remote address, and disabled when the connection ends.
+// The zero value (or a nil Conn) does nothing.
+type fecPath struct {
+	conn *fec.Conn
+	addr net.Addr
+
+	once sync.Once
+	on   bool
+}
+
+// enable turns FEC on for the path and reports whether it is on.
+func (f *fecPath) enable() bool {
+	if f == nil || f.conn == nil {
+		return false
+	}
+	f.once.Do(func() { f.on = f.conn.Enable(f.addr) })
+	return f.on
+}
+
+// end turns FEC off again if enable turned it on.
+func (f *fecPath) end() {
+	if f == nil || f.conn == nil {
+		return
+	}
+	f.once.Do(func() {})
+	if f.on {
+		f.conn.Disable(f.addr)
+	}
+}
+
+// FECStats are the counters of FEC over a client's or server's sockets.
+type FECStats = fec.Stats
+
+func addFECStats(a *FECStats, b fec.Stats) {
+	a.Protected += b.Protected
+	a.ParitySent += b.ParitySent
+	a.Groups += b.Groups
+	a.Lost += b.Lost
+	a.Recovered += b.Recovered
+	a.Unrecovered += b.Unrecovered
+	a.Mismatched += b.Mismatched
+	a.Dropped += b.Dropped
+	a.ReportsSent += b.ReportsSent
+	a.ReportsReceived += b.ReportsReceived
+}
