@@ -184,6 +184,10 @@ var (
 	bbReconnDesc    = prometheus.NewDesc("anyedge_backbone_reconnects_total", "Established connections to the region that died and were redialled.", []string{"region"}, nil)
 	bbDroppedDesc   = prometheus.NewDesc("anyedge_backbone_datagrams_dropped_total",
 		"Datagrams from the region dropped at the edge before reaching a flow (backlog full or no handler).", []string{"region"}, nil)
+	bbFECDesc = prometheus.NewDesc("anyedge_backbone_fec_packets_total",
+		"Forward error correction on the pool's sockets, by event: protected (sent in a group), parity (parity frames sent), "+
+			"lost (from the region, missing in a group), recovered (of those, rebuilt), unrecovered (their group lost two or more).",
+		[]string{"region", "event"}, nil)
 
 	bgpUpDesc       = prometheus.NewDesc("anyedge_bgp_session_established", "1 when the BGP session is established.", []string{"peer"}, nil)
 	bgpStateDesc    = prometheus.NewDesc("anyedge_bgp_session_state", "1 for the BGP session's current state.", []string{"peer", "state"}, nil)
@@ -204,7 +208,7 @@ func (c edgeCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.fc.Describe(ch)
 	for _, d := range []*prometheus.Desc{edgeReadyDesc, edgeDrainingDesc, accelReadyDesc, listenerReadyDesc, listenerFailOpenDesc,
 		unknownFlowDesc, bbReachableDesc, bbConnsDesc, bbRTTDesc, bbLossDesc, bbStreamsDesc, bbDialsDesc, bbDialFailDesc,
-		bbReconnDesc, bbDroppedDesc, bgpUpDesc, bgpStateDesc, bgpUptimeDesc, bgpPrefixesDesc, bgpAnnouncedDes,
+		bbReconnDesc, bbDroppedDesc, bbFECDesc, bgpUpDesc, bgpStateDesc, bgpUptimeDesc, bgpPrefixesDesc, bgpAnnouncedDes,
 		flWrittenDesc, flDroppedDesc, flSampledDesc, flRotationsDesc} {
 		ch <- d
 	}
@@ -246,6 +250,14 @@ func (c edgeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- counter(bbReconnDesc, s.Lost, r)
 		ch <- counter(bbDroppedDesc, s.DroppedDatagrams, r)
+		fs := cl.FECStats()
+		for _, e := range []struct {
+			event string
+			n     uint64
+		}{{"protected", fs.Protected}, {"parity", fs.ParitySent}, {"lost", fs.Lost}, {"recovered", fs.Recovered},
+			{"unrecovered", fs.Unrecovered}} {
+			ch <- counter(bbFECDesc, e.n, r, e.event)
+		}
 	}
 	if en.speaker != nil {
 		collectBGP(ch, en.speaker)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,14 +23,20 @@ import (
 
 // Ports inside the lab (every namespace has its own port space).
 const (
-	portHTTP      = 8080
-	portHTTPS     = 8443
-	portStandin   = 9080
-	portStandinS  = 9443
-	portBackbone  = 4433
-	portEdgeTLS   = 7443 // anyedge terminating TLS at the PoP (path anyedge-tls)
-	accessRTT     = 5 * time.Millisecond
-	variantBRatio = 0.8
+	portHTTP     = 8080
+	portHTTPS    = 8443
+	portStandin  = 9080
+	portStandinS = 9443
+	portBackbone = 4433
+	// The second anyedge (path anyedge-nofec): FEC off at both ends, its
+	// own listener ports (mapped to the endpoint's), backbone port and
+	// admin ports, so the two are measured side by side in one run.
+	portNoFEC         = 8180
+	portNoFECS        = 8543
+	portBackboneNoFEC = 4434
+	portEdgeTLS       = 7443 // anyedge terminating TLS at the PoP (path anyedge-tls)
+	accessRTT         = 5 * time.Millisecond
+	variantBRatio     = 0.8
 )
 
 // env describes the machine and setup for the report.
@@ -123,7 +130,7 @@ func newBench(ctx context.Context, o options, log io.Writer) (_ *bench, err erro
 	if err := b.startStandin(); err != nil {
 		return nil, err
 	}
-	for _, p := range []string{"direct", "anyedge", "standin", "anyedge-tls"} {
+	for _, p := range b.o.paths {
 		if err := b.waitUp(ctx, p); err != nil {
 			return nil, err
 		}
@@ -172,28 +179,50 @@ accelerators:
       - protocol: tcp
         port_ranges: [{from: %[2]d}, {from: %[3]d}]
         endpoint_groups:
-          - region: region
+          - region: %[9]s
             health_check: {protocol: tcp, interval: 5s, timeout: 2s}
             endpoints: [{id: web, address: "%[4]s"}]
-      - protocol: tcp
-        port_ranges: [{from: %[8]d}]
-        tls: {certificates: [{cert_file: "%[9]s", key_file: "%[10]s"}], alpn: [http/1.1]}
-        endpoint_groups:
-          - region: region
-            health_check: {protocol: tcp, interval: 5s, timeout: 2s}
-            endpoints: [{id: web-tls, address: "%[4]s:%[2]d"}]
-topology:
+            port_overrides: [{listener_port: %[2]d, endpoint_port: %[10]d}, {listener_port: %[3]d, endpoint_port: %[11]d}]
+%[15]stopology:
   pki_dir: %[5]s
   pops:
-    - name: pop
-      admin: 127.0.0.1:9180
-%[7]s
+    - name: %[8]s
+      admin: 127.0.0.1:%[12]d
+      backbone: {fec: %[14]s%[7]s}
   regions:
-    - name: region
-      admin: 127.0.0.1:9181
-      backbone: {listen: "%[6]s"}
+    - name: %[9]s
+      admin: 127.0.0.1:%[13]d
+      backbone: {listen: "%[6]s", fec: %[14]s}
 `
 
+// anyedgeStack is one edge and one region of anyedge.
+type anyedgeStack struct {
+	pop, region           string
+	http, https, backbone int
+	popAdmin, regionAdmin int
+	fec                   string
+}
+
+var anyedgeStacks = map[string]anyedgeStack{
+	"anyedge": {pop: "pop", region: "region", http: portHTTP, https: portHTTPS, backbone: portBackbone,
+		popAdmin: 9180, regionAdmin: 9181, fec: "auto"},
+	"anyedge-nofec": {pop: "pop2", region: "region2", http: portNoFEC, https: portNoFECS, backbone: portBackboneNoFEC,
+		popAdmin: 9190, regionAdmin: 9191, fec: "off"},
+}
+
+// tlsListener is the listener of path anyedge-tls, in the anyedge stack:
+// TLS terminated at the PoP, the endpoint's plain HTTP port behind it.
+const tlsListener = `      - protocol: tcp
+        port_ranges: [{from: %[1]d}]
+        tls: {certificates: [{cert_file: "%[2]s", key_file: "%[3]s"}], alpn: [http/1.1]}
+        endpoint_groups:
+          - region: %[4]s
+            health_check: {protocol: tcp, interval: 5s, timeout: 2s}
+            endpoints: [{id: web-tls, address: "%[5]s:%[6]d"}]
+`
+
+// startAnyedge starts the anyedge stack of each anyedge path measured
+// (anyedge-tls is a listener of the anyedge stack).
 func (b *bench) startAnyedge() error {
 	pki := filepath.Join(b.dir, "pki")
 	sh := func(args ...string) error {
@@ -206,34 +235,47 @@ func (b *bench) startAnyedge() error {
 	if err := sh("certs", "init", "--dir", pki); err != nil {
 		return err
 	}
-	for _, n := range []string{"pop", "region"} {
-		if err := sh("certs", "issue", "--dir", pki, "--node", n); err != nil {
+	for _, path := range []string{"anyedge", "anyedge-nofec"} {
+		st := anyedgeStacks[path]
+		tls := path == "anyedge" && slices.Contains(b.o.paths, "anyedge-tls")
+		if !slices.Contains(b.o.paths, path) && !tls {
+			continue
+		}
+		extraListener := ""
+		if tls {
+			certFile, keyFile := filepath.Join(b.dir, "edge.crt"), filepath.Join(b.dir, "edge.key")
+			if err := writeSelfSigned(certFile, keyFile); err != nil {
+				return err
+			}
+			extraListener = fmt.Sprintf(tlsListener, portEdgeTLS, certFile, keyFile, st.region, wanlab.EndpointLocal, portHTTP)
+		}
+		for _, n := range []string{st.pop, st.region} {
+			if err := sh("certs", "issue", "--dir", pki, "--node", n); err != nil {
+				return err
+			}
+		}
+		popExtra := ""
+		if b.o.connections > 0 {
+			popExtra = fmt.Sprintf(", connections: %d", b.o.connections)
+		}
+		conf := filepath.Join(b.dir, path+".yaml")
+		doc := fmt.Sprintf(anyedgeConfig, wanlab.PoPAccess, st.http, st.https, wanlab.EndpointLocal,
+			pki, fmt.Sprintf("%s:%d", wanlab.RegionBackbone, st.backbone), popExtra, st.pop, st.region,
+			portHTTP, portHTTPS, st.popAdmin, st.regionAdmin, st.fec, extraListener)
+		if err := os.WriteFile(conf, []byte(doc), 0o644); err != nil {
+			return err
+		}
+		if err := sh("validate", conf); err != nil {
+			return err
+		}
+		if _, err := b.start(wanlab.Region, path+"-region", b.o.anyedge, "region", "--config", conf, "--node", st.region); err != nil {
+			return err
+		}
+		if _, err := b.start(wanlab.PoP, path+"-edge", b.o.anyedge, "edge", "--config", conf, "--node", st.pop); err != nil {
 			return err
 		}
 	}
-	popExtra := ""
-	if b.o.connections > 0 {
-		popExtra = fmt.Sprintf("      backbone: {connections: %d}", b.o.connections)
-	}
-	// The certificate of the listener that terminates TLS at the PoP.
-	certFile, keyFile := filepath.Join(b.dir, "edge.crt"), filepath.Join(b.dir, "edge.key")
-	if err := writeSelfSigned(certFile, keyFile); err != nil {
-		return err
-	}
-	conf := filepath.Join(b.dir, "anyedge.yaml")
-	doc := fmt.Sprintf(anyedgeConfig, wanlab.PoPAccess, portHTTP, portHTTPS, wanlab.EndpointLocal,
-		pki, fmt.Sprintf("%s:%d", wanlab.RegionBackbone, portBackbone), popExtra, portEdgeTLS, certFile, keyFile)
-	if err := os.WriteFile(conf, []byte(doc), 0o644); err != nil {
-		return err
-	}
-	if err := sh("validate", conf); err != nil {
-		return err
-	}
-	if _, err := b.start(wanlab.Region, "anyedge-region", b.o.anyedge, "region", "--config", conf, "--node", "region"); err != nil {
-		return err
-	}
-	_, err := b.start(wanlab.PoP, "anyedge-edge", b.o.anyedge, "edge", "--config", conf, "--node", "pop")
-	return err
+	return nil
 }
 
 const haproxyConfig = `# written by bench/cmd/wanbench
@@ -281,8 +323,8 @@ func (b *bench) startStandin() error {
 func url(p string, tls bool, size int64) string {
 	host, port := wanlab.EndpointInternet.String(), portHTTP
 	switch p {
-	case "anyedge":
-		host = wanlab.PoPAccess.String()
+	case "anyedge", "anyedge-nofec":
+		host, port = wanlab.PoPAccess.String(), anyedgeStacks[p].http
 	case "standin":
 		host, port = wanlab.PoPAccess.String(), portStandin
 	case "anyedge-tls":

@@ -84,7 +84,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&inet, "internet-loss", "0,1,3", "internet loss, percent per direction")
 	fs.StringVar(&bb, "backbone-loss", "0,0.1,1", "backbone loss, percent per direction")
 	fs.StringVar(&variants, "variants", "A,B", "backbone length: A = as long as the internet path, B = 0.8×")
-	fs.StringVar(&paths, "paths", "direct,standin,anyedge,anyedge-tls", "paths to measure (anyedge-tls: TLS terminated at the PoP; HTTPS time to first byte only)")
+	fs.StringVar(&paths, "paths", "direct,standin,anyedge,anyedge-nofec,anyedge-tls",
+		"paths to measure: direct, standin, anyedge, anyedge-nofec (a second anyedge with FEC off at both ends), "+
+			"anyedge-tls (TLS terminated at the PoP; HTTPS time to first byte only)")
 	fs.BoolVar(&o.ttfb, "ttfb", true, "also measure HTTP and HTTPS time to first byte (fresh connection each)")
 	fs.BoolVar(&o.download, "download", true, "measure the download; false: time to first byte only (TTFB mode)")
 	fs.Int64Var(&o.rateMbit, "rate-mbit", 200, "rate of every emulated link")
@@ -100,6 +102,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	o.variants, o.paths = strings.Split(variants, ","), strings.Split(paths, ",")
+	for _, p := range o.paths {
+		if _, ok := pathNames[p]; !ok && err == nil {
+			err = fmt.Errorf("unknown path %q", p)
+		}
+	}
 	if err == nil && o.anyedge == "" {
 		err = errors.New("-anyedge is required")
 	}

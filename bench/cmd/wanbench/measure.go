@@ -232,11 +232,40 @@ func (r *results) markdown(o options, e env) string {
 	return sb.String()
 }
 
-// downloads renders the download table.
+// pathNames are the paths' names in reports.
+var pathNames = map[string]string{
+	"direct": "direct", "standin": "stand-in", "anyedge": "anyedge", "anyedge-nofec": "anyedge no FEC",
+	"anyedge-tls": "anyedge TLS at the PoP",
+}
+
+// downloads renders the download table: each path's median, each
+// accelerated path's ratio to direct, anyedge's to the stand-in and to
+// anyedge without FEC.
 func (r *results) downloads(sb *strings.Builder, o options) {
 	fmt.Fprintf(sb, "Ratios are accelerated time / direct time (lower is better); `>` marks a median that includes a run cut at the %v timeout.\n\n", o.timeout)
-	sb.WriteString("| internet RTT | internet loss | backbone | backbone loss | direct s | stand-in s | anyedge s | stand-in / direct | anyedge / direct | anyedge / stand-in |\n")
-	sb.WriteString("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	var accel []string
+	for _, p := range o.paths {
+		if p != "direct" && p != "anyedge-tls" { // anyedge-tls: time to first byte only
+			accel = append(accel, p)
+		}
+	}
+	pairs := [][2]string{}
+	for _, q := range []string{"standin", "anyedge-nofec"} {
+		if slices.Contains(o.paths, "anyedge") && slices.Contains(o.paths, q) {
+			pairs = append(pairs, [2]string{"anyedge", q})
+		}
+	}
+	sb.WriteString("| internet RTT | internet loss | backbone | backbone loss | direct s |")
+	for _, p := range accel {
+		fmt.Fprintf(sb, " %s s |", pathNames[p])
+	}
+	for _, p := range accel {
+		fmt.Fprintf(sb, " %s / direct |", pathNames[p])
+	}
+	for _, pq := range pairs {
+		fmt.Fprintf(sb, " %s / %s |", pathNames[pq[0]], pathNames[pq[1]])
+	}
+	sb.WriteString("\n|---|--:|---|--:|--:|" + strings.Repeat("--:|", 2*len(accel)+len(pairs)) + "\n")
 	cell := func(j job) (string, float64, bool) {
 		v, to, ok := r.med(j, dl)
 		if !ok {
@@ -259,14 +288,25 @@ func (r *results) downloads(sb *strings.Builder, o options) {
 			for _, v := range o.variants {
 				for _, bl := range o.bbLoss {
 					ds, dv, dok := cell(job{Path: "direct", RTT: rtt, Loss: il})
-					ss, sv, sok := cell(job{Path: "standin", RTT: rtt, Loss: bl, Variant: v})
-					as, av, aok := cell(job{Path: "anyedge", RTT: rtt, Loss: bl, Variant: v})
 					bbLen := rtt
 					if v == "B" {
 						bbLen = time.Duration(float64(rtt) * variantBRatio)
 					}
-					fmt.Fprintf(sb, "| %v | %g %% | %s (%v) | %g %% | %s | %s | %s | %s | %s | %s |\n",
-						rtt, il, v, bbLen, bl, ds, ss, as, ratio(sv, dv, sok, dok), ratio(av, dv, aok, dok), ratio(av, sv, aok, sok))
+					fmt.Fprintf(sb, "| %v | %g %% | %s (%v) | %g %% | %s |", rtt, il, v, bbLen, bl, ds)
+					vals := map[string]float64{}
+					oks := map[string]bool{}
+					for _, p := range accel {
+						s, val, ok := cell(job{Path: p, RTT: rtt, Loss: bl, Variant: v})
+						vals[p], oks[p] = val, ok
+						fmt.Fprintf(sb, " %s |", s)
+					}
+					for _, p := range accel {
+						fmt.Fprintf(sb, " %s |", ratio(vals[p], dv, oks[p], dok))
+					}
+					for _, pq := range pairs {
+						fmt.Fprintf(sb, " %s |", ratio(vals[pq[0]], vals[pq[1]], oks[pq[0]], oks[pq[1]]))
+					}
+					sb.WriteString("\n")
 				}
 			}
 		}
