@@ -441,8 +441,10 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 }
 
 // control runs the edge side of one control stream: hello and the edge's
-// state out, health, load and the fleet's states in. On a path long enough
-// for FEC, the hello asks for it, and the region's hello turns it on.
+// state out, health, load and the fleet's states in. The hello says the
+// edge speaks FEC when its socket is wrapped; if the region's says so too,
+// FEC is turned on once the connection's smoothed RTT reaches FEC.MinRTT
+// (checked at every message: the region speaks at least once a second).
 func (c *Client) control(conn *quic.Conn, fp *fecPath, established chan<- struct{}) error {
 	str, err := conn.OpenStream()
 	if err != nil {
@@ -455,10 +457,10 @@ func (c *Client) control(conn *quic.Conn, fp *fecPath, established chan<- struct
 	}
 	hello := c.cfg.Hello
 	hello.Proto = wire.ControlProto
-	askFEC := fp.conn != nil && conn.ConnectionStats().MinRTT >= c.cfg.FEC.MinRTT
-	if askFEC {
+	if fp.conn != nil {
 		hello.Caps = append(slices.Clone(hello.Caps), wire.CapFEC)
 	}
+	fecCap, fecOn := false, false
 	if err := wire.WriteMsg(str, wire.MsgHello, hello); err != nil {
 		return err
 	}
@@ -489,7 +491,8 @@ func (c *Client) control(conn *quic.Conn, fp *fecPath, established chan<- struct
 		}
 		// The region speaks at least once a second (load): a steady
 		// sample of the connection's RTT for the routing RTT.
-		c.rtt.observe(c.now(), conn.ConnectionStats().LatestRTT)
+		stats := conn.ConnectionStats()
+		c.rtt.observe(c.now(), stats.LatestRTT)
 		switch t {
 		case wire.MsgHello:
 			// A region of control protocol 4 says what it serves.
@@ -499,9 +502,7 @@ func (c *Client) control(conn *quic.Conn, fp *fecPath, established chan<- struct
 			}
 			c.stripeCap.Store(h.Has(wire.CapStripe))
 			c.caps.Store(&h.Caps)
-			if askFEC && h.Has(wire.CapFEC) && !fp.enable() {
-				c.log.Warn("could not turn FEC on", "local", conn.LocalAddr().String())
-			}
+			fecCap = fp.conn != nil && h.Has(wire.CapFEC)
 		case wire.MsgHealth:
 			var h wire.Health
 			if err := json.Unmarshal(body, &h); err != nil {
@@ -533,6 +534,12 @@ func (c *Client) control(conn *quic.Conn, fp *fecPath, established chan<- struct
 			c.applyCustom(m)
 		default:
 			// A newer region may send messages this edge does not know.
+		}
+		if fecCap && !fecOn && stats.SmoothedRTT >= c.cfg.FEC.MinRTT {
+			if fecOn = fp.enable(); !fecOn {
+				c.log.Warn("could not turn FEC on", "local", conn.LocalAddr().String())
+				fecCap = false
+			}
 		}
 	}
 }

@@ -10,13 +10,13 @@ import (
 
 // FECConfig says when an edge's backbone connections protect their packets
 // with forward error correction (backbone/fec; docs/backbone-protocol.md,
-// "Forward error correction"): on a connection whose handshake RTT is at
-// least MinRTT, to a region whose hello lists wire.CapFEC.
+// "Forward error correction"): on a connection to a region whose hello
+// lists wire.CapFEC, once its smoothed RTT is at least MinRTT.
 type FECConfig struct {
 	// Off keeps every socket of the pool unwrapped.
 	Off bool
-	// MinRTT: connections to regions nearer than this do not use FEC
-	// (default 20 ms). A near path regrows its window within
+	// MinRTT: connections whose smoothed RTT stays below this do not use
+	// FEC (default 20 ms). A near path regrows its window within
 	// milliseconds after a loss; FEC pays where that takes seconds.
 	MinRTT time.Duration
 }
@@ -38,9 +38,9 @@ func wrapFEC(pc fec.PacketConn, off bool) *fec.Conn {
 	return fec.NewConn(pc, fec.Config{})
 }
 
-// fecPath is FEC on one connection: enabled at most once, towards the
-// connection's remote address, and disabled when the connection ends.
-// The zero value (or a nil Conn) does nothing.
+// fecPath is FEC on one connection: enabled (edge) or allowed (region) at
+// most once, towards the connection's remote address, and undone when the
+// connection ends. The zero value (or a nil Conn) does nothing.
 type fecPath struct {
 	conn *fec.Conn
 	addr net.Addr
@@ -50,11 +50,23 @@ type fecPath struct {
 }
 
 // enable turns FEC on for the path and reports whether it is on.
-func (f *fecPath) enable() bool {
+func (f *fecPath) enable() bool { return f.register(true) }
+
+// allow lets the peer turn FEC on for the path (fec.Conn.Allow) and
+// reports whether it may.
+func (f *fecPath) allow() bool { return f.register(false) }
+
+func (f *fecPath) register(enable bool) bool {
 	if f == nil || f.conn == nil {
 		return false
 	}
-	f.once.Do(func() { f.on = f.conn.Enable(f.addr) })
+	f.once.Do(func() {
+		if enable {
+			f.on = f.conn.Enable(f.addr)
+		} else {
+			f.on = f.conn.Allow(f.addr)
+		}
+	})
 	return f.on
 }
 

@@ -96,7 +96,9 @@ func TestStripedFlowThroughTheEmulator(t *testing.T) {
 // error correction rebuilds the losses below QUIC, so quic-go declares
 // only a few packets lost (the first rebuilt one, declared before quic-go
 // learns that late packets here are not lost, and those of groups that
-// lost two), where without it each lost packet is one. A run during which
+// lost two), where without it each lost packet is one. The backbone is
+// near at first (no delay): the edge turns FEC on only when its RTT grows
+// past fec_min_rtt. A run during which
 // the emulator was late (a loaded machine: its queues then drop bursts no
 // single parity rebuilds) is repeated, up to 3 runs. Needs root.
 func TestFECThroughTheEmulator(t *testing.T) {
@@ -135,7 +137,7 @@ func fecThroughTheEmulator(t *testing.T, run int) fecRun {
 	lab, err := wanlab.Up(wanlab.Config{
 		Name:     fmt.Sprintf("fec%d-%d", os.Getpid(), run),
 		Realtime: true,
-		Backbone: wanlab.Shape{AB: lossy, BA: clean}, // PoP → region loses
+		Backbone: wanlab.Symmetric(wanem.Params{RateBits: 200_000_000}),
 	})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, lab.Close()) }()
@@ -177,6 +179,9 @@ func fecThroughTheEmulator(t *testing.T, run int) fecRun {
 		require.NoError(t, <-cdone)
 	}()
 	waitLive(t, c, 1)
+	eventually(t, 10*time.Second, func() bool { return c.Offers("fec") }, "the region does not speak FEC")
+	require.Zero(t, c.FECPaths(), "a near region")
+	require.NoError(t, lab.Set(wanlab.Backbone, wanlab.Shape{AB: lossy, BA: clean})) // PoP → region loses
 	eventually(t, 10*time.Second, func() bool { return c.FECPaths() == 1 }, "FEC never turned on over a 40 ms backbone")
 
 	before := lab.Stats(wanlab.Backbone)

@@ -47,11 +47,12 @@ type Peer struct {
 	fec *fecPath
 }
 
-// EnableFEC turns forward error correction on for the peer's connection,
-// both ways, and reports whether it is on: the edge asked for it in its
-// hello (wire.CapFEC), and the region says so in its own when this
-// reports true. It is off again when the connection ends.
-func (p Peer) EnableFEC() bool { return p.fec.enable() }
+// AllowFEC lets the edge turn forward error correction on for the peer's
+// connection, both ways (its first parity frame does), and reports whether
+// it may: the edge said it speaks FEC in its hello (wire.CapFEC), and the
+// region says so in its own when this reports true. It ends with the
+// connection.
+func (p Peer) AllowFEC() bool { return p.fec.allow() }
 
 // Handler serves the streams edges open. ServeStream owns the stream: it
 // must finish or cancel it before returning, and return when ctx ends.

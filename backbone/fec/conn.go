@@ -81,7 +81,9 @@ type Conn struct {
 	mu     sync.RWMutex
 	peers  map[netip.AddrPort]*peer
 	closed bool
-	active atomic.Int32 // len(peers): zero keeps every path a pass-through
+	// registered is len(peers), activeN the peers whose path is protected:
+	// while it is zero, every datagram is a pass-through.
+	registered, activeN atomic.Int32
 
 	batchR, singleR reader
 	stats           counters
@@ -146,11 +148,19 @@ func key(ap netip.AddrPort) netip.AddrPort {
 // Enable starts protecting the path to and from addr (a *net.UDPAddr):
 // parity frames follow what is sent there, and losses of what comes from
 // there are rebuilt. It reports false when addr is not a UDP address, the
-// Conn is closed, or MaxPeers peers are protected already. Enables are
-// counted: each that reported true is undone by one Disable (a new
-// connection from the same address may be enabled before the old one
-// ends).
-func (c *Conn) Enable(addr net.Addr) bool {
+// Conn is closed, or MaxPeers peers are registered already. Enables and
+// Allows are counted: each that reported true is undone by one Disable (a
+// new connection from the same address may be registered before the old
+// one ends).
+func (c *Conn) Enable(addr net.Addr) bool { return c.register(addr, true) }
+
+// Allow registers addr as a peer that may turn FEC on: the path stays
+// plain until the first parity frame from addr arrives, and is protected
+// both ways from then on. A region allows the edges that asked for FEC in
+// their hello; each edge decides when its path is long enough.
+func (c *Conn) Allow(addr net.Addr) bool { return c.register(addr, false) }
+
+func (c *Conn) register(addr net.Addr, active bool) bool {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok {
 		return false
@@ -161,24 +171,40 @@ func (c *Conn) Enable(addr net.Addr) bool {
 	if c.closed {
 		return false
 	}
-	if p, ok := c.peers[k]; ok {
-		p.refs++
-		return true
+	p, ok := c.peers[k]
+	if !ok {
+		if len(c.peers) >= c.cfg.MaxPeers {
+			return false
+		}
+		p = &peer{addr: net.UDPAddrFromAddrPort(k), k: groupFor(initialLoss), lossEst: initialLoss}
+		p.timer = time.AfterFunc(time.Hour, func() { p.onTimer(c) })
+		p.timer.Stop()
+		c.peers[k] = p
+		c.registered.Store(int32(len(c.peers)))
 	}
-	if len(c.peers) >= c.cfg.MaxPeers {
-		return false
+	p.refs++
+	if active && !p.active.Load() {
+		p.active.Store(true)
+		c.activeN.Add(1)
 	}
-	p := &peer{addr: net.UDPAddrFromAddrPort(k), refs: 1, k: groupFor(initialLoss), lossEst: initialLoss}
-	p.timer = time.AfterFunc(time.Hour, func() { p.onTimer(c) })
-	p.timer.Stop()
-	c.peers[k] = p
-	c.active.Store(int32(len(c.peers)))
-	c.log.Debug("fec enabled", "peer", k.String())
+	c.log.Debug("fec peer registered", "peer", k.String(), "active", p.active.Load())
 	return true
 }
 
-// Disable undoes one Enable; the last stops protecting the path to and
-// from addr (a partial group is dropped without its parity).
+// activate turns FEC on for an allowed peer whose first parity frame
+// arrived.
+func (c *Conn) activate(p *peer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.peers[key(p.addr.AddrPort())] == p && !p.active.Load() {
+		p.active.Store(true)
+		c.activeN.Add(1)
+		c.log.Debug("fec turned on by the peer", "peer", p.addr.String())
+	}
+}
+
+// Disable undoes one Enable or Allow; the last stops protecting the path
+// to and from addr (a partial group is dropped without its parity).
 func (c *Conn) Disable(addr net.Addr) {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok {
@@ -192,13 +218,16 @@ func (c *Conn) Disable(addr net.Addr) {
 			p = nil
 		} else {
 			delete(c.peers, k)
-			c.active.Store(int32(len(c.peers)))
+			c.registered.Store(int32(len(c.peers)))
+			if p.active.Load() {
+				c.activeN.Add(-1)
+			}
 		}
 	}
 	c.mu.Unlock()
 	if p != nil {
 		p.stop()
-		c.log.Debug("fec disabled", "peer", k.String())
+		c.log.Debug("fec peer removed", "peer", k.String())
 	}
 }
 
@@ -224,22 +253,38 @@ func (c *Conn) Group(addr net.Addr) int {
 	return p.k
 }
 
+// lookup returns the protected peer at ap, or nil: the data path's
+// lookup, a single atomic load while no path is protected.
 func (c *Conn) lookup(ap netip.AddrPort) *peer {
-	if c.active.Load() == 0 {
+	if c.activeN.Load() == 0 {
 		return nil
 	}
 	c.mu.RLock()
 	p := c.peers[key(ap)]
 	c.mu.RUnlock()
+	if p == nil || !p.active.Load() {
+		return nil
+	}
 	return p
 }
 
 func (c *Conn) lookupAddr(a net.Addr) *peer {
 	ua, ok := a.(*net.UDPAddr)
-	if !ok || c.active.Load() == 0 {
+	if !ok || c.activeN.Load() == 0 {
 		return nil
 	}
 	return c.lookup(ua.AddrPort())
+}
+
+// lookupRegistered returns the peer at a, protected or only allowed.
+func (c *Conn) lookupRegistered(a net.Addr) *peer {
+	ua, ok := a.(*net.UDPAddr)
+	if !ok || c.registered.Load() == 0 {
+		return nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.peers[key(ua.AddrPort())]
 }
 
 // Stats returns the cumulative counters.
@@ -260,7 +305,8 @@ func (c *Conn) Close() error {
 		c.closed = true
 		peers := c.peers
 		c.peers = map[netip.AddrPort]*peer{}
-		c.active.Store(0)
+		c.registered.Store(0)
+		c.activeN.Store(0)
 		c.mu.Unlock()
 		for _, p := range peers {
 			p.stop()
@@ -273,7 +319,7 @@ func (c *Conn) Close() error {
 // WriteMsgUDP sends b (one datagram, or several of oob's UDP_SEGMENT size
 // at once: GSO) and, towards an enabled peer, adds them to its group.
 func (c *Conn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
-	if addr == nil || c.active.Load() == 0 {
+	if addr == nil || c.activeN.Load() == 0 {
 		return c.PacketConn.WriteMsgUDP(b, oob, addr)
 	}
 	p := c.lookup(addr.AddrPort())
@@ -448,14 +494,25 @@ func (c *Conn) handleFrame(m *ipv4.Message, r *reader, i int) bool {
 	frame := r.frame[:m.N]
 	copy(frame, buf[:head])
 	copy(frame[head:], r.over[i][:tail])
-	p := c.lookupAddr(m.Addr)
+	p := c.lookupRegistered(m.Addr)
 	if p == nil {
 		c.stats.dropped.Add(1)
 		return false
 	}
+	syncOnly := false
+	if !p.active.Load() {
+		if frame[0] != typeParity {
+			c.stats.dropped.Add(1)
+			return false
+		}
+		// Nothing of this group was counted: its parity only marks where
+		// the next one starts.
+		c.activate(p)
+		syncOnly = true
+	}
 	switch frame[0] {
 	case typeParity:
-		n, report := p.parity(c, frame, buf)
+		n, report := p.parity(c, frame, buf, syncOnly)
 		if report {
 			c.sendReport(p)
 		}
@@ -496,8 +553,9 @@ func (c *Conn) sendReport(p *peer) {
 // peer is the state of one protected path: the open group of what is sent
 // there (guarded by smu) and of what comes from there (rmu).
 type peer struct {
-	addr *net.UDPAddr
-	refs int // Enables not yet undone; guarded by Conn.mu
+	addr   *net.UDPAddr
+	refs   int         // Enables and Allows not yet undone; guarded by Conn.mu
+	active atomic.Bool // protected, not only allowed; set under Conn.mu
 
 	smu     sync.Mutex
 	k       int    // group size
@@ -613,9 +671,10 @@ func (p *peer) received(b []byte) {
 }
 
 // parity closes the open group with its parity frame. When the group lost
-// exactly one datagram, it rebuilds it into dst and returns its length.
-// report says a loss report is due.
-func (p *peer) parity(c *Conn, frame, dst []byte) (n int, report bool) {
+// exactly one datagram, it rebuilds it into dst and returns its length;
+// with syncOnly the frame only marks where the next group starts. report
+// says a loss report is due.
+func (p *peer) parity(c *Conn, frame, dst []byte, syncOnly bool) (n int, report bool) {
 	pf, err := parseParity(frame)
 	if err != nil {
 		c.stats.dropped.Add(1)
@@ -626,7 +685,7 @@ func (p *peer) parity(c *Conn, frame, dst []byte) (n int, report bool) {
 	// A group follows the previous one in sequence, or is the sender's
 	// first: the receiver may have missed the start of that one (it was
 	// enabled later), which the sum check catches.
-	if (p.synced && pf.group == p.rgroup+1) || (!p.synced && pf.group == 0) {
+	if !syncOnly && ((p.synced && pf.group == p.rgroup+1) || (!p.synced && pf.group == 0)) {
 		n = p.rebuild(c, pf, dst)
 	}
 	p.rgroup, p.synced = pf.group, true

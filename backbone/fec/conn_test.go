@@ -392,3 +392,40 @@ func TestPeersAreBoundedAndCounted(t *testing.T) {
 	require.NoError(t, c.Close())
 	require.False(t, c.Enable(a), "closed")
 }
+
+func TestAnAllowedPeerTurnsOnAtItsFirstParity(t *testing.T) {
+	p := newPair(t, Config{}, false)
+	require.True(t, p.rx.Allow(p.txa))
+	require.False(t, p.rx.Enabled(p.txa), "allowed, not yet protected")
+	// Before the sender turns FEC on, everything is plain both ways.
+	_, err := p.rx.WriteTo(datagram(1000), p.txa)
+	require.NoError(t, err)
+	require.Zero(t, p.rx.Stats().ParitySent)
+	require.True(t, p.tx.Enable(p.rxa))
+	p.loss.drop = func(i int) bool { return i == 3 || i == 12 }
+	p.send(t, 0, 25)
+	got := receive(t, p.rx, 24)
+	require.Zero(t, got[3], "the first group only turns FEC on")
+	require.Equal(t, 1, got[12], "the second is protected")
+	require.True(t, p.rx.Enabled(p.txa))
+	st := p.rx.Stats()
+	require.Equal(t, uint64(1), st.Lost, "the first group is not counted")
+	require.Equal(t, uint64(1), st.Recovered)
+	// And the receiver protects what it sends back now.
+	_, err = p.rx.WriteTo(datagram(1001), p.txa)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return p.rx.Stats().ParitySent == 1 }, 20*time.Second, time.Millisecond)
+}
+
+func TestAnAllowedPeerIgnoresReportsBeforeItsFirstParity(t *testing.T) {
+	u := listen(t)
+	defer u.Close()
+	fd := newFeeder(t, u)
+	defer fd.c.Close()
+	other := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}
+	require.True(t, fd.c.Allow(other))
+	fd.peer = other
+	require.Empty(t, fd.feed(t, [][]byte{report{covered: 100, lost: 1}.append(nil)}))
+	require.False(t, fd.c.Enabled(other))
+	require.Equal(t, uint64(1), fd.c.Stats().Dropped)
+}

@@ -594,9 +594,9 @@ func (g *Gateway) serveControl(ctx context.Context, peer backbone.Peer, s *quic.
 		return
 	}
 	g.log.Debug("edge hello", "peer", peer.Name, "version", hello.Version, "proto", hello.Proto)
-	// Forward error correction is on before this region says so: the
-	// edge protects its side only after reading that.
-	fecOn := hello.Has(wire.CapFEC) && peer.EnableFEC()
+	// Forward error correction is allowed before this region says so:
+	// the edge turns it on (on a long enough path) only after reading that.
+	fecOn := hello.Has(wire.CapFEC) && peer.AllowFEC()
 
 	notify := make(chan struct{}, 1)
 	var fleetNotify chan struct{} // nil for edges of protocol 1: they get no relay

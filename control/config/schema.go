@@ -375,8 +375,8 @@ type BackboneClient struct {
 	// FECMinRTT away that offer it protect their packets with forward
 	// error correction) or "off".
 	FEC string `mapstructure:"fec"`
-	// FECMinRTT: connections to regions nearer than this (handshake RTT)
-	// never use FEC (default 20ms).
+	// FECMinRTT: connections whose smoothed RTT stays below this never
+	// use FEC (default 20ms).
 	FECMinRTT time.Duration `mapstructure:"fec_min_rtt"`
 	// KeepAlivePeriod between keep-alive packets (default 1s).
 	KeepAlivePeriod time.Duration `mapstructure:"keepalive_period"`
