@@ -47,6 +47,22 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "plot" {
+		// wanbench plot REPORT.json…: draw a report's figures again.
+		for _, f := range os.Args[2:] {
+			r, err := readResults(f)
+			if err == nil {
+				var files []string
+				files, err = r.plots(strings.TrimSuffix(f, ".json"))
+				fmt.Println(strings.Join(files, "\n"))
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "wanbench plot:", err)
+				os.Exit(1)
+			}
+		}
+		return
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -141,6 +157,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		if err == nil {
 			err = res.writeJSON(strings.TrimSuffix(o.out, ".md") + ".json")
+		}
+		if err == nil && o.download {
+			_, err = res.plots(strings.TrimSuffix(o.out, ".md"))
 		}
 		if err != nil {
 			fmt.Fprintln(stderr, "wanbench:", err)
