@@ -15,18 +15,10 @@ import (
 // configuration (no striping).
 func (l *lab) startFECClient(t *testing.T, addr string, k int, fc backbone.FECConfig) *backbone.Client {
 	t.Helper()
-	c, err := backbone.NewClient(backbone.ClientConfig{
+	c, _ := runClient(t, backbone.ClientConfig{
 		Region: regionName, Addr: addr, Connections: k, FEC: fc,
 		Stripe: backbone.StripeConfig{Lanes: 1},
 		TLS:    l.clientTLS(t, edgeName), Hello: backbone.Hello(edgeName, "test"),
-	})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
 	})
 	return c
 }

@@ -167,10 +167,17 @@ func (l *lab) startClient(t *testing.T, node, addr string, k int) *backbone.Clie
 // waits for it (it is also called in the test's cleanup).
 func (l *lab) startClientLog(t *testing.T, node, addr string, k int, log *slog.Logger) (c *backbone.Client, stop func()) {
 	t.Helper()
-	c, err := backbone.NewClient(backbone.ClientConfig{
+	return runClient(t, backbone.ClientConfig{
 		Region: regionName, Addr: addr, Connections: k,
 		TLS: l.clientTLS(t, node), Hello: backbone.Hello(node, "test"), Logger: log,
 	})
+}
+
+// runClient makes a client of cfg and runs it; stop ends it and waits for
+// it (it is also called in the test's cleanup).
+func runClient(t *testing.T, cfg backbone.ClientConfig) (c *backbone.Client, stop func()) {
+	t.Helper()
+	c, err := backbone.NewClient(cfg)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,43 +39,13 @@ func TestStripedFlowThroughTheEmulator(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, lab.Close()) })
 
-	l := newLab(t)
-	echo := startEcho(t) // on 127.0.0.1 of the test's own namespace: the gateway dials from there
-	gw := gateway.New(gateway.Config{Endpoints: []gateway.Endpoint{{
-		ID: endpointID, Host: "127.0.0.1", Port: echo.Port(), ListenerPorts: [][2]uint16{{listenerPort, listenerPort}},
-	}}})
-	tlsConf := pki.ServerConfig(l.store(t, regionName), func(n string) bool { return n == edgeName }, nil)
-	var srv *backbone.Server
-	require.NoError(t, lab.Do(wanlab.Region, func() (err error) {
-		srv, err = backbone.Listen(backbone.ServerConfig{Listen: wanlab.RegionBackbone.String() + ":0", TLS: tlsConf}, gw)
-		return err
-	}))
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(context.Background()) }()
-	t.Cleanup(func() {
-		require.NoError(t, srv.Close())
-		require.NoError(t, <-done)
-	})
+	l, srv, _ := startLabRegion(t, lab)
 
-	c, err := backbone.NewClient(backbone.ClientConfig{
+	c, _ := runClient(t, backbone.ClientConfig{
 		Region: regionName, Addr: srv.Addr().String(), Connections: 4,
 		Stripe: backbone.StripeConfig{Lanes: 4},
 		TLS:    l.clientTLS(t, edgeName), Hello: backbone.Hello(edgeName, "test"),
-		ListenUDP: func() (u *net.UDPConn, err error) {
-			err = lab.Do(wanlab.PoP, func() error {
-				u, err = net.ListenUDP("udp", nil)
-				return err
-			})
-			return u, err
-		},
-	})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	cdone := make(chan error, 1)
-	go func() { cdone <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-cdone)
+		ListenUDP: inPoP(lab),
 	})
 	waitLive(t, c, 4)
 	eventually(t, 10*time.Second, c.CanStripe, "the region never offered striping")
@@ -146,42 +117,14 @@ func fecThroughTheEmulator(t *testing.T, run int) fecRun {
 	require.NoError(t, err)
 	defer func() { require.NoError(t, lab.Close()) }()
 
-	l := newLab(t)
-	echo := startEcho(t)
-	gw := gateway.New(gateway.Config{Endpoints: []gateway.Endpoint{{
-		ID: endpointID, Host: "127.0.0.1", Port: echo.Port(), ListenerPorts: [][2]uint16{{listenerPort, listenerPort}},
-	}}})
-	tlsConf := pki.ServerConfig(l.store(t, regionName), func(n string) bool { return n == edgeName }, nil)
-	var srv *backbone.Server
-	require.NoError(t, lab.Do(wanlab.Region, func() (err error) {
-		srv, err = backbone.Listen(backbone.ServerConfig{Listen: wanlab.RegionBackbone.String() + ":0", TLS: tlsConf}, gw)
-		return err
-	}))
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(context.Background()) }()
-	defer func() {
-		require.NoError(t, srv.Close())
-		require.NoError(t, <-done)
-	}()
-	c, err := backbone.NewClient(backbone.ClientConfig{
+	l, srv, stopRegion := startLabRegion(t, lab)
+	defer stopRegion()
+	c, stop := runClient(t, backbone.ClientConfig{
 		Region: regionName, Addr: srv.Addr().String(), Connections: 1,
 		TLS: l.clientTLS(t, edgeName), Hello: backbone.Hello(edgeName, "test"),
-		ListenUDP: func() (u *net.UDPConn, err error) {
-			err = lab.Do(wanlab.PoP, func() error {
-				u, err = net.ListenUDP("udp", nil)
-				return err
-			})
-			return u, err
-		},
+		ListenUDP: inPoP(lab),
 	})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	cdone := make(chan error, 1)
-	go func() { cdone <- c.Run(ctx) }()
-	defer func() {
-		cancel()
-		require.NoError(t, <-cdone)
-	}()
+	defer stop()
 	waitLive(t, c, 1)
 	eventually(t, 10*time.Second, func() bool { return c.Offers("fec") }, "the region does not speak FEC")
 	eventually(t, 10*time.Second, func() bool { return c.FECPaths() == 1 }, "FEC never turned on over a 40 ms backbone")
@@ -196,4 +139,43 @@ func fecThroughTheEmulator(t *testing.T, run int) fecRun {
 	echoBulk(t, s, nil, data)
 	return fecRun{emu: lab.Stats(wanlab.Backbone).Sub(before), region: srv.FECStats(), edge: c.FECStats(),
 		qlost: c.Stats().PacketsLost}
+}
+
+// inPoP opens the client's UDP sockets in the lab's PoP namespace.
+func inPoP(lab *wanlab.Lab) func() (*net.UDPConn, error) {
+	return func() (u *net.UDPConn, err error) {
+		err = lab.Do(wanlab.PoP, func() error {
+			u, err = net.ListenUDP("udp", nil)
+			return err
+		})
+		return u, err
+	}
+}
+
+// startLabRegion runs a region with the echo endpoint on the lab's region
+// backbone address; stop closes it and waits for it (it is also called in
+// the test's cleanup).
+func startLabRegion(t *testing.T, lab *wanlab.Lab) (l *lab, srv *backbone.Server, stop func()) {
+	t.Helper()
+	l = newLab(t)
+	echo := startEcho(t) // on 127.0.0.1 of the test's own namespace: the gateway dials from there
+	gw := gateway.New(gateway.Config{Endpoints: []gateway.Endpoint{{
+		ID: endpointID, Host: "127.0.0.1", Port: echo.Port(), ListenerPorts: [][2]uint16{{listenerPort, listenerPort}},
+	}}})
+	tlsConf := pki.ServerConfig(l.store(t, regionName), func(n string) bool { return n == edgeName }, nil)
+	require.NoError(t, lab.Do(wanlab.Region, func() (err error) {
+		srv, err = backbone.Listen(backbone.ServerConfig{Listen: wanlab.RegionBackbone.String() + ":0", TLS: tlsConf}, gw)
+		return err
+	}))
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background()) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			require.NoError(t, srv.Close())
+			require.NoError(t, <-done)
+		})
+	}
+	t.Cleanup(stop)
+	return l, srv, stop
 }

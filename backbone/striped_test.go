@@ -20,18 +20,10 @@ import (
 // flow over lanes connections after its first byte.
 func (l *lab) startStripingClient(t *testing.T, addr string, k, lanes int) *backbone.Client {
 	t.Helper()
-	c, err := backbone.NewClient(backbone.ClientConfig{
+	c, _ := runClient(t, backbone.ClientConfig{
 		Region: regionName, Addr: addr, Connections: k,
 		Stripe: backbone.StripeConfig{Lanes: lanes, After: 1, MinRTT: time.Nanosecond},
 		TLS:    l.clientTLS(t, edgeName), Hello: backbone.Hello(edgeName, "test"),
-	})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
 	})
 	return c
 }
