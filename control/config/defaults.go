@@ -78,7 +78,7 @@ const (
 // WithDefaults returns a deep copy of d with every unset field given its
 // documented default. d is not modified; applying it twice changes nothing.
 func (d Document) WithDefaults() Document {
-	out := d.clone()
+	out := d.Clone()
 	for ai := range out.Accelerators {
 		a := &out.Accelerators[ai]
 		setDefault(&a.Steering, defaultSteering)
@@ -273,8 +273,8 @@ func clonePtr[T any](p *T) *T {
 	return ptr(*p)
 }
 
-// clone returns a copy of d that shares no slice or pointer with it.
-func (d Document) clone() Document {
+// Clone returns a copy of d that shares no slice or pointer with it.
+func (d Document) Clone() Document {
 	out := d
 	out.Accelerators = slices.Clone(d.Accelerators)
 	for ai := range out.Accelerators {

@@ -118,30 +118,25 @@ func (o overrides) prune(doc *config.Document) (overrides, []OverrideStatus) {
 	return overrides{weights: keep(o.weights, eps), dials: keep(o.dials, regions)}, dropped
 }
 
-// apply returns doc with the overrides laid over it: a copy whose
-// endpoint groups and endpoints carry the overridden dials and weights;
-// doc itself is not touched. Overrides of names doc lacks change nothing.
+// apply returns doc with the overrides laid over it: a copy
+// (config.Document.Clone) whose endpoint groups and endpoints carry the
+// overridden dials and weights; doc itself is not touched. Overrides of
+// names doc lacks change nothing.
 func (o overrides) apply(doc *config.Document) *config.Document {
 	if o.empty() {
 		return doc
 	}
-	d := *doc
-	d.Accelerators = slices.Clone(doc.Accelerators)
-	for i := range d.Accelerators {
-		a := &d.Accelerators[i]
-		a.Listeners = slices.Clone(a.Listeners)
-		for j := range a.Listeners {
-			l := &a.Listeners[j]
-			l.EndpointGroups = slices.Clone(l.EndpointGroups)
-			for k := range l.EndpointGroups {
-				g := &l.EndpointGroups[k]
+	d := doc.Clone()
+	for _, a := range d.Accelerators {
+		for _, l := range a.Listeners {
+			for gi := range l.EndpointGroups {
+				g := &l.EndpointGroups[gi]
 				if ov, ok := o.dials[g.Region]; ok {
 					g.TrafficDial = &ov.Value
 				}
-				g.Endpoints = slices.Clone(g.Endpoints)
-				for m := range g.Endpoints {
-					if ov, ok := o.weights[g.Endpoints[m].ID]; ok {
-						g.Endpoints[m].Weight = &ov.Value
+				for ei := range g.Endpoints {
+					if ov, ok := o.weights[g.Endpoints[ei].ID]; ok {
+						g.Endpoints[ei].Weight = &ov.Value
 					}
 				}
 			}
