@@ -19,12 +19,16 @@ import (
 // address's own ca, cert and key options win over them.
 type etcdFlags struct {
 	ca, cert, key string
+	// timeout bounds the wait for etcd at a node's start-up and in
+	// config push and get.
+	timeout time.Duration
 }
 
 func (e *etcdFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&e.ca, "etcd-ca", os.Getenv("ANYEDGE_ETCD_CA"), "with an etcd:// config: the CA bundle (PEM) etcd's certificates are checked with; turns TLS on")
 	fs.StringVar(&e.cert, "etcd-cert", os.Getenv("ANYEDGE_ETCD_CERT"), "with an etcd:// config: a client certificate (PEM); turns TLS on")
 	fs.StringVar(&e.key, "etcd-key", os.Getenv("ANYEDGE_ETCD_KEY"), "with an etcd:// config: the client certificate's key (PEM)")
+	fs.DurationVar(&e.timeout, "etcd-timeout", 10*time.Second, "with an etcd:// config: how long to wait for etcd at start-up (config push, get: in all)")
 }
 
 // target parses an etcd:// address and fills in the TLS files the flags
@@ -71,7 +75,7 @@ func (e *etcdFlags) source(addr string, reread <-chan struct{}, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	return &source.Etcd{Target: t, Reread: reread, Logger: log}, nil
+	return &source.Etcd{Target: t, Reread: reread, Logger: log, StartTimeout: e.timeout}, nil
 }
 
 const configUsage = `usage:
@@ -81,7 +85,8 @@ const configUsage = `usage:
                         must not exist)
   anyedge config get etcd://HOST:PORT[,...]/KEY
                         print the document (stdout) and its revisions (stderr)
-  TLS: --etcd-ca FILE, --etcd-cert FILE --etcd-key FILE, or ?ca=FILE&cert=FILE&key=FILE on the address`
+  TLS: --etcd-ca FILE, --etcd-cert FILE --etcd-key FILE, or ?ca=FILE&cert=FILE&key=FILE on the address;
+  --etcd-timeout D bounds the whole command (default 10s)`
 
 func runConfig(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || (args[0] != "push" && args[0] != "get") {
@@ -94,7 +99,6 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 	var ef etcdFlags
 	ef.register(fs)
 	expect := fs.String("expect-revision", "", "push: write only if the key's mod revision is this (0: the key must not exist)")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for etcd")
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return exitConfig
@@ -130,7 +134,7 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), ef.timeout)
 	defer cancel()
 	d, err := source.GetEtcd(ctx, c, t.Key)
 	if err != nil && !(sub == "push" && errors.Is(err, source.ErrNoKey)) {

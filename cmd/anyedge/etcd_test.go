@@ -191,3 +191,15 @@ func TestEtcdFlags(t *testing.T) {
 	require.Equal(t, exitConfig, run([]string{"edge", "--config", "etcd://h/k", "--node", "pop"}, io.Discard, &stderr))
 	require.Contains(t, stderr.String(), `anyedge edge: --config: "etcd://h/k": endpoint "h": want HOST:PORT`)
 }
+
+// TestEtcdUnreachableAtStart: a node whose etcd does not answer gives up
+// after --etcd-timeout, exit 2, naming the endpoint and the key.
+func TestEtcdUnreachableAtStart(t *testing.T) {
+	addr := fmt.Sprintf("etcd://127.0.0.1:%d/anyedge/fleet", freePort(t, "tcp"))
+	var stderr bytes.Buffer
+	require.Equal(t, exitConfig, run([]string{"region", "--config", addr, "--node", "r1", "--etcd-timeout", "300ms"}, io.Discard, &stderr))
+	require.Contains(t, stderr.String(), "etcd "+addr+": cannot read the key within 300ms")
+	stderr.Reset()
+	require.Equal(t, exitFail, run([]string{"config", "get", addr, "--etcd-timeout", "300ms"}, io.Discard, &stderr))
+	require.Contains(t, stderr.String(), "anyedge config get: "+addr+": key /anyedge/fleet: context deadline exceeded")
+}
