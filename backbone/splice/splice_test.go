@@ -170,7 +170,9 @@ func TestResetFromStream(t *testing.T) {
 }
 
 func TestIdleCut(t *testing.T) {
-	const idle = 300 * time.Millisecond
+	// Writes every idle/5 keep the flow open; a machine that stalls the
+	// test for four fifths of idle would cut it early, so idle is long.
+	const idle = time.Second
 	p := startPair(t, idle)
 	start := time.Now()
 	// Traffic in either direction keeps the flow open.
@@ -202,6 +204,6 @@ func TestIdleCut(t *testing.T) {
 	require.True(t, r.Idle)
 	require.False(t, r.Reset)
 	require.Equal(t, splice.SideNone, r.ResetBy)
+	// Never cut before idle (ReadAll above would hang if it were never cut).
 	require.GreaterOrEqual(t, time.Since(silent), idle*9/10)
-	require.Less(t, time.Since(silent), idle+2*time.Second, "idle flow was not cut")
 }
