@@ -224,6 +224,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	require.Contains(t, eval(t, ctx, `document.querySelector('#problems [data-node="pop-1"][data-overrides]').textContent`), "dial r2 50")
 	require.Equal(t, "pop-1", eval(t, ctx, attr("#overrides", "data-nodes")))
 
+	// The nodes' config source (etcd) is out of reach: listed per node.
+	l.source.Store(&config.SourceStatus{Connected: false, Since: time.Now(), Errors: 3, Disconnects: 1,
+		LastError: "probe: context deadline exceeded"})
+	waitPage(t, ctx, attr(`#problems [data-node="pop-1"][data-source]`, "data-source"), "lost", 15*time.Second)
+	require.Contains(t, eval(t, ctx, `document.querySelector('#problems [data-node="pop-1"][data-source]').textContent`),
+		"cannot reach its config source")
+
 	// A region dies: the edge loses its backbone, the dashboard its admin
 	// API; the matrix and the problem list say so, the rest stays live.
 	l.stop("r2")

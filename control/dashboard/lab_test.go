@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -123,6 +124,9 @@ type lab struct {
 	// each node's reloads.
 	rev     config.Revision
 	updates map[string]chan config.Update
+	// source is what every node says of its config source's link (as
+	// an etcd source would); nil: none, as a file.
+	source atomic.Pointer[config.SourceStatus]
 
 	mu    sync.Mutex
 	stops map[string]func() // stops a running node and waits for it
@@ -277,7 +281,7 @@ func (l *lab) start(t *testing.T) {
 			l.updates[name] = updates // read by the test goroutine only; the node gets its own copy
 			go func() {
 				done <- node.Run(ctx, node.Options{Doc: doc, Revision: l.rev, Updates: updates, Node: name, Store: store,
-					Logger: testLogger(t, name), Ready: func() { ready <- name }})
+					SourceStatus: l.source.Load, Logger: testLogger(t, name), Ready: func() { ready <- name }})
 			}()
 			stop := sync.OnceFunc(func() {
 				cancel()

@@ -99,7 +99,8 @@ function revisions() {
 const failedReloads = ['invalid', 'refused', 'failed'];
 
 // configProblems lists what a node says of its document: its last reload
-// did not apply, settings wait for a restart, overrides are in force.
+// did not apply, its source (etcd) is out of reach, settings wait for a
+// restart, overrides are in force.
 function configProblems(n) {
   const c = n.status?.config;
   if (!c) return '';
@@ -113,6 +114,12 @@ function configProblems(n) {
   if ((c.restart_required || []).length) {
     out.push(`<div data-node="${esc(n.name)}" data-restart="true"><b>${esc(n.name)}</b> needs a restart to apply: ` +
       `${c.restart_required.map(esc).join(', ')}</div>`);
+  }
+  const src = c.source_state;
+  if (src && !src.connected) {
+    out.push(`<div data-node="${esc(n.name)}" data-source="lost"><b>${esc(n.name)}</b> cannot reach its config source` +
+      `${c.source ? ' (' + esc(c.source) + ')' : ''} since ${ago(src.since)}; revision ${esc(c.revision)} stays in force: ` +
+      `<span title="${esc(src.last_error)}">${esc(src.last_error || '')}</span></div>`);
   }
   if ((c.overrides || []).length) {
     out.push(`<div data-node="${esc(n.name)}" data-overrides="${c.overrides.length}"><b>${esc(n.name)}</b> ` +
