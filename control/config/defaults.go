@@ -228,8 +228,6 @@ func customDefaults(l *Listener) {
 	}
 	for gi := range l.EndpointGroups {
 		g := &l.EndpointGroups[gi]
-		setDefault(&g.HealthCheck.Protocol, defaultHealthProtocol)
-		g.HealthCheck = g.HealthCheck.withDefaults()
 		for di := range g.DestinationPorts {
 			d := &g.DestinationPorts[di]
 			setDefault(&d.To, d.From)
@@ -237,7 +235,23 @@ func customDefaults(l *Listener) {
 				d.Protocols = []string{"tcp", "udp"}
 			}
 		}
+		// No health_check, no probes. One with a UDP-only destination
+		// port has no default probe: Validate asks for one (udpProbe).
+		if g.HealthCheck != (HealthCheck{}) {
+			if !g.udpOnlyPorts() {
+				setDefault(&g.HealthCheck.Protocol, defaultHealthProtocol)
+			}
+			g.HealthCheck = g.HealthCheck.withDefaults()
+		}
 	}
+}
+
+// udpOnlyPorts reports whether a custom routing group has a destination
+// port range served over UDP alone, on which a TCP probe always fails.
+func (g *EndpointGroup) udpOnlyPorts() bool {
+	return slices.ContainsFunc(g.DestinationPorts, func(d DestinationPorts) bool {
+		return !slices.Contains(d.Protocols, "tcp")
+	})
 }
 
 // withDefaults fills the unset fields of a health check but its protocol,

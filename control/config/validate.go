@@ -372,7 +372,9 @@ func (v *validator) group(p string, g *EndpointGroup, l *Listener) {
 	if g.Preference < 0 {
 		v.add(p+".preference", "%d is negative", g.Preference)
 	}
-	v.udpProbe(p+".health_check.protocol", &g.HealthCheck, l)
+	if l.Protocol == "udp" {
+		v.udpProbe(p+".health_check.protocol", &g.HealthCheck, "a udp listener's group")
+	}
 	v.healthCheck(p+".health_check", &g.HealthCheck)
 
 	overridden := make(map[int]string)
@@ -480,15 +482,15 @@ func isHostname(s string) bool {
 	return true
 }
 
-// udpProbe asks a udp listener's group for an explicit probe. No probe can
-// tell a healthy UDP service from a silent one without speaking its
-// protocol, and a TCP probe (the default of other groups) of a UDP-only
-// endpoint always fails: the group would be marked unhealthy and served
-// only through fail-open, with nothing said.
-func (v *validator) udpProbe(p string, h *HealthCheck, l *Listener) {
-	if l.Protocol == "udp" && h.Protocol == "" {
-		v.add(p, "required for a udp listener's group (a tcp probe of a UDP-only endpoint always fails): "+
-			"dns if the endpoints answer DNS, else tcp, http or https on a port they serve over TCP (health_check.port)")
+// udpProbe asks a group of UDP endpoints (whose) for an explicit probe.
+// No probe can tell a healthy UDP service from a silent one without
+// speaking its protocol, and a TCP probe (the default of other groups) of
+// a UDP-only endpoint always fails: the group would be marked unhealthy
+// and served only through fail-open, with nothing said.
+func (v *validator) udpProbe(p string, h *HealthCheck, whose string) {
+	if h.Protocol == "" {
+		v.add(p, "required for %s (a tcp probe of a UDP-only endpoint always fails): "+
+			"dns if the endpoints answer DNS, else tcp, http or https on a port they serve over TCP (health_check.port)", whose)
 	}
 }
 

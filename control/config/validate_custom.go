@@ -60,7 +60,12 @@ func (v *validator) customListener(p string, l *Listener) {
 		case g.Preference != 0:
 			v.add(gp+".preference", "does not apply to custom_routing groups")
 		}
-		v.healthCheck(gp+".health_check", &g.HealthCheck)
+		if g.HealthCheck != (HealthCheck{}) { // none: no probes
+			if g.udpOnlyPorts() {
+				v.udpProbe(gp+".health_check.protocol", &g.HealthCheck, "a custom_routing group with UDP-only destination_ports")
+			}
+			v.healthCheck(gp+".health_check", &g.HealthCheck)
+		}
 		dests, ok := v.destinationPorts(gp+".destination_ports", g.DestinationPorts)
 		if len(g.Subnets) == 0 {
 			v.add(gp+".subnets", "at least one subnet is required")

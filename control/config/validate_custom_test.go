@@ -2,6 +2,7 @@ package config
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -50,8 +51,23 @@ func TestLoadCustomRouting(t *testing.T) {
 	g := l.EndpointGroups[0]
 	require.Nil(t, g.TrafficDial)
 	require.Equal(t, []DestinationPorts{{From: 7000, To: 7001, Protocols: []string{"tcp", "udp"}}, {From: 9000, To: 9000, Protocols: []string{"udp"}}}, g.DestinationPorts)
-	require.Equal(t, "tcp", g.HealthCheck.Protocol)
+	require.Zero(t, g.HealthCheck, "no health_check: no probes")
 	again := doc.WithDefaults()
+	require.NoError(t, again.Validate())
+	require.Equal(t, *doc, again)
+
+	// A health_check probes; over TCP unless a destination port is
+	// UDP-only (then the group must say how, as a udp listener's group).
+	doc, err = Load([]byte(edit(t, edit(t, base, "accelerators:\n", customAccel),
+		"            destination_ports: [{from: 7777", "            health_check: {interval: 6s}\n            destination_ports: [{from: 7777",
+		"              - {from: 9000, protocols: [udp]}", "              - {from: 9000, protocols: [udp]}\n            health_check: {protocol: dns}")), noEnv)
+	require.NoError(t, err)
+	hc := doc.Accelerators[0].Listeners[0].EndpointGroups[1].HealthCheck
+	require.Equal(t, "tcp", hc.Protocol)
+	require.Equal(t, 6*time.Second, hc.Interval)
+	require.Equal(t, 3, hc.UnhealthyThreshold)
+	require.Equal(t, "dns", doc.Accelerators[0].Listeners[0].EndpointGroups[0].HealthCheck.Protocol)
+	again = doc.WithDefaults()
 	require.NoError(t, again.Validate())
 	require.Equal(t, *doc, again)
 }
@@ -96,6 +112,10 @@ func TestLoadCustomRoutingBroken(t *testing.T) {
 				g0 + ".subnets[1].allow[0].ports[0]: 7002 is not one of the group's destination_ports"}},
 		{"endpoints in a custom group", []string{"            destination_ports: [{from: 7777", "            endpoints: [{id: x, address: 198.18.1.1}]\n            traffic_dial: 50\n            destination_ports: [{from: 7777"},
 			[]string{"accelerators[0].listeners[0].endpoint_groups[1].endpoints: a custom_routing group has subnets, not endpoints"}},
+		{"udp-only destination port, probe protocol unsaid", []string{"              - {from: 9000, protocols: [udp]}", "              - {from: 9000, protocols: [udp]}\n            health_check: {interval: 2s}"},
+			[]string{g0 + ".health_check.protocol: required for a custom_routing group with UDP-only destination_ports (a tcp probe of a UDP-only endpoint always fails)"}},
+		{"bad health check", []string{"            destination_ports: [{from: 7777", "            health_check: {protocol: tcp, interval: 100ms}\n            destination_ports: [{from: 7777"},
+			[]string{"accelerators[0].listeners[0].endpoint_groups[1].health_check.interval: 100ms is below 1s"}},
 		{"dns steering", []string{"kind: custom_routing", "kind: custom_routing\n    steering: dns"},
 			[]string{`accelerators[0].steering: must be "anycast" for a custom_routing accelerator`}},
 		{"subnets on a standard group", []string{"kind: custom_routing", "kind: standard"},
