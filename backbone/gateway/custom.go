@@ -234,6 +234,23 @@ func (g *Gateway) SetProbed(subnet string, dest netip.AddrPort, healthy bool, re
 	}
 }
 
+// ClearProbed forgets a destination's probe (no longer probed, or not
+// probed yet): a mark a failing probe set is dropped, a failed dial's
+// mark is kept.
+func (g *Gateway) ClearProbed(subnet string, dest netip.AddrPort) {
+	k := downKey{subnet, dest}
+	g.custom.dmu.Lock()
+	d := g.custom.down[k]
+	changed := d != nil && d.Probe
+	if changed {
+		delete(g.custom.down, k)
+	}
+	g.custom.dmu.Unlock()
+	if changed {
+		g.notifyCustom()
+	}
+}
+
 // DownDestinations lists the destinations refused without a dial now,
 // by subnet and destination; expired dial failures are dropped.
 func (g *Gateway) DownDestinations() []Down {

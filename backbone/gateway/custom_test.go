@@ -89,6 +89,13 @@ func TestCustomRoutingAtTheRegion(t *testing.T) {
 	f.gw.SetProbed("s", down[0].Dest, false, "connection refused")
 	require.Equal(t, wire.CodeDestinationDown, f.answer(t, header("s", 9003)))
 	require.True(t, f.gw.DownDestinations()[0].Probe)
+
+	// No longer probed: the probe's mark goes, a failed dial's stays.
+	f.gw.ClearProbed("s", down[0].Dest)
+	require.Empty(t, f.gw.DownDestinations())
+	require.Equal(t, wire.CodeDialRefused, f.answer(t, header("s", 9003)))
+	f.gw.ClearProbed("s", down[0].Dest)
+	require.Len(t, f.gw.DownDestinations(), 1, "a failed dial is not the probe's to clear")
 }
 
 // TestRegionWithoutCustomRouting is the mixed pair of versions: an edge

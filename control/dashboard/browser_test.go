@@ -126,13 +126,14 @@ func endpointChange(t *testing.T, ctx context.Context, region, id, state string)
 // TestDashboardInBrowser runs one edge and two regions in process, opens
 // the fleet page in headless chromium, asks the edge's DNS server and
 // checks that the DNS panel counts the queries, makes a custom routing
-// destination fail and checks that it shows as down, kills an endpoint
+// destination fail and checks that it shows as down, as does one whose
+// probe fails, kills an endpoint
 // and checks that the page shows it unhealthy within 2 s of its region
 // noticing, then kills a region and checks that the matrix shows it
 // unreachable.
 func TestDashboardInBrowser(t *testing.T) {
 	ctx := browser(t)
-	l := newLab(t, labSpec{pops: 1, regions: 2, endpointsPer: 2, dns: true, custom: true})
+	l := newLab(t, labSpec{pops: 1, regions: 2, endpointsPer: 2, dns: true, custom: true, probed: true})
 	l.start(t)
 	url := l.serveDashboard(t, dashboard.Options{Title: "browser test"})
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(url)))
@@ -169,6 +170,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	down := fmt.Sprintf(`#custom [data-region="r1"] [data-destination="%s:%d"]`, gameAllowed, l.gamePort)
 	waitPage(t, ctx, attr(down, "data-subnet"), "game-a", 15*time.Second)
 	require.Contains(t, eval(t, ctx, fmt.Sprintf(`document.querySelector(%q).textContent`, down)), "refused")
+	// A destination allowed one by one is probed: its probe marks it down
+	// without any flow, and the panel says so, with the probe's reason.
+	probed := fmt.Sprintf(`#custom [data-region="r1"] [data-destination="%s:%d"]`, gameProbed, l.gamePort)
+	waitPage(t, ctx, attr(probed, "data-subnet"), "game-a", 15*time.Second)
+	why := eval(t, ctx, fmt.Sprintf(`document.querySelector(%q).textContent`, probed))
+	require.Contains(t, why, "probe failing")
+	require.Contains(t, why, "refused")
+	require.Equal(t, "1", eval(t, ctx, attr(`#custom [data-region="r1"]`, "data-probed")))
 	c := admin.NewClient(l.doc.Topology.Regions[0].Admin, nil)
 	t.Cleanup(c.Close)
 	_, err = c.Post(t.Context(), "/custom-routing/allow", json.RawMessage(`{"subnet":"game-a","addresses":["127.66.0.5"]}`))

@@ -142,11 +142,16 @@ type labSpec struct {
 	// each PoP): subnet game-a (gameSubnet, one TCP destination port)
 	// served by r1, with gameAllowed allowed and nothing listening there.
 	custom bool
+	// probed (with custom) gives game-a's group a health_check and allows
+	// gameProbed, where nothing listens either, one by one (address and
+	// port): its probe marks it down without any flow.
+	probed bool
 }
 
 const (
 	gameSubnet  = "127.66.0.0/28"
 	gameAllowed = "127.66.0.3"
+	gameProbed  = "127.66.0.4"
 )
 
 // newLab writes the document of the lab: spec.pops PoPs and spec.regions
@@ -205,6 +210,11 @@ func newLab(t *testing.T, spec labSpec) *lab {
 			gameIPs = append(gameIPs, gameIP(ip))
 		}
 		l.gameBase, l.gamePort = testport.Range(t, 16, gameIPs...), testport.Port(t, "tcp")
+		probed, check := "", ""
+		if spec.probed {
+			probed = fmt.Sprintf(", {addresses: [%s], ports: [%d]}", gameProbed, l.gamePort)
+			check = "\n            health_check: {interval: 1s, timeout: 500ms, unhealthy_threshold: 1}"
+		}
 		fmt.Fprintf(&gameYAML, `  - name: game
     kind: custom_routing
     ip_addresses: [%%[9]s]
@@ -212,10 +222,10 @@ func newLab(t *testing.T, spec labSpec) *lab {
       - port_ranges: [{from: %d, to: %d}]
         endpoint_groups:
           - region: r1
-            destination_ports: [{from: %d, protocols: [tcp]}]
+            destination_ports: [{from: %d, protocols: [tcp]}]%s
             subnets:
-              - {id: game-a, cidr: %s, listener_port_base: %d, allow: [{addresses: [%s]}]}
-`, l.gameBase, l.gameBase+15, l.gamePort, gameSubnet, l.gameBase, gameAllowed)
+              - {id: game-a, cidr: %s, listener_port_base: %d, allow: [{addresses: [%s]}%s]}
+`, l.gameBase, l.gameBase+15, l.gamePort, check, gameSubnet, l.gameBase, gameAllowed, probed)
 	}
 	l.yaml = func(ip string) string {
 		return fmt.Sprintf(`accelerators:

@@ -469,6 +469,13 @@ func buildRegion(opts Options, n config.Node) (*builtRegion, error) {
 	if rn.checker, err = healthcheck.New(targets, healthcheck.Options{Logger: opts.Logger}); err != nil {
 		return nil, fmt.Errorf("region %s: %w", n.Name, err)
 	}
+	probes, err := live.custom.probeTargets(n.Name, live.custom.rules)
+	if err != nil {
+		return nil, fmt.Errorf("region %s: %w", n.Name, err)
+	}
+	if rn.dests, err = healthcheck.New(probes, healthcheck.Options{Logger: opts.Logger}); err != nil {
+		return nil, fmt.Errorf("region %s: custom routing probes: %w", n.Name, err)
+	}
 	metrics := &backbone.Metrics{} // refused handshakes and streams, exported at /metrics
 	rn.gw = gateway.New(gateway.Config{Endpoints: eps, Ejector: ejector{rn.checker}, Logger: opts.Logger, Metrics: metrics,
 		Custom: live.custom.regionCustom(n.Name),

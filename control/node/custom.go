@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/anyedge/anyedge/backbone/gateway"
@@ -10,6 +11,7 @@ import (
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/edge"
 	"github.com/anyedge/anyedge/edge/router"
+	"github.com/anyedge/anyedge/healthcheck"
 )
 
 // Idle timeouts of custom routing flows when the listener sets none.
@@ -183,4 +185,46 @@ func (p *customPlan) customRules() *portmap.Rules {
 		return nil
 	}
 	return p.rules
+}
+
+// probeTargets are the health-check targets of region's custom routing
+// destinations that rules allow one by one (address and port,
+// portmap.Rules.Explicit), in groups with a health_check, probed as the
+// endpoints of a standard group are (healthTarget): on the destination's
+// address, at health_check.port or the destination port. Whole subnets
+// and whole addresses are not expanded: a /17 is 32,768 addresses.
+func (p *customPlan) probeTargets(region string, rules *portmap.Rules) ([]healthcheck.Target, error) {
+	explicit := rules.Explicit()
+	var out []healthcheck.Target
+	for _, cl := range p.listeners {
+		for gi, g := range cl.l.EndpointGroups {
+			if g.Region != region || g.HealthCheck.Protocol == "" {
+				continue // no health_check: no probes
+			}
+			for _, s := range g.Subnets {
+				for _, d := range explicit[s.ID] {
+					t, err := healthTarget(probeID(s.ID, d), d.Addr().String(), d.Port(), g.HealthCheck)
+					if err != nil {
+						return nil, fmt.Errorf("accelerators[%d].listeners[%d].endpoint_groups[%d].health_check: %w", cl.ai, cl.li, gi, err)
+					}
+					out = append(out, t)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// probeID names a custom routing destination's probe: "subnet/addr:port"
+// (a subnet ID has no '/').
+func probeID(subnet string, dest netip.AddrPort) string { return subnet + "/" + dest.String() }
+
+// parseProbeID is the inverse of probeID.
+func parseProbeID(id string) (string, netip.AddrPort, bool) {
+	subnet, dest, ok := strings.Cut(id, "/")
+	if !ok {
+		return "", netip.AddrPort{}, false
+	}
+	d, err := netip.ParseAddrPort(dest)
+	return subnet, d, err == nil
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -90,12 +91,15 @@ func startDestination(t *testing.T, addr netip.AddrPort) *destination {
 			_, _ = d.pc.WriteTo(fmt.Appendf(nil, "%s client=%s", addr, client), from)
 		}
 	})
-	t.Cleanup(func() {
-		_ = d.ln.Close()
-		_ = d.pc.Close()
-		d.wg.Wait()
-	})
+	t.Cleanup(d.stop)
 	return d
+}
+
+// stop closes the destination's sockets and waits for its goroutines.
+func (d *destination) stop() {
+	_ = d.ln.Close()
+	_ = d.pc.Close()
+	d.wg.Wait()
 }
 
 // customLab is one PoP and one region serving a custom routing
@@ -104,12 +108,15 @@ func startDestination(t *testing.T, addr netip.AddrPort) *destination {
 type customLab struct {
 	base, destPort        int // first listener port; the destination port
 	adminPoP, adminR1     int
+	yaml                  string
 	doc                   *config.Document
 	popAdmin, regionAdmin string
 	subnetA, subnetB      netip.Prefix
 }
 
-func newCustomLab(t *testing.T) *customLab {
+// edits are pairs of old and new text applied to the document, in which
+// DESTPORT then stands for the destination port.
+func newCustomLab(t *testing.T, edits ...string) *customLab {
 	t.Helper()
 	l := &customLab{base: testport.Range(t, 32), adminPoP: freePort(t, "tcp"), adminR1: freePort(t, "tcp"),
 		subnetA: netip.MustParsePrefix("127.77.0.0/28"), subnetB: netip.MustParsePrefix("127.78.0.0/28")}
@@ -144,8 +151,13 @@ topology:
       admin: 127.0.0.1:%d
       backbone: {listen: "127.0.0.1:%d"}
 `, l.base, l.base+31, l.destPort, l.subnetA, l.base, l.subnetB, l.base+16, l.adminPoP, l.adminR1, freePort(t, "udp"))
-	doc, err := config.Load([]byte(y), config.LoadOptions{})
-	require.NoError(t, err, y)
+	for i := 0; i+1 < len(edits); i += 2 {
+		require.Contains(t, y, edits[i])
+		y = strings.Replace(y, edits[i], edits[i+1], 1)
+	}
+	l.yaml = strings.ReplaceAll(y, "DESTPORT", strconv.Itoa(l.destPort))
+	doc, err := config.Load([]byte(l.yaml), config.LoadOptions{})
+	require.NoError(t, err, l.yaml)
 	l.doc = doc
 	l.popAdmin, l.regionAdmin = fmt.Sprintf("127.0.0.1:%d", l.adminPoP), fmt.Sprintf("127.0.0.1:%d", l.adminR1)
 	return l

@@ -241,6 +241,8 @@ func (r *regionNode) Traffic(req admin.TrafficRequest, allow bool) (any, error) 
 	if err != nil {
 		return nil, err
 	}
+	r.probeMu.Lock()
+	defer r.probeMu.Unlock()
 	all, err := r.gw.ApplyCustom(op)
 	switch {
 	case errors.Is(err, gateway.ErrNotHere):
@@ -249,6 +251,15 @@ func (r *regionNode) Traffic(req admin.TrafficRequest, allow bool) (any, error) 
 		return nil, &admin.StatusError{Status: http.StatusInsufficientStorage, Err: err}
 	case err != nil:
 		return nil, err
+	}
+	// Probe what is allowed one by one now: an allow of a destination
+	// starts its probe, a deny stops it.
+	probes, err := r.live.Load().custom.probeTargets(r.name, r.gw.CustomRules())
+	if err == nil {
+		err = r.dests.Update(probes)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the operation is in force, but the probes did not follow it: %w", err)
 	}
 	ans := TrafficAnswer{Subnet: req.Subnet, Overrides: []OverrideState{}}
 	for _, o := range overrideStates(all) {
@@ -276,7 +287,8 @@ func (r *regionNode) customStatus() *RegionCustomStatus {
 	if len(blocks) == 0 {
 		return nil
 	}
-	st := &RegionCustomStatus{Subnets: blocks, Overrides: overrideStates(r.gw.CustomRules().Overrides()), Down: []DownState{}}
+	st := &RegionCustomStatus{Subnets: blocks, Overrides: overrideStates(r.gw.CustomRules().Overrides()), Down: []DownState{},
+		Probed: len(r.dests.Snapshot())}
 	for _, d := range r.gw.DownDestinations() {
 		ds := DownState{Subnet: d.Subnet, Destination: d.Dest, Reason: d.Reason, Probe: d.Probe}
 		since := d.Since

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -131,8 +132,10 @@ func runRegion(ctx context.Context, opts Options, n config.Node, store *pki.Stor
 	g.Go(func() error { return page.Run(gctx) })
 	g.Go(func() error { return store.Run(gctx) })
 	g.Go(func() error { return rn.checker.Run(gctx) })
+	g.Go(func() error { return rn.dests.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx) })
 	g.Go(func() error { publishHealth(gctx, rn.checker, rn.gw); return nil })
+	g.Go(func() error { publishProbes(gctx, rn.dests, rn.gw); return nil })
 	g.Go(func() error { rn.control(gctx); return nil })
 	notify(log, opts.Notify.Ready)
 	err = g.Wait()
@@ -162,16 +165,31 @@ func (r *regionNode) control(ctx context.Context) {
 func (r *regionNode) Override(req admin.OverrideRequest) (any, error) { return r.cfg.Override(req) }
 
 // apply is the region's compile, prepare and commit of a reload (see
-// reload.go). The health checker takes the new targets first (it builds
+// reload.go). The health checkers take the new targets first (each builds
 // every prober before changing anything, and keeps the state and history
-// of the endpoints that stay); the gateway's endpoint table and custom
-// routing swap after it, cutting the flows of removed endpoints.
+// of the targets that stay): the custom routing destinations allowed one
+// by one under the new configuration and the run-time overrides that
+// SetCustom keeps, then the endpoints (should they fail, the destinations
+// go back to the document in force). The gateway's endpoint table and
+// custom routing swap after them, cutting the flows of removed endpoints.
 func (r *regionNode) apply(doc *config.Document, n config.Node) (string, error) {
 	live, eps, targets, err := compileRegion(r.cfg.effective(doc), n)
 	if err != nil {
 		return "", err
 	}
+	r.probeMu.Lock()
+	defer r.probeMu.Unlock()
+	probes, err := live.custom.probeTargets(n.Name, live.custom.rules.WithOverrides(r.gw.CustomRules().Overrides()))
+	if err != nil {
+		return "", fmt.Errorf("region %s: %w", n.Name, err)
+	}
+	if err := r.dests.Update(probes); err != nil {
+		return "", err
+	}
 	if err := r.checker.Update(targets); err != nil {
+		if old, oerr := r.live.Load().custom.probeTargets(n.Name, r.gw.CustomRules()); oerr == nil {
+			_ = r.dests.Update(old) // accepted before, so accepted again
+		}
 		return "", err
 	}
 	cut := r.gw.SetEndpoints(eps)
@@ -189,6 +207,38 @@ func ownPage(n config.Node, an admin.Node, log *slog.Logger) *dashboard.Dashboar
 // publishHealth feeds the checker's changes to the gateway, which pushes
 // them to every connected edge.
 func publishHealth(ctx context.Context, c *healthcheck.Checker, gw *gateway.Gateway) {
+	follow(ctx, c, func(changes []healthcheck.Status) {
+		var hs []wire.EndpointHealth
+		for _, st := range changes {
+			hs = append(hs, wire.EndpointHealth{ID: st.ID, Healthy: st.State.Routable(), Reason: st.LastErr})
+		}
+		gw.SetHealth(hs)
+	})
+}
+
+// publishProbes feeds the custom routing destinations' probes to the
+// gateway: an unhealthy destination is refused at once (and its edges
+// learn it) until it turns healthy; one not probed yet, or no longer,
+// loses its probe's mark.
+func publishProbes(ctx context.Context, c *healthcheck.Checker, gw *gateway.Gateway) {
+	follow(ctx, c, func(changes []healthcheck.Status) {
+		for _, st := range changes {
+			subnet, dest, ok := parseProbeID(st.ID)
+			if !ok {
+				continue
+			}
+			switch {
+			case st.Removed, st.State == healthcheck.Unknown:
+				gw.ClearProbed(subnet, dest)
+			default:
+				gw.SetProbed(subnet, dest, st.State == healthcheck.Healthy, st.LastErr)
+			}
+		}
+	})
+}
+
+// follow hands every batch of c's changes to apply until ctx is done.
+func follow(ctx context.Context, c *healthcheck.Checker, apply func([]healthcheck.Status)) {
 	sub := c.Subscribe()
 	defer sub.Close()
 	for {
@@ -197,11 +247,9 @@ func publishHealth(ctx context.Context, c *healthcheck.Checker, gw *gateway.Gate
 			return
 		case <-sub.Ready():
 		}
-		var hs []wire.EndpointHealth
-		for _, st := range sub.Changes() {
-			hs = append(hs, wire.EndpointHealth{ID: st.ID, Healthy: st.State.Routable(), Reason: st.LastErr})
+		if changes := sub.Changes(); len(changes) > 0 {
+			apply(changes)
 		}
-		gw.SetHealth(hs)
 	}
 }
 
@@ -215,9 +263,14 @@ func (e ejector) Eject(id, reason string) { e.c.Eject(id, reason) }
 type regionNode struct {
 	name, version string
 	checker       *healthcheck.Checker
-	gw            *gateway.Gateway
-	cfg           *reloader
-	updates       <-chan config.Update
+	// dests probes the custom routing destinations allowed one by one
+	// (probeTargets); probeMu orders its updates with the changes of the
+	// rules they follow (run-time allow and deny, reload).
+	dests   *healthcheck.Checker
+	probeMu sync.Mutex
+	gw      *gateway.Gateway
+	cfg     *reloader
+	updates <-chan config.Update
 	// live is the document in force, compiled; control replaces it.
 	live atomic.Pointer[regionLive]
 }

@@ -294,7 +294,8 @@ function customRegions(m) {
   const out = [];
   for (const r of m.regions) {
     const c = r.status?.custom_routing;
-    if (c) out.push({ name: r.name, node: r, subnets: (c.subnets || []).length, overrides: c.overrides || [], down: c.down || [] });
+    if (c) out.push({ name: r.name, node: r, subnets: (c.subnets || []).length, overrides: c.overrides || [], down: c.down || [],
+      probed: c.probed || 0 });
   }
   for (const p of m.pops) {
     const c = p.status?.custom_routing;
@@ -312,7 +313,7 @@ function downList(down) {
   if (!down.length) return '<span class="muted">none</span>';
   const shown = 3;
   const item = (d) => {
-    const why = d.probe ? 'probe failing' : d.reason || 'dial failed';
+    const why = d.probe ? 'probe failing' + (d.reason ? ': ' + d.reason : '') : d.reason || 'dial failed';
     const title = why + (d.until ? ', refused until ' + clock(d.until) : '');
     const since = d.since ? 'down ' + dur((Date.now() - Date.parse(d.since)) / 1000) + ':' : '';
     return `<div class="down" data-destination="${esc(d.destination)}" data-subnet="${esc(d.subnet)}" title="${esc(title)}">` +
@@ -328,7 +329,8 @@ function renderCustom(m) {
     const allows = c.overrides.filter((o) => o.allow).length;
     const via = c.via ? ` <span class="muted" title="as ${esc(c.via)} holds it">via ${esc(c.via)}</span>` : '';
     const unknown = c.known === false ? ' <span class="badge">not heard yet</span>' : '';
-    return `<tr data-region="${esc(c.name)}" data-custom-down="${c.down.length}" class="${c.node.ok ? '' : 'stale'}">` +
+    const probed = c.probed === undefined ? '' : ` data-probed="${c.probed}" title="${c.probed} destinations allowed one by one are probed"`;
+    return `<tr data-region="${esc(c.name)}" data-custom-down="${c.down.length}" class="${c.node.ok ? '' : 'stale'}"${probed}>` +
       `<th>${c.via ? '' : nodeDot(c.node)}${esc(c.name)}${via}${unknown}</th><td class="num">${c.subnets}</td>` +
       `<td class="num" data-allows="${allows}">${allows}</td><td class="num">${c.overrides.length - allows}</td>` +
       `<td class="fill">${downList(c.down)}</td></tr>`;
