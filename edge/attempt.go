@@ -300,7 +300,8 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, f router.Flow, hdr
 	// silent moves the next attempt away from the regions whose pending
 	// attempts have heard nothing from them, and gives up an unsafe
 	// attempt whose region is silent (nothing it holds was delivered:
-	// nothing reached the region, or it has not been heard since).
+	// nothing reached the region, or it has not been heard since) when
+	// another region can take the flow.
 	silent := func() {
 		for _, p := range slices.Clone(waiting) {
 			since := p.since.Load()
@@ -316,6 +317,12 @@ func (e *Edge) hedged(ctx context.Context, bl *boundListener, f router.Flow, hdr
 				}
 			}
 			if p.unsafe && since.Silent() {
+				if _, err := bl.table.Pick(f, e.view, exclude); err != nil {
+					// Nowhere else to go: giving up on the silent region
+					// cannot help the flow, and it may yet answer (its
+					// silence may be a hedge delay shorter than its RTT).
+					continue
+				}
 				p.abandoned = true
 				p.cancel()
 				waiting = slices.DeleteFunc(waiting, func(q *pending) bool { return q == p })

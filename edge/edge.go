@@ -712,7 +712,7 @@ func (e *Edge) serveTCP(ctx context.Context, bl *boundListener, c *net.TCPConn) 
 		bl.meter.Packets(res.SegsIn, res.SegsOut)
 		bl.meter.End(rec)
 		e.log.Debug("flow closed", "client", src.String(), "endpoint", won.choice.EndpointID,
-			"up", res.Up, "down", res.Down, "reason", rec.Reason)
+			"up", res.Up, "down", res.Down, "reason", rec.Reason, "err", res.ResetErr)
 		e.wg.Done()
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -355,4 +356,51 @@ func TestHeldHeardRegionNeverMoves(t *testing.T) {
 	eventuallyTrue(t, func() bool { return a.emptyClosed()+a.delivered("/one") == 1 }, "the late dial did not end")
 	require.LessOrEqual(t, total("/one", a, c), 1)
 	require.Zero(t, c.delivered("/one"))
+}
+
+// logSignal is a slog handler that closes hit when a record with message
+// msg is logged.
+type logSignal struct {
+	msg  string
+	hit  chan struct{}
+	once *sync.Once
+}
+
+func (h logSignal) Enabled(context.Context, slog.Level) bool { return true }
+func (h logSignal) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.once.Do(func() { close(h.hit) })
+	}
+	return nil
+}
+func (h logSignal) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h logSignal) WithGroup(string) slog.Handler      { return h }
+
+// TestHeldSilentOnlyRegionWaits: the only region holding the request is
+// silent when the edge checks (a backbone slower than the hedge delay
+// assumed, or a short outage): with nowhere else to go the edge keeps
+// waiting instead of resetting the client, and the region, heard again,
+// delivers the request once.
+func TestHeldSilentOnlyRegionWaits(t *testing.T) {
+	port := freePort(t)
+	d1 := newGatedDialer(t)
+	a := newRecEndpoint(t)
+	var cut atomic.Bool
+	suspected := logSignal{msg: "region suspected: silent since the flow started", hit: make(chan struct{}), once: &sync.Once{}}
+	startRegionsLab(t, port, edge.EarlyTLS, []labRegion{
+		{name: "r1", handler: heldRegion(port, d1, map[string]*recEndpoint{"a": a}), endpoints: []string{"a"}, cut: &cut},
+	}, func(cfg *edge.Config) { cfg.Logger = slog.New(suspected) })
+	addr := net.JoinHostPort("127.0.0.1", itoa(port))
+	require.NoError(t, request(addr, "GET /warm HTTP/1.1\r\n\r\n"))
+	cut.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- request(addr, "GET /one HTTP/1.1\r\n\r\n") }()
+	select {
+	case <-suspected.hit:
+	case err := <-done:
+		t.Fatalf("the flow ended before the region was found silent: %v", err)
+	}
+	cut.Store(false)
+	require.NoError(t, <-done, "the client must not be reset while its only region may still answer")
+	require.Equal(t, 1, a.delivered("/one"))
 }

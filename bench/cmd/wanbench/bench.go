@@ -57,6 +57,9 @@ type bench struct {
 	lab   *wanlab.Lab
 	procs []*proc
 	env   env
+	// keep: a measurement failed; close leaves the work directory (the
+	// processes' logs) for the post-mortem.
+	keep bool
 }
 
 type proc struct {
@@ -268,10 +271,10 @@ func (b *bench) startAnyedge() error {
 		if err := sh("validate", conf); err != nil {
 			return err
 		}
-		if _, err := b.start(wanlab.Region, path+"-region", b.o.anyedge, "region", "--config", conf, "--node", st.region); err != nil {
+		if _, err := b.start(wanlab.Region, path+"-region", b.o.anyedge, "region", "--config", conf, "--node", st.region, "--log-level", b.o.logLevel); err != nil {
 			return err
 		}
-		if _, err := b.start(wanlab.PoP, path+"-edge", b.o.anyedge, "edge", "--config", conf, "--node", st.pop); err != nil {
+		if _, err := b.start(wanlab.PoP, path+"-edge", b.o.anyedge, "edge", "--config", conf, "--node", st.pop, "--log-level", b.o.logLevel); err != nil {
 			return err
 		}
 	}
@@ -409,7 +412,10 @@ func (b *bench) close() error {
 	if b.lab != nil {
 		err = b.lab.Close()
 	}
-	if err == nil {
+	switch {
+	case b.keep:
+		fmt.Fprintf(b.log, "wanbench: logs kept in %s\n", b.dir)
+	case err == nil:
 		_ = os.RemoveAll(b.dir)
 	}
 	return err

@@ -80,6 +80,7 @@ type options struct {
 	rateMbit               int64
 	connections            int
 	note                   string
+	logLevel               string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -108,6 +109,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Int64Var(&o.rateMbit, "rate-mbit", 200, "rate of every emulated link")
 	fs.IntVar(&o.connections, "connections", 0, "backbone connections per region for anyedge (0: anyedge's default)")
 	fs.StringVar(&o.note, "note", "", "a line for the report saying what was measured")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level of anyedge region and edge (their logs are kept when a measurement fails)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -141,6 +143,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	res, err := b.measure(ctx)
+	b.keep = err != nil
 	closeErr := b.close()
 	if err != nil {
 		fmt.Fprintln(stderr, "wanbench:", err)
