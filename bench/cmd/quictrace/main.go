@@ -76,7 +76,17 @@ func main() {
 	every := flag.Duration("every", 200*time.Millisecond, "sampling interval")
 	out := flag.String("out", "", "write every sample here as JSON")
 	plotFile := flag.String("plot", "", "draw the congestion window of every download here (PNG)")
+	plotSecs := flag.Duration("plot-span", 10*time.Second, "the time axis of the figure")
+	from := flag.String("from", "", "draw -plot from this -out file of an earlier run instead of measuring")
 	flag.Parse()
+	if *from != "" {
+		if err := replot(*from, *plotFile, *plotSecs); err != nil {
+			fmt.Fprintln(os.Stderr, "quictrace:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	span = *plotSecs
 	if err := run(*rtt, *losses, *fecs, *rate, *queue, *size, *runs, *every, *out, *plotFile); err != nil {
 		fmt.Fprintln(os.Stderr, "quictrace:", err)
 		os.Exit(1)
@@ -134,7 +144,7 @@ func run(rtt time.Duration, losses, fecs string, rateMbit int64, queue time.Dura
 	}
 	if plotFile != "" {
 		title := fmt.Sprintf("one QUIC connection, %v RTT, %d Mbit/s, %v queue, %d MB downloads", rtt, rateMbit, queue, size/1_000_000)
-		if err := plotCwnd(results, title, plotFile); err != nil {
+		if err := plotCwnd(results, title, plotFile, span); err != nil {
 			return err
 		}
 	}

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"image/color"
+	"os"
+	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -19,9 +23,28 @@ var traceColors = []color.Color{
 	color.RGBA{R: 0x8c, G: 0x56, B: 0x4b, A: 0xff},
 }
 
-// plotCwnd draws the sender's congestion window over time, one line per
-// download, into file (PNG).
-func plotCwnd(results []result, title, file string) error {
+// span is the time axis of the figure a measuring run draws (-plot-span).
+var span = 10 * time.Second
+
+// replot draws file from the results an earlier run wrote to from.
+func replot(from, file string, span time.Duration) error {
+	if file == "" {
+		return errors.New("-from needs -plot")
+	}
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	var results []result
+	if err := json.Unmarshal(b, &results); err != nil {
+		return fmt.Errorf("%s: %w", from, err)
+	}
+	return plotCwnd(results, "one QUIC connection through the lab's backbone: the sender's congestion window", file, span)
+}
+
+// plotCwnd draws the sender's congestion window over the first span of
+// each download, one line per download, into file (PNG).
+func plotCwnd(results []result, title, file string, span time.Duration) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "time since the download started, s"
@@ -53,5 +76,6 @@ func plotCwnd(results []result, title, file string) error {
 		}
 		p.Legend.Add(fmt.Sprintf("%g %% loss, %s, run %d: %s", r.Loss, fec, r.Run, end), l)
 	}
+	p.X.Min, p.X.Max = 0, span.Seconds() // after the lines, which widen the axis to their data
 	return p.Save(8*vg.Inch, 4.5*vg.Inch, file)
 }
