@@ -48,6 +48,10 @@ type env struct {
 	connections      int
 	discarded, total int
 	acceptedLate     uint64
+	// failures lists the downloads that failed; dir, where the process
+	// logs are kept when there were any.
+	failures []string
+	dir      string
 }
 
 type bench struct {
@@ -82,7 +86,7 @@ func newBench(ctx context.Context, o options, log io.Writer) (_ *bench, err erro
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{o: o, log: log, dir: dir}
+	b := &bench{o: o, log: log, dir: dir, env: env{dir: dir}}
 	b.env.start = time.Now().UTC()
 	b.env.connections = o.connections
 	if out, err := exec.Command("uname", "-r").Output(); err == nil {
@@ -413,7 +417,7 @@ func (b *bench) close() error {
 		err = b.lab.Close()
 	}
 	switch {
-	case b.keep:
+	case b.keep || len(b.env.failures) > 0:
 		fmt.Fprintf(b.log, "wanbench: logs kept in %s\n", b.dir)
 	case err == nil:
 		_ = os.RemoveAll(b.dir)

@@ -34,8 +34,10 @@ func (j job) String() string {
 
 // sample is one run of a job.
 type sample struct {
-	Download  float64 `json:"download_s"`
-	TimedOut  bool    `json:"timed_out,omitempty"`
+	Download float64 `json:"download_s"`
+	TimedOut bool    `json:"timed_out,omitempty"`
+	// Failed: every try of the run failed (counted as the timeout).
+	Failed    bool    `json:"failed,omitempty"`
 	HTTPTTFB  float64 `json:"http_ttfb_s,omitempty"`
 	HTTPSTTFB float64 `json:"https_ttfb_s,omitempty"`
 }
@@ -109,7 +111,13 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 				size = 1
 			}
 			if _, err := b.fetch(ctx, url(j.Path, false, size), b.o.timeout); err != nil {
-				return nil, fmt.Errorf("warm-up %v: %w", j, err)
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				// Counted and reported; the runs that follow tell whether
+				// the path works.
+				b.env.failures = append(b.env.failures, fmt.Sprintf("warm-up %v: %v", j, err))
+				fmt.Fprintf(b.log, "  warm-up %v failed: %v\n", j, err)
 			}
 		}
 		for r := range b.o.runs {
@@ -135,11 +143,23 @@ func (b *bench) one(ctx context.Context, j job, res *results) (sample, error) {
 		var s sample
 		if b.o.download && j.Path != "anyedge-tls" {
 			f, err := b.fetch(ctx, url(j.Path, false, b.o.size), b.o.timeout)
-			if err != nil {
-				return s, err
+			if err == nil && f.size != b.o.size && !f.timedOut {
+				err = fmt.Errorf("downloaded %d bytes of %d", f.size, b.o.size)
 			}
-			if f.size != b.o.size && !f.timedOut {
-				return s, fmt.Errorf("downloaded %d bytes of %d", f.size, b.o.size)
+			if err != nil {
+				// A failed download (the path reset the client) is a
+				// finding, not the end of the matrix: it is reported, the
+				// run repeated, and after o.tries failures recorded as a
+				// failed run (the cell's median then says so).
+				if ctx.Err() != nil {
+					return s, ctx.Err()
+				}
+				b.env.failures = append(b.env.failures, fmt.Sprintf("%v try %d: %v", j, try, err))
+				fmt.Fprintf(b.log, "  %v: download failed: %v\n", j, err)
+				if try >= b.o.tries {
+					return sample{Download: b.o.timeout.Seconds(), TimedOut: true, Failed: true}, nil
+				}
+				continue
 			}
 			s.Download, s.TimedOut = f.total.Seconds(), f.timedOut
 		}
@@ -223,6 +243,14 @@ func (r *results) markdown(o options, e env) string {
 		e.kernel, e.load, e.anyedgeVersion, o.size/1_000_000, o.runs, o.rateMbit, accessRTT,
 		map[bool]string{true: "BBR", false: "kernel default (no BBR)"}[e.bbr],
 		map[bool]string{true: "default", false: fmt.Sprint(e.connections)}[e.connections == 0], o.maxLate, e.discarded, e.total, e.acceptedLate)
+	if len(e.failures) > 0 {
+		fmt.Fprintf(&sb, "**Failed downloads: %d** (each try repeated, up to %d; the process logs are kept in %s):\n\n",
+			len(e.failures), o.tries, e.dir)
+		for _, f := range e.failures {
+			fmt.Fprintf(&sb, "- %s\n", f)
+		}
+		sb.WriteString("\n")
+	}
 	if o.download {
 		r.downloads(&sb, o)
 	}
