@@ -52,6 +52,7 @@ type env struct {
 	// logs are kept when there were any.
 	failures []string
 	dir      string
+	keptLate int
 }
 
 type bench struct {
