@@ -105,7 +105,11 @@ func (r *results) plots(base string) ([]string, error) {
 			line.Color, points.Color, points.Shape = st.color, st.color, st.shape
 			line.Width = vg.Points(1.5)
 			p.Add(line, points)
-			p.Legend.Add(pathNames[path], line, points)
+			label := pathNames[path]
+			if path == "anyedge" {
+				label = "anyedge (fec: auto)"
+			}
+			p.Legend.Add(label, line, points)
 		}
 		for i, d := range direct[k.rtt] {
 			v, _, ok := r.med(d, dl)
