@@ -545,9 +545,15 @@ func (c *Client) control(conn *quic.Conn, fp *fecPath, established chan<- struct
 }
 
 // sendStates writes the edge's state on a control stream whenever it
-// changes, until stop closes or a write fails.
+// changes, and an RTT probe every wire.ProbeInterval, until stop closes or
+// a write fails. Without the probes an idle edge sends nothing its peer
+// acknowledges, and its connection's latest RTT sample — what the routing
+// RTT and the hedge delay are made of — would stay whatever it was when
+// the edge last sent something, however the path has changed since.
 func (c *Client) sendStates(str *quic.Stream, notify, stop <-chan struct{}) {
 	var sent *wire.EdgeState
+	probe := time.NewTicker(wire.ProbeInterval)
+	defer probe.Stop()
 	for {
 		c.stateMu.Lock()
 		cur := c.state
@@ -560,6 +566,10 @@ func (c *Client) sendStates(str *quic.Stream, notify, stop <-chan struct{}) {
 		}
 		select {
 		case <-notify:
+		case <-probe.C:
+			if err := wire.WriteMsg(str, wire.MsgProbe, struct{}{}); err != nil {
+				return
+			}
 		case <-stop:
 			return
 		}

@@ -192,20 +192,35 @@ func New(first Lane, cfg Config) *Conn {
 	}
 	c := &Conn{cfg: cfg, ooo: map[uint64][]byte{}, idle: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
-	c.AddLane(first)
-	c.mu.Lock()
+	// The early bytes count as sent before the first lane's reader starts:
+	// the peer's acknowledgement of them is often waiting on the lane
+	// already (it follows the answer), and read before that it would look
+	// like an acknowledgement of bytes never sent.
+	ln := &lane{l: first}
+	c.lanes = append(c.lanes, ln)
 	for off := 0; off < len(cfg.Early); off += ChunkSize {
 		data := cfg.Early[off:min(off+ChunkSize, len(cfg.Early))]
-		c.inflight = append(c.inflight, &chunk{off: uint64(off), data: data, lane: c.lanes[0], sent: cfg.Now()})
+		c.inflight = append(c.inflight, &chunk{off: uint64(off), data: data, lane: ln, sent: cfg.Now()})
 	}
 	c.sendNext = uint64(len(cfg.Early))
 	c.moved = int64(len(cfg.Early))
-	c.mu.Unlock()
-	c.mu.Lock()
-	c.live++
-	c.mu.Unlock()
+	c.live = 3 // the first lane's reader and writer, and the monitor
+	c.startLane(ln)
 	go c.monitor()
 	return c
+}
+
+// testHookStartLane, when set (by tests), is called as a lane's goroutines
+// are about to start.
+var testHookStartLane func(*Conn)
+
+// startLane starts l's reader and writer.
+func (c *Conn) startLane(l *lane) {
+	if testHookStartLane != nil {
+		testHookStartLane(c)
+	}
+	go c.reader(l)
+	go c.writer(l)
 }
 
 // AddLane adds a path to the flow. After the flow has ended, the lane is
@@ -222,8 +237,7 @@ func (c *Conn) AddLane(l Lane) {
 	c.lanes = append(c.lanes, ln)
 	c.live += 2
 	c.mu.Unlock()
-	go c.reader(ln)
-	go c.writer(ln)
+	c.startLane(ln)
 }
 
 // Lanes returns how many lanes are alive.

@@ -369,3 +369,30 @@ func TestLargeTransferManyLanes(t *testing.T) {
 	data := payload(t, 8<<20)
 	require.True(t, bytes.Equal(data, transfer(t, p.a, p.b, data)))
 }
+
+// TestEarlyBytesCountedBeforeLanesStart: the peer's acknowledgement of
+// the early bytes often waits on the first lane already when the flow
+// starts (it follows the region's answer). The early bytes must count as
+// sent before any lane goroutine can read it, or it looks like an
+// acknowledgement of bytes never sent and fails the flow — what a WAN-lab
+// run showed for held flows ("acknowledgement of 90 received and 90
+// consumed, but 0 sent").
+func TestEarlyBytesCountedBeforeLanesStart(t *testing.T) {
+	early := payload(t, 3*ChunkSize+10)
+	var seen []uint64
+	testHookStartLane = func(c *Conn) {
+		c.mu.Lock()
+		seen = append(seen, c.sendNext)
+		c.mu.Unlock()
+	}
+	t.Cleanup(func() { testHookStartLane = nil })
+	a, b := lanePair()
+	done := make(chan struct{})
+	c := New(a, Config{Early: early, Done: func() { close(done) }})
+	require.Equal(t, []uint64{uint64(len(early))}, seen, "the first lane started before the early bytes counted as sent")
+	c.CancelRead(0)
+	c.CancelWrite(0)
+	a.die()
+	b.die()
+	<-done
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/quic-go/quic-go/quicvarint"
 )
@@ -32,7 +33,17 @@ const (
 	// MsgCustomRouting is a region's custom routing state (CustomRouting),
 	// sent to edges whose hello says protocol 3 or later.
 	MsgCustomRouting MsgType = 6
+	// MsgProbe is an edge's RTT probe, an empty object sent every
+	// ProbeInterval: the edge's own packets are what its connection
+	// measures the RTT with, and an idle edge otherwise sends none (the
+	// region speaks every second, so QUIC sends no keep-alive either).
+	// Regions skip it, as every reader skips what it does not know.
+	MsgProbe MsgType = 7
 )
+
+// ProbeInterval is how often an edge sends MsgProbe on each control
+// stream.
+const ProbeInterval = time.Second
 
 // ControlProto is the highest control protocol version this build speaks:
 // 1 is hello, health and load; 2 adds edge states and their relay; 3 adds
