@@ -266,6 +266,12 @@ func (b *bench) startAnyedge() error {
 		if b.o.connections > 0 {
 			popExtra = fmt.Sprintf(", connections: %d", b.o.connections)
 		}
+		if b.o.popExtra != "" {
+			popExtra += ", " + b.o.popExtra
+		}
+		if path == "anyedge-nofec" && b.o.nofecExtra != "" {
+			popExtra += ", " + b.o.nofecExtra
+		}
 		conf := filepath.Join(b.dir, path+".yaml")
 		doc := fmt.Sprintf(anyedgeConfig, wanlab.PoPAccess, st.http, st.https, wanlab.EndpointLocal,
 			pki, fmt.Sprintf("%s:%d", wanlab.RegionBackbone, st.backbone), popExtra, st.pop, st.region,

@@ -79,6 +79,7 @@ type options struct {
 	ttfb, download         bool
 	rateMbit               int64
 	connections            int
+	popExtra, nofecExtra   string
 	note                   string
 	logLevel               string
 }
@@ -108,6 +109,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.download, "download", true, "measure the download; false: time to first byte only (TTFB mode)")
 	fs.Int64Var(&o.rateMbit, "rate-mbit", 200, "rate of every emulated link")
 	fs.IntVar(&o.connections, "connections", 0, "backbone connections per region for anyedge (0: anyedge's default)")
+	fs.StringVar(&o.popExtra, "pop-backbone", "", "more keys for both anyedge stacks' PoP backbone, YAML flow style (e.g. \"stripe_lanes: 1\")")
+	fs.StringVar(&o.nofecExtra, "nofec-pop-backbone", "", "more keys for the anyedge-nofec stack's PoP backbone only (side-by-side experiments)")
 	fs.StringVar(&o.note, "note", "", "a line for the report saying what was measured")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level of anyedge region and edge (their logs are kept when a measurement fails)")
 	if err := fs.Parse(args); err != nil {
