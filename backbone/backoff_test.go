@@ -52,3 +52,11 @@ func TestQUICIdleLeavesRoomForKeepAlive(t *testing.T) {
 		require.LessOrEqual(t, ping+q.MaxIdleTimeout, idle, "dead-peer bound exceeds the idle timeout")
 	}
 }
+
+func TestQlogDirWritesATracePerConnectionEnd(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(QlogDirEnv, dir)
+	require.NotNil(t, quicConfig(0, 0).Tracer)
+	t.Setenv(QlogDirEnv, "")
+	require.Nil(t, quicConfig(0, 0).Tracer, "no qlog unless asked for")
+}

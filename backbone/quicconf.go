@@ -1,9 +1,11 @@
 package backbone
 
 import (
+	"os"
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlog"
 )
 
 // Flow-control windows sized for a long fat pipe from the first byte: 1
@@ -55,7 +57,7 @@ func quicConfig(keepAlive, idle time.Duration) *quic.Config {
 	if keepAlive >= idle {
 		keepAlive = idle / 3
 	}
-	return &quic.Config{
+	conf := &quic.Config{
 		HandshakeIdleTimeout:           handshakeTimeout,
 		MaxIdleTimeout:                 idle - keepAlive,
 		KeepAlivePeriod:                keepAlive,
@@ -67,4 +69,16 @@ func quicConfig(keepAlive, idle time.Duration) *quic.Config {
 		MaxIncomingUniStreams:          -1,
 		EnableDatagrams:                true,
 	}
+	if os.Getenv(QlogDirEnv) != "" {
+		// For profiling a slow flow: quic-go writes one qlog per
+		// connection end into the directory (congestion window, losses).
+		conf.Tracer = qlog.DefaultConnectionTracer
+	}
+	return conf
 }
+
+// QlogDirEnv names the environment variable that, when set to a directory,
+// makes every backbone connection end write a qlog there (quic-go's
+// qlog.DefaultConnectionTracer, one file per connection end) — the same
+// switch as bench/cmd/quictrace's, for the edge and the region.
+const QlogDirEnv = "QLOGDIR"
