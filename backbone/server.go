@@ -74,6 +74,10 @@ type Server struct {
 	ctx  context.Context
 
 	closeOnce sync.Once
+	// mu orders handlers' start against Close: once closing is set, no
+	// handler joins wg, so Close's Wait does not race an Add.
+	mu      sync.Mutex
+	closing bool
 }
 
 // Listen binds the backbone port; Serve accepts on it.
@@ -140,7 +144,14 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 			return fmt.Errorf("backbone server: accept: %w", err)
 		}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			_ = conn.CloseWithError(wire.ConnShutdown, "region shutting down")
+			return nil
+		}
 		s.wg.Go(func() { s.serveConn(conn) })
+		s.mu.Unlock()
 	}
 }
 
@@ -148,6 +159,9 @@ func (s *Server) Serve(ctx context.Context) error {
 // It is idempotent.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
 		s.stop()
 		_ = s.ln.Close()
 		s.wg.Wait()

@@ -77,7 +77,18 @@ func startLabWith(t testing.TB, endpoints map[string]string, o labOpts) *lab {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	stop := func() { cancel(); wg.Wait() }
+	// The edge stops first and alone, as a node stops it (before its
+	// backbone): its flows end as shutdown, not as a lost backbone.
+	ectx, ecancel := context.WithCancel(ctx)
+	var edgeDone chan struct{}
+	stop := func() {
+		ecancel()
+		if edgeDone != nil {
+			<-edgeDone
+		}
+		cancel()
+		wg.Wait()
+	}
 	t.Cleanup(stop)
 	weight := uint8(128)
 	if o.drained {
@@ -112,7 +123,8 @@ func startLabWith(t testing.TB, endpoints map[string]string, o labOpts) *lab {
 	}, edge.Regions{"region-test": cl})
 	require.NoError(t, err)
 	require.NoError(t, e.Listen())
-	wg.Go(func() { _ = e.Run(ctx) })
+	edgeDone = make(chan struct{})
+	wg.Go(func() { _ = e.Run(ectx); close(edgeDone) })
 
 	waitReachable(t, cl)
 	return &lab{edgeAddr: e.Addrs()[0].String(), client: cl, edge: e, region: srv, stop: stop}

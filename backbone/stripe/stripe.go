@@ -93,7 +93,8 @@ type Config struct {
 	Now func() time.Time
 }
 
-// ErrReset is returned by Read and Write after the flow was reset.
+// ErrReset is returned by Read and Write after the flow was reset; a
+// reset by the peer wraps the lane's error too (its reset code).
 var ErrReset = errors.New("stripe: flow reset")
 
 // ErrLanes is returned when every lane of the flow has died.
@@ -553,7 +554,9 @@ func (c *Conn) writer(l *lane) {
 
 func (c *Conn) laneErrLocked(l *lane, err error) {
 	if c.err == nil && c.cfg.IsReset(err) {
-		c.err = ErrReset
+		// Wrapped, so that the lane's error (the peer's reset code: an
+		// endpoint reset, a removed endpoint) still tells why.
+		c.err = fmt.Errorf("%w: %w", ErrReset, err)
 		c.cond.Broadcast()
 		return
 	}

@@ -287,6 +287,7 @@ func TestResetTravels(t *testing.T) {
 	p.a.CancelWrite(1)
 	_, err = p.b.Read(buf)
 	require.ErrorIs(t, err, ErrReset)
+	require.ErrorIs(t, err, errReset, "the lane's error, which carries the peer's reason, is kept")
 }
 
 func TestAllLanesDeadIsAnError(t *testing.T) {
