@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -219,50 +220,56 @@ func (f *fakeRIB) none(t *testing.T) {
 }
 
 func TestLoopHoldDownAndGraceful(t *testing.T) {
-	c := validConfig()
-	c.HoldDown = 300 * time.Millisecond
-	s, err := New(c, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
-	require.NoError(t, err)
-	f := &fakeRIB{ops: make(chan ribOp, 16)}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { s.loop(ctx, f) })
-	defer func() { cancel(); wg.Wait() }()
+	// Under synctest the loop's hold-down timer runs on the bubble's
+	// clock: the re-announcement comes exactly HoldDown after the
+	// withdrawal, however loaded the machine.
+	synctest.Test(t, func(t *testing.T) {
+		c := validConfig()
+		c.HoldDown = 300 * time.Millisecond
+		s, err := New(c, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
+		require.NoError(t, err)
+		f := &fakeRIB{ops: make(chan ribOp, 16)}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { s.loop(ctx, f) })
+		defer func() { cancel(); wg.Wait() }()
 
-	v4 := netip.MustParsePrefix("203.0.113.0/24")
-	v6 := netip.MustParsePrefix("2001:db8:1::/48")
+		v4 := netip.MustParsePrefix("203.0.113.0/24")
+		v6 := netip.MustParsePrefix("2001:db8:1::/48")
 
-	s.SetAnnounce([]netip.Prefix{v6, v4})
-	require.Equal(t, ribOp{prefix: v4, announce: true}, f.next(t).strip())
-	require.Equal(t, ribOp{prefix: v6, announce: true}, f.next(t).strip())
-	require.Eventually(t, func() bool { return len(s.Announced()) == 2 }, 5*time.Second, time.Millisecond)
-	s.SetAnnounce([]netip.Prefix{v4, v6}) // idempotent
-	f.none(t)
+		s.SetAnnounce([]netip.Prefix{v6, v4})
+		require.Equal(t, ribOp{prefix: v4, announce: true}, f.next(t).strip())
+		require.Equal(t, ribOp{prefix: v6, announce: true}, f.next(t).strip())
+		require.Eventually(t, func() bool { return len(s.Announced()) == 2 }, 5*time.Second, time.Millisecond)
+		s.SetAnnounce([]netip.Prefix{v4, v6}) // idempotent
+		synctest.Wait()                       // the loop has handled it
+		f.none(t)
 
-	s.SetGracefulShutdown(true)
-	require.Equal(t, ribOp{prefix: v4, announce: true, graceful: true}, f.next(t).strip())
-	require.Equal(t, ribOp{prefix: v6, announce: true, graceful: true}, f.next(t).strip())
-	s.SetGracefulShutdown(false)
-	require.Equal(t, ribOp{prefix: v4, announce: true}, f.next(t).strip())
-	require.Equal(t, ribOp{prefix: v6, announce: true}, f.next(t).strip())
+		s.SetGracefulShutdown(true)
+		require.Equal(t, ribOp{prefix: v4, announce: true, graceful: true}, f.next(t).strip())
+		require.Equal(t, ribOp{prefix: v6, announce: true, graceful: true}, f.next(t).strip())
+		s.SetGracefulShutdown(false)
+		require.Equal(t, ribOp{prefix: v4, announce: true}, f.next(t).strip())
+		require.Equal(t, ribOp{prefix: v6, announce: true}, f.next(t).strip())
 
-	s.SetAnnounce([]netip.Prefix{v6})
-	w := f.next(t)
-	require.Equal(t, ribOp{prefix: v4}, w.strip())
-	require.Equal(t, []netip.Prefix{v6}, s.Announced())
+		s.SetAnnounce([]netip.Prefix{v6})
+		w := f.next(t)
+		require.Equal(t, ribOp{prefix: v4}, w.strip())
+		require.Equal(t, []netip.Prefix{v6}, s.Announced())
 
-	s.SetAnnounce([]netip.Prefix{v4, v6})
-	a := f.next(t)
-	require.Equal(t, ribOp{prefix: v4, announce: true}, a.strip())
-	held := a.at.Sub(w.at)
-	t.Logf("re-announced %s after withdrawal (hold-down %s)", held, c.HoldDown)
-	require.GreaterOrEqual(t, held, c.HoldDown)
+		s.SetAnnounce([]netip.Prefix{v4, v6})
+		a := f.next(t)
+		require.Equal(t, ribOp{prefix: v4, announce: true}, a.strip())
+		held := a.at.Sub(w.at)
+		t.Logf("re-announced %s after withdrawal (hold-down %s)", held, c.HoldDown)
+		require.GreaterOrEqual(t, held, c.HoldDown)
 
-	cancel()
-	wg.Wait()
-	require.Equal(t, ribOp{prefix: v4}, f.next(t).strip())
-	require.Equal(t, ribOp{prefix: v6}, f.next(t).strip())
-	require.Empty(t, s.Announced())
+		cancel()
+		wg.Wait()
+		require.Equal(t, ribOp{prefix: v4}, f.next(t).strip())
+		require.Equal(t, ribOp{prefix: v6}, f.next(t).strip())
+		require.Empty(t, s.Announced())
+	})
 }
 
 func (o ribOp) strip() ribOp {
