@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,10 +62,19 @@ type bench struct {
 	dir   string
 	lab   *wanlab.Lab
 	procs []*proc
+	// edges are the anyedge edge processes, by path, with their command
+	// lines: restartEdges starts them again after the lab's conditions
+	// change.
+	edges map[string]edgeProc
 	env   env
 	// keep: a measurement failed; close leaves the work directory (the
 	// processes' logs) for the post-mortem.
 	keep bool
+}
+
+type edgeProc struct {
+	p    *proc
+	args []string
 }
 
 type proc struct {
@@ -285,9 +295,15 @@ func (b *bench) startAnyedge() error {
 		if _, err := b.start(wanlab.Region, path+"-region", b.o.anyedge, "region", "--config", conf, "--node", st.region, "--log-level", b.o.logLevel); err != nil {
 			return err
 		}
-		if _, err := b.start(wanlab.PoP, path+"-edge", b.o.anyedge, "edge", "--config", conf, "--node", st.pop, "--log-level", b.o.logLevel); err != nil {
+		args := []string{b.o.anyedge, "edge", "--config", conf, "--node", st.pop, "--log-level", b.o.logLevel}
+		p, err := b.start(wanlab.PoP, path+"-edge", args...)
+		if err != nil {
 			return err
 		}
+		if b.edges == nil {
+			b.edges = map[string]edgeProc{}
+		}
+		b.edges[path] = edgeProc{p: p, args: args}
 	}
 	return nil
 }
@@ -383,6 +399,40 @@ func (b *bench) fetch(ctx context.Context, u string, timeout time.Duration) (fet
 		return f, fmt.Errorf("curl %s: %v: %q", u, err, out)
 	}
 	return f, ctx.Err()
+}
+
+// restartEdges stops every anyedge edge and starts it again, so that its
+// backbone connections are dialled over the path as the lab now has it. A
+// connection set up before the backbone's delay was raised keeps the old,
+// near-zero minimum RTT for its life; quic-go's slow start (HyStart) then
+// ends at the first round trip, and the window grows one packet per round
+// trip from about 64 KB (BENCHMARKS.md, "One flow on a clean backbone").
+// The direct path and the stand-in open fresh connections for each
+// download, so they never carry such a connection. gi names the logs.
+func (b *bench) restartEdges(ctx context.Context, gi int) error {
+	for _, path := range slices.Sorted(maps.Keys(b.edges)) {
+		e := b.edges[path]
+		_ = e.p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-e.p.done:
+		case <-time.After(5 * time.Second):
+			_ = e.p.cmd.Process.Kill()
+			<-e.p.done
+		}
+		p, err := b.start(wanlab.PoP, fmt.Sprintf("%s-edge-%d", path, gi), e.args...)
+		if err != nil {
+			return err
+		}
+		b.edges[path] = edgeProc{p: p, args: e.args}
+	}
+	for _, p := range b.o.paths {
+		if strings.HasPrefix(p, "anyedge") {
+			if err := b.waitUp(ctx, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // waitUp polls path p until a small fetch succeeds.

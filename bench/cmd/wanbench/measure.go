@@ -106,6 +106,9 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 		if err := b.apply(g[0]); err != nil {
 			return nil, err
 		}
+		if err := b.restartEdges(ctx, gi); err != nil {
+			return nil, err
+		}
 		for _, j := range g {
 			res.Jobs = append(res.Jobs, j)
 			size := b.o.size
