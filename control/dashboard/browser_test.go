@@ -66,7 +66,9 @@ func browser(t *testing.T) context.Context {
 // eval evaluates a JavaScript expression that returns a string.
 func eval(t *testing.T, ctx context.Context, js string) string {
 	t.Helper()
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// Generous: chromium under the race detector on a busy 2-core machine
+	// can take seconds for one evaluation.
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	s, err := chromedp.Run(cctx, chromedp.Evaluate[string](js))
 	require.NoError(t, err, js)
