@@ -12,15 +12,13 @@
 # it exists, so that two benchmarks never run at once.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/lock.sh"
 repo=$(cd "$here/.." && pwd)
 cd "$repo"
 n=${1:-20000}
 rounds=${2:-6}
-if [ -e /work/bench.lock ]; then
-	exec 9>>/work/bench.lock
-	flock 9
-fi
-echo "# start $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_lock
+bench_mark start
 # One test binary run per round, so that the cases alternate (go test
 # -count would run each case's rounds back to back).
 go test -c -o "${TMPDIR:-/tmp}/admit.test.$$" ./edge/
@@ -43,4 +41,4 @@ echo "$out" | awk '
 		printf "connections/s (median of %d rounds): no list %.0f, allow list of 100,000 prefixes %.0f (ratio %.3f)\n", na, 1e9/ma, 1e9/mb, ma/mb
 		printf "admission step (median): no rules %.0f ns, 100,000-prefix allow list %.0f ns\n", median(c, nc), median(d, nd)
 	}'
-echo "# end $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_mark end

@@ -10,18 +10,16 @@
 # benchmarks never run at once.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/lock.sh"
 repo=$(cd "$here/.." && pwd)
 cd "$repo"
 go build -o "${TMPDIR:-/tmp}/dnsbench.$$" ./bench/cmd/dnsbench
 trap 'rm -f "${TMPDIR:-/tmp}/dnsbench.$$"' EXIT
 bin="${TMPDIR:-/tmp}/dnsbench.$$"
 measure() {
-	echo "# start $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	bench_mark start
 	"$bin" -clients "${1:-64}" -duration "${2:-5}s" -rounds "${3:-5}"
-	echo "# end $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	bench_mark end
 }
-if [ -e /work/bench.lock ]; then
-	exec 9>>/work/bench.lock
-	flock 9
-fi
+bench_lock
 measure "$@"

@@ -5,6 +5,7 @@
 # average. bench/flowmem.sh and bench/chaos.sh call it.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/lock.sh"
 repo=$(cd "$here/.." && pwd)
 cd "$repo"
 tool=$1
@@ -13,10 +14,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 go build -o "$tmp/anyedge" ./cmd/anyedge
 go build -o "$tmp/$tool" "./bench/cmd/$tool"
-if [ -e /work/bench.lock ]; then
-	exec 9>>/work/bench.lock
-	flock 9
-fi
-echo "# start $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_lock
+bench_mark start
 "$tmp/$tool" -bin "$tmp/anyedge" "$@"
-echo "# end $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_mark end

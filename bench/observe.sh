@@ -14,6 +14,7 @@
 # it exists, so that two benchmarks never run at once.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/lock.sh"
 repo=$(cd "$here/.." && pwd)
 mkdir -p "$here/results"
 out="$here/results/$(date -u +%Y-%m-%dT%H%MZ)-observe.md"
@@ -22,10 +23,7 @@ run() {
 	ANYEDGE_OBSERVE_BENCH=1 ANYEDGE_OBSERVE_SECS="${1:-3}" ANYEDGE_OBSERVE_ROUNDS="${2:-5}" \
 		go test -count=1 -v -run '^TestObservabilityOverhead$' -timeout 30m ./bench/
 }
-if [ -e /work/bench.lock ] && command -v flock >/dev/null; then
-	exec 9>/work/bench.lock
-	flock 9
-fi
+bench_lock
 log=$(mktemp "${TMPDIR:-/tmp}/anyedge-observe.XXXXXX")
 trap 'rm -f "$log"' EXIT
 if ! run "$@" >"$log" 2>&1; then

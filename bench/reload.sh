@@ -14,15 +14,13 @@
 # benchmarks never run at once.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/lock.sh"
 repo=$(cd "$here/.." && pwd)
 cd "$repo"
 n=${1:-20000}
 rounds=${2:-6}
-if [ -e /work/bench.lock ]; then
-	exec 9>>/work/bench.lock
-	flock 9
-fi
-echo "# start $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_lock
+bench_mark start
 out=$(go test -run '^$' -bench 'BenchmarkReloadUnderLoad' -benchtime "${n}x" -count "$rounds" ./bench/)
 echo "$out" | grep '^BenchmarkReloadUnderLoad'
 echo "$out" | awk '
@@ -33,4 +31,4 @@ echo "$out" | awk '
 		printf "connections/s: no reload %.0f, reloading every 50 ms %.0f (ratio %.3f)\n", a/na, b/nb, (b/nb)/(a/na)
 		printf "failed connections: no reload %d, reloading %d; reloads applied during the runs: %d\n", fa, fb, r
 	}'
-echo "# end $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_mark end
