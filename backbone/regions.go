@@ -143,6 +143,12 @@ func AwaitWinner(ctx context.Context, str Stream, deadline time.Time) (int, erro
 	var answer [2]byte
 	_, err := io.ReadFull(str, answer[:1])
 	if err == nil && str.held && answer[0] == byte(wire.CodeOK) {
+		// The winner's index travels in the same write as the code, so it
+		// is read without the deadline: quic-go checks a passed deadline
+		// before buffered data, and a deadline that passed between the
+		// two reads would leave the index to be misread as the next
+		// call's code (an OK from candidate 1 taken for "bad header").
+		_ = str.SetReadDeadline(time.Time{})
 		_, err = io.ReadFull(str, answer[1:])
 	}
 	_ = str.SetReadDeadline(time.Time{})
