@@ -114,14 +114,14 @@ func startFleet(t testing.TB) fleet {
 	require.NoError(t, pki.InitCA(dir, time.Hour, now))
 	require.NoError(t, pki.Issue(dir, "pop-bench", time.Hour, now))
 	require.NoError(t, pki.Issue(dir, "region-bench", time.Hour, now))
-	popAdminPort, regionAdminPort := testport.Port(t, "tcp"), testport.Port(t, "tcp")
-	f := fleet{sink: fmt.Sprintf("127.0.0.1:%d", testport.Port(t, "tcp")), echo: fmt.Sprintf("127.0.0.1:%d", testport.Port(t, "tcp")),
+	popAdminPort, regionAdminPort := testport.Port(t), testport.Port(t)
+	f := fleet{sink: fmt.Sprintf("127.0.0.1:%d", testport.Port(t)), echo: fmt.Sprintf("127.0.0.1:%d", testport.Port(t)),
 		popAdmin: fmt.Sprintf("127.0.0.1:%d", popAdminPort), regionAdmin: fmt.Sprintf("127.0.0.1:%d", regionAdminPort)}
 	var sinkPort, echoPort int
 	_, _ = fmt.Sscanf(f.sink, "127.0.0.1:%d", &sinkPort)
 	_, _ = fmt.Sscanf(f.echo, "127.0.0.1:%d", &echoPort)
 	doc, err := config.Load(fmt.Appendf(nil, docTemplate, sinkPort, echoPort, sink, echo, dir,
-		popAdminPort, regionAdminPort, testport.Port(t, "udp")), config.LoadOptions{Env: []string{}})
+		popAdminPort, regionAdminPort, testport.Port(t)), config.LoadOptions{Env: []string{}})
 	require.NoError(t, err)
 
 	runNodes(t, func(string) node.Options { return node.Options{Doc: doc} })

@@ -83,14 +83,14 @@ func startObserved(t *testing.T, on bool) observed {
 	require.NoError(t, pki.InitCA(dir, time.Hour, now))
 	require.NoError(t, pki.Issue(dir, "pop-bench", time.Hour, now))
 	require.NoError(t, pki.Issue(dir, "region-bench", time.Hour, now))
-	echoPort, sinkPort, udpPort, adminPort := testport.Port(t, "tcp"), testport.Port(t, "tcp"), testport.Port(t, "udp"), testport.Port(t, "tcp")
+	echoPort, sinkPort, udpPort, adminPort := testport.Port(t), testport.Port(t), testport.Port(t), testport.Port(t)
 	extra := ""
 	if on {
 		extra = fmt.Sprintf("      flow_logs: {enabled: true, path: %q}\n", filepath.Join(t.TempDir(), "flows.log"))
 	}
 	healthPort, _ := strconv.Atoi(hp)
 	doc, err := config.Load(fmt.Appendf(nil, observeDoc, echoPort, sinkPort, echo, sink, dir,
-		adminPort, testport.Port(t, "tcp"), testport.Port(t, "udp"), extra, udpPort, udpEcho, healthPort), config.LoadOptions{Env: []string{}})
+		adminPort, testport.Port(t), testport.Port(t), extra, udpPort, udpEcho, healthPort), config.LoadOptions{Env: []string{}})
 	require.NoError(t, err)
 	runNodes(t, func(string) node.Options { return node.Options{Doc: doc} })
 	return observed{

@@ -70,8 +70,8 @@ func startReloadFleet(b testing.TB) *reloadFleet {
 	require.NoError(b, pki.InitCA(dir, time.Hour, now))
 	require.NoError(b, pki.Issue(dir, "pop-bench", time.Hour, now))
 	require.NoError(b, pki.Issue(dir, "region-bench", time.Hour, now))
-	port, extra := testport.Port(b, "tcp"), testport.Port(b, "tcp")
-	admins := []int{testport.Port(b, "tcp"), testport.Port(b, "tcp"), testport.Port(b, "udp")}
+	port, extra := testport.Port(b), testport.Port(b)
+	admins := []int{testport.Port(b), testport.Port(b), testport.Port(b)}
 	f := &reloadFleet{echo: fmt.Sprintf("127.0.0.1:%d", port), updates: map[string]chan config.Update{}}
 	for i, w := range [][2]int{{128, 128}, {200, 50}} {
 		more := ""

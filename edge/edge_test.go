@@ -26,6 +26,7 @@ import (
 	"github.com/anyedge/anyedge/edge/admit"
 	"github.com/anyedge/anyedge/edge/flow"
 	"github.com/anyedge/anyedge/edge/router"
+	"github.com/anyedge/anyedge/internal/testport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -42,11 +43,7 @@ type lab struct {
 }
 
 func freePort(t testing.TB) uint16 {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
+	return uint16(testport.Port(t))
 }
 
 func startLab(t testing.TB, endpoints map[string]string) *lab {

@@ -17,6 +17,7 @@ import (
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/config/source"
 	"github.com/anyedge/anyedge/internal/testetcd"
+	"github.com/anyedge/anyedge/internal/testport"
 )
 
 // etcdStatus is the part of /status TestEtcdBinary reads.
@@ -195,7 +196,7 @@ func TestEtcdFlags(t *testing.T) {
 // TestEtcdUnreachableAtStart: a node whose etcd does not answer gives up
 // after --etcd-timeout, exit 2, naming the endpoint and the key.
 func TestEtcdUnreachableAtStart(t *testing.T) {
-	addr := fmt.Sprintf("etcd://127.0.0.1:%d/anyedge/fleet", freePort(t, "tcp"))
+	addr := fmt.Sprintf("etcd://127.0.0.1:%d/anyedge/fleet", testport.Port(t))
 	var stderr bytes.Buffer
 	require.Equal(t, exitConfig, run([]string{"region", "--config", addr, "--node", "r1", "--etcd-timeout", "300ms"}, io.Discard, &stderr))
 	require.Contains(t, stderr.String(), "etcd "+addr+": cannot read the key within 300ms")

@@ -32,13 +32,13 @@ import (
 func TestREADMEGameServerExample(t *testing.T) {
 	const marker = "**A worked example: a game-server fleet.**"
 	yaml := readme.Fence(t, marker)
-	adminAddr := fmt.Sprintf("127.0.0.1:%d", testport.Port(t, "tcp"))
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", testport.Port(t))
 	yaml += fmt.Sprintf(`topology:
   pops: [{name: pop-fra}]
   regions:
     - {name: eu-central, admin: %q, backbone: {listen: "127.0.0.1:%d"}}
     - {name: us-east, backbone: {listen: "127.0.0.1:%d"}}
-`, adminAddr, testport.Port(t, "udp"), testport.Port(t, "udp"))
+`, adminAddr, testport.Port(t), testport.Port(t))
 	doc, err := config.Load([]byte(yaml), config.LoadOptions{Env: []string{}})
 	require.NoError(t, err, "README's game-server document:\n%s", yaml)
 

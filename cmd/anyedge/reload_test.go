@@ -16,22 +16,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-)
 
-// freePort returns a port that was free on 127.0.0.1 a moment ago.
-func freePort(t *testing.T, network string) int {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		require.NoError(t, err)
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+	"github.com/anyedge/anyedge/internal/testport"
+)
 
 // configStatus is the part of /status this test reads.
 type configStatus struct {
@@ -134,8 +121,8 @@ type binFleet struct {
 func newBinFleet(t *testing.T) *binFleet {
 	t.Helper()
 	f := &binFleet{bin: buildBinary(t), pkiDir: filepath.Join(t.TempDir(), "pki"),
-		popAdmin: fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp")),
-		port:     freePort(t, "tcp"), r1Admin: freePort(t, "tcp"), r1Backbone: freePort(t, "udp")}
+		popAdmin: fmt.Sprintf("127.0.0.1:%d", testport.Port(t)),
+		port:     testport.Port(t), r1Admin: testport.Port(t), r1Backbone: testport.Port(t)}
 	for _, args := range [][]string{
 		{"certs", "init", "--dir", f.pkiDir},
 		{"certs", "issue", "--dir", f.pkiDir, "--node", "pop"},

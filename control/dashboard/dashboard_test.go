@@ -219,7 +219,7 @@ func TestFleetTargetsRemote(t *testing.T) {
 	store, err := pki.OpenStore(dir, "pop-1", nil)
 	require.NoError(t, err)
 
-	local, remote := testport.Port(t, "tcp"), testport.Port(t, "tcp")
+	local, remote := testport.Port(t), testport.Port(t)
 	doc, err := config.Load(fmt.Appendf(nil, `accelerators:
   - name: a
     ip_addresses: [127.0.0.1]

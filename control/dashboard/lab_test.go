@@ -159,7 +159,7 @@ const (
 // endpoint.
 func newLab(t *testing.T, spec labSpec) *lab {
 	t.Helper()
-	l := &lab{spec: spec, endpoints: map[string]*endpoint{}, tcpPort: testport.Port(t, "tcp"), udpPort: testport.Port(t, "udp"), stops: map[string]func(){},
+	l := &lab{spec: spec, endpoints: map[string]*endpoint{}, tcpPort: testport.Port(t), udpPort: testport.Port(t), stops: map[string]func(){},
 		updates: map[string]chan config.Update{}}
 	var tcpGroups, udpGroups, popYAML, regionYAML, dnsYAML, gameYAML strings.Builder
 	const hc = "{protocol: tcp, interval: 1s, timeout: 500ms, healthy_threshold: 2, unhealthy_threshold: 1}"
@@ -177,7 +177,7 @@ func newLab(t *testing.T, spec labSpec) *lab {
 		fmt.Fprintf(&udpGroups, "          - region: %s\n            health_check: %s\n            endpoints:\n              - {id: %s, address: %q}\n",
 			name, hc, id, l.endpoints[id].addr())
 		fmt.Fprintf(&regionYAML, "    - name: %s\n      admin: 127.0.0.1:%d\n      backbone: {listen: \"127.0.0.1:%d\"}\n",
-			name, testport.Port(t, "tcp"), testport.Port(t, "udp"))
+			name, testport.Port(t), testport.Port(t))
 	}
 	var popIPs []string
 	for p := 1; p <= spec.pops; p++ {
@@ -186,10 +186,10 @@ func newLab(t *testing.T, spec labSpec) *lab {
 		popIPs = append(popIPs, l.popIP(name))
 	}
 	if spec.dns {
-		l.dnsPort = testport.Port(t, "udp")
+		l.dnsPort = testport.Port(t)
 	}
 	for _, name := range l.pops {
-		fmt.Fprintf(&popYAML, "    - name: %s\n      admin: 127.0.0.1:%d\n", name, testport.Port(t, "tcp"))
+		fmt.Fprintf(&popYAML, "    - name: %s\n      admin: 127.0.0.1:%d\n", name, testport.Port(t))
 		if spec.dns {
 			fmt.Fprintf(&popYAML, "      dns_listen: [\"%s:%d\"]\n", l.popIP(name), l.dnsPort)
 		}
@@ -209,7 +209,7 @@ func newLab(t *testing.T, spec labSpec) *lab {
 		for _, ip := range popIPs {
 			gameIPs = append(gameIPs, gameIP(ip))
 		}
-		l.gameBase, l.gamePort = testport.Range(t, 16, gameIPs...), testport.Port(t, "tcp")
+		l.gameBase, l.gamePort = testport.Range(t, 16, gameIPs...), testport.Port(t)
 		probed, check := "", ""
 		if spec.probed {
 			probed = fmt.Sprintf(", {addresses: [%s], ports: [%d]}", gameProbed, l.gamePort)

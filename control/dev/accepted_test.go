@@ -3,7 +3,6 @@ package dev
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -18,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/anyedge/anyedge/control/config"
+	"github.com/anyedge/anyedge/internal/testport"
 )
 
 // TestAcceptedDocumentsStart: every document of the repository that the
@@ -120,7 +120,7 @@ func movePorts(t *testing.T, doc *config.Document) {
 		if n, ok := moved[p]; ok {
 			return n
 		}
-		moved[p] = freePort(t)
+		moved[p] = testport.Port(t)
 		return moved[p]
 	}
 	addr := func(s string) string {
@@ -168,23 +168,6 @@ func movePorts(t *testing.T, doc *config.Document) {
 		r.Admin = addr(r.Admin)
 		r.Backbone.Listen, r.Backbone.Address = addr(r.Backbone.Listen), addr(r.Backbone.Address)
 	}
-}
-
-// freePort returns a port that is free for TCP and UDP on 127.0.0.1.
-func freePort(t *testing.T) int {
-	for range 100 {
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		require.NoError(t, err)
-		p := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		_ = u.Close()
-		if err == nil {
-			_ = l.Close()
-			return p
-		}
-	}
-	t.Fatal("no port free for both TCP and UDP")
-	return 0
 }
 
 // startDev runs doc under Run until every node is ready (Run prints its

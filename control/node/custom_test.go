@@ -118,12 +118,12 @@ type customLab struct {
 // DESTPORT then stands for the destination port.
 func newCustomLab(t *testing.T, edits ...string) *customLab {
 	t.Helper()
-	l := &customLab{base: testport.Range(t, 32), adminPoP: freePort(t, "tcp"), adminR1: freePort(t, "tcp"),
+	l := &customLab{base: testport.Range(t, 32), adminPoP: testport.Port(t), adminR1: testport.Port(t),
 		subnetA: netip.MustParsePrefix("127.77.0.0/28"), subnetB: netip.MustParsePrefix("127.78.0.0/28")}
 	// One port free on every destination address: the destinations are
 	// distinct addresses, so a port free on one is free on the others
 	// unless something binds the wildcard.
-	l.destPort = freePort(t, "tcp")
+	l.destPort = testport.Port(t)
 	y := fmt.Sprintf(`accelerators:
   - name: game
     kind: custom_routing
@@ -150,7 +150,7 @@ topology:
     - name: r1
       admin: 127.0.0.1:%d
       backbone: {listen: "127.0.0.1:%d"}
-`, l.base, l.base+31, l.destPort, l.subnetA, l.base, l.subnetB, l.base+16, l.adminPoP, l.adminR1, freePort(t, "udp"))
+`, l.base, l.base+31, l.destPort, l.subnetA, l.base, l.subnetB, l.base+16, l.adminPoP, l.adminR1, testport.Port(t))
 	for i := 0; i+1 < len(edits); i += 2 {
 		require.Contains(t, y, edits[i])
 		y = strings.Replace(y, edits[i], edits[i+1], 1)

@@ -16,39 +16,10 @@ import (
 
 	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
+	"github.com/anyedge/anyedge/internal/testport"
 
 	"github.com/anyedge/anyedge/internal/needs"
 )
-
-// freePortOn returns a port free for UDP and TCP on each of hosts a moment
-// ago.
-func freePortOn(t *testing.T, hosts ...string) int {
-	t.Helper()
-	for range 20 {
-		port := freePort(t, "udp")
-		ok := true
-		for _, h := range hosts {
-			addr := net.JoinHostPort(h, strconv.Itoa(port))
-			u, err := net.ListenPacket("udp", addr)
-			if err != nil {
-				ok = false
-				break
-			}
-			l, err := net.Listen("tcp", addr)
-			_ = u.Close()
-			if err != nil {
-				ok = false
-				break
-			}
-			_ = l.Close()
-		}
-		if ok {
-			return port
-		}
-	}
-	t.Fatal("no port free on every host")
-	return 0
-}
 
 // digShort asks the DNS server at addr with the real dig and returns the
 // answer lines of +short.
@@ -73,9 +44,9 @@ func TestDNSSteeringLab(t *testing.T) {
 	}
 	const a, b = "127.0.0.21", "127.0.0.22"
 	ep := startEcho(t, "e1", nil)
-	listenPort := freePortOn(t, a, b)
-	dnsPort := freePortOn(t, a, b)
-	adminA, adminB, adminR := freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "tcp")
+	listenPort := testport.Range(t, 1, a, b)
+	dnsPort := testport.Range(t, 1, a, b)
+	adminA, adminB, adminR := testport.Port(t), testport.Port(t), testport.Port(t)
 	yaml := fmt.Sprintf(`accelerators:
   - name: game
     steering: dns
@@ -112,7 +83,7 @@ topology:
     - name: r1
       admin: 127.0.0.1:%[9]d
       backbone: {listen: "127.0.0.1:%[10]d"}
-`, listenPort, healthCheck, ep.addr(), a, b, adminA, adminB, dnsPort, adminR, freePort(t, "udp"))
+`, listenPort, healthCheck, ep.addr(), a, b, adminA, adminB, dnsPort, adminR, testport.Port(t))
 	doc, err := config.Load([]byte(yaml), config.LoadOptions{Env: []string{}})
 	require.NoError(t, err, yaml)
 	runNodes(t, doc, []string{"r1", "pop-a", "pop-b"}, ephemeralStores(t, "r1", "pop-a", "pop-b"))

@@ -22,29 +22,8 @@ import (
 	"github.com/anyedge/anyedge/backbone/pki"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/node"
+	"github.com/anyedge/anyedge/internal/testport"
 )
-
-// freePort returns a port that was free on 127.0.0.1 a moment ago, for
-// config documents that need fixed ports (listeners, backbone, admin).
-func freePort(t *testing.T, network string) int {
-	t.Helper()
-	switch network {
-	case "tcp":
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().(*net.TCPAddr).Port
-	default:
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-}
 
 // echo is a test endpoint: it answers the first line of every connection
 // with its ID and closes. Health probes (connect, close) are harmless.
@@ -125,10 +104,10 @@ type fleet struct {
 
 func newFleet(t *testing.T) *fleet {
 	return &fleet{
-		edgePort: freePort(t, "tcp"),
-		r1:       fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")),
-		r2:       fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")),
-		adminPoP: freePort(t, "tcp"), adminR1: freePort(t, "tcp"), adminR2: freePort(t, "tcp"),
+		edgePort: testport.Port(t),
+		r1:       fmt.Sprintf("127.0.0.1:%d", testport.Port(t)),
+		r2:       fmt.Sprintf("127.0.0.1:%d", testport.Port(t)),
+		adminPoP: testport.Port(t), adminR1: testport.Port(t), adminR2: testport.Port(t),
 		pkiDir: t.TempDir(),
 	}
 }

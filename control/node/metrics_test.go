@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/anyedge/anyedge/control/node"
+	"github.com/anyedge/anyedge/internal/testport"
 )
 
 // scrape reads a node's /metrics and returns every sample: the metric
@@ -94,12 +95,12 @@ func startLiveFleet(t *testing.T, popExtra ...string) *liveFleet {
 	web := startEcho(t, "web", nil)
 	health := startEcho(t, "health", nil)
 	dns := startUDPEcho(t)
-	tcpPort, udpPort := freePort(t, "tcp"), freePort(t, "udp")
-	adminPoP, adminR1 := freePort(t, "tcp"), freePort(t, "tcp")
+	tcpPort, udpPort := testport.Port(t), testport.Port(t)
+	adminPoP, adminR1 := testport.Port(t), testport.Port(t)
 	_, hp, _ := net.SplitHostPort(health.addr())
 	healthPort, _ := strconv.Atoi(hp)
 	doc := mixedDoc(t, tcpPort, udpPort, web.addr(), dns, healthPort, adminPoP, adminR1,
-		fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), popExtra...)
+		fmt.Sprintf("127.0.0.1:%d", testport.Port(t)), popExtra...)
 	runNodes(t, doc, []string{"r1", "pop"}, ephemeralStores(t, "r1", "pop"))
 	f := &liveFleet{
 		dnsAddr: dns,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/anyedge/anyedge/internal/needs"
+	"github.com/anyedge/anyedge/internal/testport"
 )
 
 // TestClientIPPreservationHAProxy checks the PROXY protocol v2 header the
@@ -30,7 +31,7 @@ func TestClientIPPreservationHAProxy(t *testing.T) {
 		}
 		bin = "/usr/sbin/haproxy"
 	}
-	port := freePort(t, "tcp")
+	port := testport.Port(t)
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
 	conf := fmt.Sprintf(`global
     log stdout format raw local0 info

@@ -16,6 +16,7 @@ import (
 	"github.com/anyedge/anyedge/control/admin"
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/node"
+	"github.com/anyedge/anyedge/internal/testport"
 )
 
 // mixedDoc is one accelerator with a TCP and a UDP listener, both served
@@ -114,10 +115,10 @@ func waitStatus(t *testing.T, adminAddr, what string, cond func(node.EdgeStatus)
 // ready again.
 func TestReadinessPerListener(t *testing.T) {
 	web := startEcho(t, "web", nil)
-	healthPort := freePort(t, "tcp")
-	adminPoP, adminR1 := freePort(t, "tcp"), freePort(t, "tcp")
-	doc := mixedDoc(t, freePort(t, "tcp"), freePort(t, "udp"), web.addr(), "127.0.0.1:9", healthPort,
-		adminPoP, adminR1, fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")))
+	healthPort := testport.Port(t)
+	adminPoP, adminR1 := testport.Port(t), testport.Port(t)
+	doc := mixedDoc(t, testport.Port(t), testport.Port(t), web.addr(), "127.0.0.1:9", healthPort,
+		adminPoP, adminR1, fmt.Sprintf("127.0.0.1:%d", testport.Port(t)))
 	stores := ephemeralStores(t, "r1", "pop")
 	runNodes(t, doc, []string{"r1"}, stores)
 	startNode(t, doc, "pop", stores["pop"])

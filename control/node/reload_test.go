@@ -19,6 +19,7 @@ import (
 
 	"github.com/anyedge/anyedge/control/config"
 	"github.com/anyedge/anyedge/control/node"
+	"github.com/anyedge/anyedge/internal/testport"
 )
 
 // idEcho is an endpoint that answers every line of every connection with
@@ -299,8 +300,8 @@ func flowsTo(t *testing.T, addr string, n int, ids ...string) map[string][]*flow
 // added and removed, and a fixed setting (admin address) reported as
 // needing a restart.
 func TestReloadLive(t *testing.T) {
-	f := &reloadFleet{port: freePort(t, "tcp"), adminPoP: freePort(t, "tcp"), adminR1: freePort(t, "tcp"),
-		r1: fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), e1: idEcho(t, "e1"), e2: idEcho(t, "e2"),
+	f := &reloadFleet{port: testport.Port(t), adminPoP: testport.Port(t), adminR1: testport.Port(t),
+		r1: fmt.Sprintf("127.0.0.1:%d", testport.Port(t)), e1: idEcho(t, "e1"), e2: idEcho(t, "e2"),
 		w1: 128, w2: 128, dial: 100}
 	updates := reloadNodes(t, f)
 	edgeAddr := fmt.Sprintf("127.0.0.1:%d", f.port)
@@ -379,7 +380,7 @@ func TestReloadLive(t *testing.T) {
 	alive("refused reload", flows["e1"]...)
 
 	// A second TCP listener and a UDP one, then neither.
-	f.port2, f.udpPort, f.udpEndpoint = freePort(t, "tcp"), freePort(t, "udp"), startUDPEcho(t)
+	f.port2, f.udpPort, f.udpEndpoint = testport.Port(t), testport.Port(t), startUDPEcho(t)
 	reloadAll(t, f, updates)
 	addr2 := fmt.Sprintf("127.0.0.1:%d", f.port2)
 	waitServing(t, addr2)
@@ -401,7 +402,7 @@ func TestReloadLive(t *testing.T) {
 	alive("listeners removed", flows["e1"]...)
 
 	// A fixed setting: applied at the next restart, and said so.
-	f.popAdminOverride = freePort(t, "tcp")
+	f.popAdminOverride = testport.Port(t)
 	f.w1 = 100
 	reloadAll(t, f, updates)
 	st, _ = edgeStatus(popAdmin)
@@ -457,15 +458,15 @@ func TestReload100UnderLoad(t *testing.T) {
 	if _, err := os.Stat("/proc/self/fd"); err != nil {
 		t.Skip("needs /proc/self/fd to count descriptors")
 	}
-	f := &reloadFleet{port: freePort(t, "tcp"), adminPoP: freePort(t, "tcp"), adminR1: freePort(t, "tcp"),
-		r1: fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), e1: idEcho(t, "e1"), e2: idEcho(t, "e2"),
+	f := &reloadFleet{port: testport.Port(t), adminPoP: testport.Port(t), adminR1: testport.Port(t),
+		r1: fmt.Sprintf("127.0.0.1:%d", testport.Port(t)), e1: idEcho(t, "e1"), e2: idEcho(t, "e2"),
 		w1: 128, w2: 128, dial: 100, udpEndpoint: startUDPEcho(t)}
 	updates := reloadNodes(t, f)
 	edgeAddr := fmt.Sprintf("127.0.0.1:%d", f.port)
 	popAdmin := fmt.Sprintf("127.0.0.1:%d", f.adminPoP)
 	waitServing(t, edgeAddr)
 	a := f.loaded(t)
-	f.port2, f.udpPort, f.w1, f.w2 = freePort(t, "tcp"), freePort(t, "udp"), 200, 50
+	f.port2, f.udpPort, f.w1, f.w2 = testport.Port(t), testport.Port(t), 200, 50
 	b := f.loaded(t)
 
 	// Warm up: both documents once, a little traffic.

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/anyedge/anyedge/internal/needs"
+	"github.com/anyedge/anyedge/internal/testport"
 )
 
 // birdConfig is the BIRD 2 side of the lab. The gshut filter is the
@@ -224,13 +225,6 @@ func (l *lab) dialFrom(src netip.Addr, dst string) (net.Conn, error) {
 	return c, err
 }
 
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func peerStatus(s *Speaker, a netip.Addr) PeerStatus {
 	for _, p := range s.Peers() {
 		if p.Address == a {
@@ -241,7 +235,7 @@ func peerStatus(s *Speaker, a netip.Addr) PeerStatus {
 }
 
 func TestBIRD(t *testing.T) {
-	port := freePort(t)
+	port := testport.Port(t)
 	l := newLab(t, port)
 	before := goleak.IgnoreCurrent()
 

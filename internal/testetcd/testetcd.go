@@ -43,7 +43,7 @@ func StartTLS(t testing.TB, ca *testcert.CA) *Server {
 	t.Helper()
 	needs.Tools(t, "etcd-server", "etcd")
 	bin, _ := exec.LookPath("etcd")
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), clientPort: testport.Port(t, "tcp"), peerPort: testport.Port(t, "tcp")}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), clientPort: testport.Port(t), peerPort: testport.Port(t)}
 	if ca != nil {
 		srv := ca.Issue(t, "etcd-server", testcert.Leaf{Names: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
 		s.tls = []string{"--cert-file", srv.CertFile, "--key-file", srv.KeyFile, "--trusted-ca-file", ca.File, "--client-cert-auth"}

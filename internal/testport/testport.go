@@ -8,45 +8,90 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
+	"sync"
 	"testing"
 )
 
-// Port returns a port that was free on 127.0.0.1 a moment ago, for
-// network "tcp" or "udp".
-func Port(t testing.TB, network string) int {
+// Port returns a port that was free for TCP and UDP on 127.0.0.1 a moment
+// ago, outside the kernel's ephemeral range (see Range).
+func Port(t testing.TB) int {
 	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return Range(t, 1)
 }
 
-// Range returns the first of n consecutive ports, between 20000 and 60000,
-// that were free for TCP and UDP on every one of hosts a moment ago (none
-// means 127.0.0.1). It fails the test when 50 tries find none.
+// Range returns the first of n consecutive ports that were free for TCP and
+// UDP on every one of hosts a moment ago (none means 127.0.0.1). It fails
+// the test when 50 tries find none.
+//
+// The ports lie outside the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range), so no outgoing connection of this or
+// another test can take them between this check and the test's bind — the
+// race a port read back from a bind to port 0 loses on a busy machine.
 func Range(t testing.TB, n int, hosts ...string) int {
 	t.Helper()
 	if len(hosts) == 0 {
 		hosts = []string{"127.0.0.1"}
 	}
+	lo, hi := span(ephemeral())
+	if hi-lo < n {
+		t.Fatalf("no room for %d ports outside the ephemeral range", n)
+	}
 	for range 50 {
-		base := 20000 + rand.IntN(40000-n)
-		if free(base, n, hosts) {
+		base := lo + rand.IntN(hi-lo-n+1)
+		if free(base, n, hosts) && claim(base, n) {
 			return base
 		}
 	}
 	t.Fatalf("no %d consecutive ports free on %v", n, hosts)
 	return 0
+}
+
+// handedOut holds every port this process's tests were given, so that two
+// calls never return the same port while its first taker has not bound it.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// claim records [base, base+n) as handed out, unless a port of it was.
+func claim(base, n int) bool {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
+	for p := base; p < base+n; p++ {
+		if handedOut.ports[p] {
+			return false
+		}
+	}
+	for p := base; p < base+n; p++ {
+		handedOut.ports[p] = true
+	}
+	return true
+}
+
+// ephemeral returns the kernel's ephemeral port range, or Linux's default
+// when it cannot be read.
+func ephemeral() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if _, err := fmt.Sscan(string(b), &lo, &hi); err == nil && lo > 0 && lo <= hi {
+			return lo, hi
+		}
+	}
+	return 32768, 60999
+}
+
+// span returns the wider of the two spans of test ports beside the
+// ephemeral range [elo, ehi]: [10000, elo) or (ehi, 65535].
+func span(elo, ehi int) (lo, hi int) {
+	below, above := elo-10000, 65535-ehi
+	if below >= above {
+		return 10000, elo
+	}
+	return ehi + 1, 65536
 }
 
 // free binds every port of [base, base+n) on each host, TCP and UDP, and

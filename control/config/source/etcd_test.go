@@ -163,7 +163,7 @@ func TestEtcdPushConflict(t *testing.T) {
 // TestEtcdUnreachable: start-up with no etcd fails after the bounded
 // wait, naming the endpoint and the key.
 func TestEtcdUnreachable(t *testing.T) {
-	endpoint := fmt.Sprintf("127.0.0.1:%d", testport.Port(t, "tcp"))
+	endpoint := fmt.Sprintf("127.0.0.1:%d", testport.Port(t))
 	e := etcdSource(t, endpoint, "/fleet")
 	e.StartTimeout = 500 * time.Millisecond
 	_, err := e.Load()
