@@ -291,12 +291,25 @@ func (e *Edge) compile(ls []Listener, gates map[string]*admit.Gate) ([]*boundLis
 func bindTCP(ap netip.AddrPort, bl *boundListener) (*tcpSocket, error) {
 	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(ap))
 	if err != nil {
-		return nil, fmt.Errorf("edge: listener %s: %w", bl.l.Route.Key, err)
+		return nil, fmt.Errorf("listener %s: %w", bl.l.Route.Key, err)
 	}
 	s := &tcpSocket{ln: ln, addr: ap}
-	s.cur.Store(bl.on(s))
+	s.Serve(bl)
 	return s, nil
 }
+
+// Serve implements bindset.Socket: the socket's next connection takes
+// bl.
+func (s *tcpSocket) Serve(bl *boundListener) { s.cur.Store(bl.on(s)) }
+
+// Remove implements bindset.Socket. Edge.mu is held.
+func (s *tcpSocket) Remove() { s.removed = true }
+
+// AddrPort implements bindset.Socket: the address and port as configured.
+func (s *tcpSocket) AddrPort() netip.AddrPort { return s.addr }
+
+// String is the address bound.
+func (s *tcpSocket) String() string { return s.ln.Addr().String() }
 
 // on returns bl for socket s.
 func (bl *boundListener) on(s *tcpSocket) *boundListener {

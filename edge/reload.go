@@ -23,11 +23,9 @@ type Update struct {
 	listeners []Listener
 	regions   Regions
 	bls       []*boundListener // one per listener
-	// next is the configuration of every address and port of the new
-	// listeners; bound are the sockets Prepare bound for the new ones.
-	next  bindset.Plan[*boundListener]
-	bound []*tcpSocket
-	done  bool
+	// set is the change of the edge's sockets: the plan of every address
+	// and port of the new listeners, and the sockets bound for new ones.
+	set *bindset.Update[*boundListener, *tcpSocket]
 }
 
 // Changes says what a Commit did.
@@ -51,29 +49,21 @@ func (e *Edge) Prepare(listeners []Listener, regions Regions) (*Update, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &Update{e: e, listeners: ls, regions: regions, bls: bls}
-	if u.next, err = bindset.NewPlan(bls, listenerAddrs, listenerKey); err != nil {
+	e.mu.Lock()
+	have, open := bindset.Serving(e.socks), !e.noAccept && !e.closed
+	e.mu.Unlock()
+	set, err := bindset.Prepare(bls, have, open, bindTCP)
+	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	e.mu.Lock()
-	have := map[netip.AddrPort]bool{}
-	for _, s := range e.socks {
-		have[s.addr] = true
-	}
-	accepting := !e.noAccept && !e.closed
-	e.mu.Unlock()
-	if !accepting {
-		return u, nil
-	}
-	if u.bound, err = bindset.Bind(u.next, have, bindTCP); err != nil {
-		return nil, err
-	}
-	return u, nil
+	return &Update{e: e, listeners: ls, regions: regions, bls: bls, set: set}, nil
 }
 
-func listenerKey(bl *boundListener) string { return bl.l.Route.Key }
+// Key implements bindset.Listener.
+func (bl *boundListener) Key() string { return bl.l.Route.Key }
 
-func listenerAddrs(bl *boundListener) []netip.AddrPort { return bindset.Expand(bl.l.Addrs, bl.l.Ports) }
+// AddrPorts implements bindset.Listener.
+func (bl *boundListener) AddrPorts() []netip.AddrPort { return bindset.Expand(bl.l.Addrs, bl.l.Ports) }
 
 // Commit puts the update in force: every socket kept serves its new
 // listener configuration from its next connection on, the new sockets
@@ -82,41 +72,18 @@ func listenerAddrs(bl *boundListener) []netip.AddrPort { return bindset.Expand(b
 // an endpoint their listener no longer routes to with
 // flow.EndpointRemoved; every other flow goes on untouched.
 func (u *Update) Commit() Changes {
-	if u.done {
+	if u.set.Done() {
 		return Changes{}
 	}
-	u.done = true
 	e := u.e
-	ch := Changes{Cut: map[flow.Reason]int{}}
 	e.mu.Lock()
 	e.gates = gatesOf(u.bls)
-	var socks, removed []*tcpSocket
-	for _, s := range e.socks {
-		bl, keep := u.next[s.addr]
-		if !keep {
-			s.removed = true
-			removed = append(removed, s)
-			ch.Removed = append(ch.Removed, s.addr)
-			continue
-		}
-		s.cur.Store(bl.on(s))
-		socks = append(socks, s)
+	var start func(*tcpSocket)
+	if ctx := e.runCtx; ctx != nil {
+		start = func(s *tcpSocket) { e.accepting.Go(func() { e.acceptLoop(ctx, s) }) }
 	}
-	running := e.runCtx != nil && !e.noAccept && !e.closed
-	for _, s := range u.bound {
-		if e.noAccept || e.closed {
-			_ = s.ln.Close()
-			continue
-		}
-		socks = append(socks, s)
-		ch.Added = append(ch.Added, s.addr)
-		if running {
-			ctx := e.runCtx
-			e.accepting.Go(func() { e.acceptLoop(ctx, s) })
-		}
-	}
-	e.socks = socks
-	closeSockets(removed)
+	var ch Changes
+	e.socks, ch = u.set.Commit(e.socks, !e.noAccept && !e.closed, start)
 	for c, fl := range e.conns {
 		if reason := fl.cutReason(); reason != 0 {
 			e.cutLocked(c, fl, reason)
@@ -129,11 +96,7 @@ func (u *Update) Commit() Changes {
 		e.watchLocked(e.watchCtx, u.listeners)
 	}
 	e.mu.Unlock()
-	bindset.LogBound(e.log, "tcp", u.bound, func(s *tcpSocket) string { return listenerKey(s.cur.Load()) },
-		func(s *tcpSocket) string { return s.ln.Addr().String() })
-	for _, ap := range ch.Removed {
-		e.log.Info("listener closed", "protocol", "tcp", "addr", ap.String())
-	}
+	u.set.Log(e.log, "tcp", ch)
 	return ch
 }
 
@@ -149,13 +112,7 @@ func gatesOf(bls []*boundListener) map[string]*admit.Gate {
 }
 
 // Abort drops a prepared update and closes the sockets it bound.
-func (u *Update) Abort() {
-	if u.done {
-		return
-	}
-	u.done = true
-	closeSockets(u.bound)
-}
+func (u *Update) Abort() { u.set.Abort() }
 
 // cutReason says why a reload ends fl now: its socket was removed, or its
 // listener no longer routes to its endpoint; zero when it goes on.

@@ -22,9 +22,10 @@ type Update struct {
 	listeners []Listener
 	regions   Regions
 	bls       []*boundListener // one per listener
-	next      bindset.Plan[*boundListener]
-	bound     []*socket
-	done      bool
+	// set is the change of the forwarder's sockets: the plan of every
+	// address and port of the new listeners, and the sockets bound for
+	// new ones.
+	set *bindset.Update[*boundListener, *socket]
 }
 
 // Changes says what a Commit did.
@@ -46,29 +47,21 @@ func (f *Forwarder) Prepare(listeners []Listener, regions Regions) (*Update, err
 	if err != nil {
 		return nil, err
 	}
-	u := &Update{f: f, listeners: ls, regions: regions, bls: bls}
-	if u.next, err = bindset.NewPlan(bls, listenerAddrs, listenerKey); err != nil {
+	f.smu.Lock()
+	have, open := bindset.Serving(f.socks), !f.closed
+	f.smu.Unlock()
+	set, err := bindset.Prepare(bls, have, open, f.bind)
+	if err != nil {
 		return nil, fmt.Errorf("udp: %w", err)
 	}
-	f.smu.Lock()
-	have := map[netip.AddrPort]bool{}
-	for _, s := range f.socks {
-		have[s.addr] = true
-	}
-	closed := f.closed
-	f.smu.Unlock()
-	if closed {
-		return u, nil
-	}
-	if u.bound, err = bindset.Bind(u.next, have, f.bind); err != nil {
-		return nil, err
-	}
-	return u, nil
+	return &Update{f: f, listeners: ls, regions: regions, bls: bls, set: set}, nil
 }
 
-func listenerKey(bl *boundListener) string { return bl.l.Route.Key }
+// Key implements bindset.Listener.
+func (bl *boundListener) Key() string { return bl.l.Route.Key }
 
-func listenerAddrs(bl *boundListener) []netip.AddrPort { return bindset.Expand(bl.l.Addrs, bl.l.Ports) }
+// AddrPorts implements bindset.Listener.
+func (bl *boundListener) AddrPorts() []netip.AddrPort { return bindset.Expand(bl.l.Addrs, bl.l.Ports) }
 
 // Commit puts the update in force: every socket kept serves its new
 // listener configuration (its flows stay), the new sockets start reading,
@@ -77,39 +70,18 @@ func listenerAddrs(bl *boundListener) []netip.AddrPort { return bindset.Expand(b
 // listener no longer routes to with flow.EndpointRemoved; every other
 // flow goes on.
 func (u *Update) Commit() Changes {
-	if u.done {
+	if u.set.Done() {
 		return Changes{}
 	}
-	u.done = true
 	f := u.f
-	ch := Changes{Cut: map[flow.Reason]int{}}
 	f.smu.Lock()
 	f.gates = gatesOf(u.bls)
-	var socks, removed []*socket
-	for _, s := range f.socks {
-		bl, keep := u.next[s.addr]
-		if !keep {
-			s.removed.Store(true)
-			removed = append(removed, s)
-			ch.Removed = append(ch.Removed, s.addr)
-			continue
-		}
-		s.cur.Store(bl)
-		socks = append(socks, s)
+	var start func(*socket)
+	if ctx := f.runCtx; ctx != nil {
+		start = func(s *socket) { f.readers.Go(func() { f.readLoop(ctx, s) }) }
 	}
-	for _, s := range u.bound {
-		if f.closed {
-			_ = s.conn.Close()
-			continue
-		}
-		socks = append(socks, s)
-		ch.Added = append(ch.Added, s.addr)
-		if ctx := f.runCtx; ctx != nil {
-			f.readers.Go(func() { f.readLoop(ctx, s) })
-		}
-	}
-	f.socks = socks
-	closeSockets(removed)
+	var ch Changes
+	f.socks, ch = u.set.Commit(f.socks, !f.closed, start)
 	if f.runCtx != nil {
 		old := *f.regions.Load()
 		for name, c := range u.regions {
@@ -135,11 +107,7 @@ func (u *Update) Commit() Changes {
 		f.remove(fl, wire.StreamReset, reasons[i])
 		ch.Cut[reasons[i]]++
 	}
-	bindset.LogBound(f.log, "udp", u.bound, func(s *socket) string { return listenerKey(s.cur.Load()) },
-		func(s *socket) string { return s.local.String() })
-	for _, ap := range ch.Removed {
-		f.log.Info("listener closed", "protocol", "udp", "addr", ap.String())
-	}
+	u.set.Log(f.log, "udp", ch)
 	return ch
 }
 
@@ -155,13 +123,7 @@ func gatesOf(bls []*boundListener) map[string]*admit.Gate {
 }
 
 // Abort drops a prepared update and closes the sockets it bound.
-func (u *Update) Abort() {
-	if u.done {
-		return
-	}
-	u.done = true
-	closeSockets(u.bound)
-}
+func (u *Update) Abort() { u.set.Abort() }
 
 // cutReason says why a reload ends fl: its socket was closed, or its
 // listener no longer routes to its endpoint; zero when it goes on.

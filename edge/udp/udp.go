@@ -287,14 +287,27 @@ func (f *Forwarder) compile(ls []Listener, gates map[string]*admit.Gate) ([]*bou
 func (f *Forwarder) bind(ap netip.AddrPort, bl *boundListener) (*socket, error) {
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
 	if err != nil {
-		return nil, fmt.Errorf("udp: listener %s: %w", bl.l.Route.Key, err)
+		return nil, fmt.Errorf("listener %s: %w", bl.l.Route.Key, err)
 	}
 	backbone.SetSocketBuffers(c, f.log)
 	local := c.LocalAddr().(*net.UDPAddr).AddrPort()
 	s := &socket{conn: c, addr: ap, local: netip.AddrPortFrom(local.Addr().Unmap(), local.Port())}
-	s.cur.Store(bl)
+	s.Serve(bl)
 	return s, nil
 }
+
+// Serve implements bindset.Socket: the socket's next flow takes bl.
+func (s *socket) Serve(bl *boundListener) { s.cur.Store(bl) }
+
+// Remove implements bindset.Socket.
+func (s *socket) Remove() { s.removed.Store(true) }
+
+// AddrPort implements bindset.Socket: the address and port as configured
+// (port 0: any).
+func (s *socket) AddrPort() netip.AddrPort { return s.addr }
+
+// String is the address bound.
+func (s *socket) String() string { return s.local.String() }
 
 func closeSockets(socks []*socket) {
 	for _, s := range socks {
