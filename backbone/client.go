@@ -55,6 +55,9 @@ type ClientConfig struct {
 	// FEC says when connections protect their packets with forward error
 	// correction.
 	FEC FECConfig
+	// Retire says when a connection whose path RTT rose is replaced
+	// (retire.go).
+	Retire RetireConfig
 	// ListenUDP opens each connection's UDP socket (default: any address,
 	// any port); tests use it to open sockets inside a network namespace.
 	ListenUDP func() (*net.UDPConn, error)
@@ -106,14 +109,55 @@ type Client struct {
 	dials        atomic.Int64
 	dialFailures [numDialFailures]atomic.Int64
 	lost         atomic.Int64
+	// retired counts the connections retired by RetireReason (retire.go).
+	retired [numRetireReasons]atomic.Int64
 }
 
 type slot struct {
 	idx    int
 	fec    atomic.Pointer[fec.Conn] // the slot's socket; nil: FEC off
-	conn   atomic.Pointer[quic.Conn]
-	active atomic.Int64  // open streams
-	state  atomic.Uint32 // a SlotState
+	conn   atomic.Pointer[pooled]   // the connection that takes new flows; nil: none
+	active atomic.Int64             // open streams, the draining connections' included
+	state  atomic.Uint32            // a SlotState
+	// draining counts the slot's retired connections still open.
+	draining atomic.Int64
+	retire   retirer
+}
+
+// pooled is one connection of the pool.
+type pooled struct {
+	conn    *quic.Conn
+	streams atomic.Int64 // open streams on this connection
+	// idle is signalled whenever a stream's release leaves none open.
+	idle chan struct{}
+	// replaced closes when a successor took the slot (once, by handOver).
+	replaced chan struct{}
+	once     sync.Once
+}
+
+func newPooled(conn *quic.Conn) *pooled {
+	return &pooled{conn: conn, idle: make(chan struct{}, 1), replaced: make(chan struct{})}
+}
+
+// handOver tells a retired connection that its successor takes new flows.
+func (p *pooled) handOver() { p.once.Do(func() { close(p.replaced) }) }
+
+// release ends one stream on the connection.
+func (p *pooled) release() {
+	if p.streams.Add(-1) == 0 {
+		select {
+		case p.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// current returns the connection that takes the slot's new flows, or nil.
+func (s *slot) current() *quic.Conn {
+	if p := s.conn.Load(); p != nil {
+		return p.conn
+	}
+	return nil
 }
 
 // SlotState is the state of one connection of the pool.
@@ -219,6 +263,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	cfg.Stripe.setDefaults()
 	cfg.FEC.setDefaults()
+	cfg.Retire.setDefaults()
 	cfg.Stripe.Lanes = min(cfg.Stripe.Lanes, cfg.Connections)
 	if cfg.TLS != nil {
 		tlsConf := cfg.TLS.Clone()
@@ -292,7 +337,9 @@ func (c *Client) maintain(ctx context.Context, s *slot) {
 		}
 	}
 	tr := &quic.Transport{Conn: pc}
+	var drains sync.WaitGroup // the slot's retired connections
 	defer func() {
+		drains.Wait()
 		_ = tr.Close()
 		if fc != nil {
 			_ = fc.Close()
@@ -334,10 +381,13 @@ func (c *Client) maintain(ctx context.Context, s *slot) {
 			log.Info("backbone dial succeeded", "addr", c.cfg.Addr, "after_failures", failures)
 			failures = 0
 		}
-		if c.serveConn(ctx, s, conn, log) {
-			// The replacement dial starts at once; failures back off from there.
+		switch c.serveConn(ctx, s, conn, log, &drains) {
+		case connLost, connRetired:
+			// The replacement dial starts at once; failures back off from
+			// there. A retired connection keeps taking new flows until its
+			// replacement is established.
 			backoff = 0
-		} else {
+		case connNeverUp:
 			c.dialFailures[DialRefused].Add(1)
 			s.state.Store(uint32(SlotBackoff))
 			backoff = nextBackoff(backoff)
@@ -380,19 +430,35 @@ func (c *Client) tlsConfig() *tls.Config {
 	return conf
 }
 
+// connEnd is how serveConn left a connection.
+type connEnd uint8
+
+const (
+	// connNeverUp: the connection ended before the region answered.
+	connNeverUp connEnd = iota
+	// connLost: the established connection ended (or ctx did).
+	connLost
+	// connRetired: the connection was retired (retire.go); it still takes
+	// new flows until a replacement is established, then drains.
+	connRetired
+)
+
 // serveConn runs conn's control stream, publishes conn in the slot once
 // the region has answered on it (a region that refuses our certificate
 // lets the QUIC dial succeed and closes right after, so a completed dial
-// alone proves nothing), and returns when the connection dies or ctx ends.
-// It reports whether the connection was ever established.
-func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *slog.Logger) bool {
+// alone proves nothing), and returns when the connection dies or ctx ends,
+// or at once when the connection is retired: then a goroutine joined by
+// drains serves it until it has drained.
+func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *slog.Logger, drains *sync.WaitGroup) connEnd {
+	pc := newPooled(conn)
 	established := make(chan struct{})
+	retire := make(chan struct{})
 	done := make(chan struct{})
 	waitDatagrams := c.startDatagrams(conn)
 	fp := &fecPath{conn: s.fec.Load(), addr: conn.RemoteAddr()}
 	go func() {
 		defer close(done)
-		if err := c.control(conn, fp, established); err != nil && ctx.Err() == nil && !connClosed(err) {
+		if err := c.control(s, pc, fp, established, retire, log); err != nil && ctx.Err() == nil && !connClosed(err) {
 			log.Warn("control stream failed; closing connection", "err", err)
 			_ = conn.CloseWithError(wire.ConnProtocol, "control stream failed")
 		}
@@ -403,13 +469,39 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 		up = true
 		s.state.Store(uint32(SlotUp))
 		// The handshake's RTT is the first sample of the routing RTT.
-		c.rtt.observe(c.now(), conn.ConnectionStats().MinRTT)
-		s.conn.Store(conn)
+		hs := conn.ConnectionStats().MinRTT
+		c.rtt.observe(c.now(), hs)
+		if old := s.conn.Swap(pc); old != nil {
+			// A retired connection's replacement: new flows come here now.
+			old.handOver()
+			if s.retire.replaced(&c.cfg.Retire, c.now(), hs) {
+				log.Info("backbone connection replaced; the path is long, its new minimum RTT is the baseline",
+					"min_rtt", hs)
+			}
+		}
 		c.signal()
 		log.Info("backbone connected", "addr", c.cfg.Addr, "local", conn.LocalAddr().String(),
-			"resumed", conn.ConnectionState().TLS.DidResume, "gso", conn.ConnectionState().GSO)
+			"resumed", conn.ConnectionState().TLS.DidResume, "gso", conn.ConnectionState().GSO, "min_rtt", hs)
 	case <-conn.Context().Done():
 	case <-ctx.Done():
+	}
+	finish := func() {
+		if s.conn.CompareAndSwap(pc, nil) {
+			// It ended while it still took new flows: whatever retirement
+			// was pending, the slot now redials as after any loss.
+			s.retire.abandoned()
+		}
+		<-done
+		fp.end()
+		waitDatagrams()
+		if !c.Reachable() {
+			c.rtt.reset()
+			c.health.Store(nil)
+			c.load.Store(nil)
+			c.fleet.Store(nil)
+			c.forgetCustom()
+		}
+		c.signal()
 	}
 	select {
 	case <-ctx.Done():
@@ -418,26 +510,70 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 		if up {
 			c.lost.Add(1)
 		}
-		cause := context.Cause(conn.Context())
-		if regionShutdown(cause) {
-			log.Info("backbone connection closed by the region", "established", up, "err", cause)
-		} else {
-			log.Warn("backbone connection lost", "established", up, "err", cause)
+		c.logEnd(log, conn, up)
+	case <-retire:
+		s.draining.Add(1)
+		drains.Go(func() {
+			defer s.draining.Add(-1)
+			c.drain(ctx, pc, log)
+			finish()
+		})
+		return connRetired
+	}
+	finish()
+	if up {
+		return connLost
+	}
+	return connNeverUp
+}
+
+// logEnd logs the end of a connection the pool did not close itself.
+func (c *Client) logEnd(log *slog.Logger, conn *quic.Conn, established bool) {
+	cause := context.Cause(conn.Context())
+	if regionShutdown(cause) {
+		log.Info("backbone connection closed by the region", "established", established, "err", cause)
+	} else {
+		log.Warn("backbone connection lost", "established", established, "err", cause)
+	}
+}
+
+// drain serves a retired connection: it keeps taking new flows until its
+// replacement is established, then carries the flows it has until the last
+// ends or cfg.Retire.Drain has passed, and closes. It returns when the
+// connection has closed or ctx ends.
+func (c *Client) drain(ctx context.Context, pc *pooled, log *slog.Logger) {
+	conn := pc.conn
+	replaced := pc.replaced // nil once the replacement took the slot
+	var (
+		idle  <-chan struct{}
+		limit <-chan time.Time
+	)
+	for {
+		select {
+		case <-replaced:
+			replaced, idle = nil, pc.idle
+			t := time.NewTimer(c.cfg.Retire.Drain)
+			defer t.Stop()
+			limit = t.C
+		case <-idle:
+		case <-limit:
+			log.Warn("retired backbone connection closed at its drain limit", "open_streams", pc.streams.Load(),
+				"drain", c.cfg.Retire.Drain)
+			_ = conn.CloseWithError(wire.ConnRetired, "retired: drain limit")
+			return
+		case <-conn.Context().Done():
+			c.logEnd(log, conn, true)
+			return
+		case <-ctx.Done():
+			_ = conn.CloseWithError(wire.ConnShutdown, "edge shutting down")
+			return
+		}
+		if replaced == nil && pc.streams.Load() == 0 {
+			log.Debug("retired backbone connection drained")
+			_ = conn.CloseWithError(wire.ConnRetired, "retired")
+			return
 		}
 	}
-	s.conn.Store(nil)
-	<-done
-	fp.end()
-	waitDatagrams()
-	if !c.Reachable() {
-		c.rtt.reset()
-		c.health.Store(nil)
-		c.load.Store(nil)
-		c.fleet.Store(nil)
-		c.forgetCustom()
-	}
-	c.signal()
-	return up
 }
 
 // control runs the edge side of one control stream: hello and the edge's
@@ -445,7 +581,13 @@ func (c *Client) serveConn(ctx context.Context, s *slot, conn *quic.Conn, log *s
 // edge speaks FEC when its socket is wrapped; if the region's says so too,
 // FEC is turned on once the connection's smoothed RTT reaches FEC.MinRTT
 // (checked at every message: the region speaks at least once a second).
-func (c *Client) control(conn *quic.Conn, fp *fecPath, established chan<- struct{}) error {
+//
+// Every message is also a sample for the retirement rule (retire.go):
+// when it says so, control logs the retirement, counts it and closes
+// retire, once.
+func (c *Client) control(s *slot, pc *pooled, fp *fecPath, established, retire chan<- struct{}, log *slog.Logger) error {
+	conn := pc.conn
+	watch := riseWatch{cfg: &c.cfg.Retire}
 	str, err := conn.OpenStream()
 	if err != nil {
 		return err
@@ -492,7 +634,18 @@ func (c *Client) control(conn *quic.Conn, fp *fecPath, established chan<- struct
 		// The region speaks at least once a second (load): a steady
 		// sample of the connection's RTT for the routing RTT.
 		stats := conn.ConnectionStats()
-		c.rtt.observe(c.now(), stats.LatestRTT)
+		now := c.now()
+		c.rtt.observe(now, stats.LatestRTT)
+		if retire != nil && !c.cfg.Retire.Off && s.conn.Load() == pc &&
+			watch.observe(now, stats, pc.streams.Load() == 0) && s.retire.allow(now) {
+			s.retire.retired(&c.cfg.Retire, now, stats.MinRTT)
+			c.retired[RetireRTTRise].Add(1)
+			log.Info("retiring backbone connection: its RTT rose far above its minimum; a replacement dials",
+				"reason", RetireRTTRise.String(), "min_rtt", stats.MinRTT, "smoothed_rtt", stats.SmoothedRTT,
+				"latest_rtt", stats.LatestRTT, "local", conn.LocalAddr().String())
+			close(retire)
+			retire = nil
+		}
 		switch t {
 		case wire.MsgHello:
 			// A region of control protocol 4 says what it serves.
@@ -664,7 +817,7 @@ func (c *Client) Changes() <-chan struct{} { return c.changed }
 // Reachable reports whether at least one connection is up.
 func (c *Client) Reachable() bool {
 	for _, s := range c.slots {
-		if s.conn.Load() != nil {
+		if s.current() != nil {
 			return true
 		}
 	}
@@ -709,6 +862,11 @@ type Stats struct {
 	Dials        int64
 	DialFailures [numDialFailures]int64
 	Lost         int64
+	// Retired counts the connections the pool retired, indexed by
+	// RetireReason (retire.go); Draining is how many of them are still
+	// open for the flows they carry.
+	Retired  [numRetireReasons]int64
+	Draining int
 	// DroppedDatagrams: see Client.DroppedDatagrams.
 	DroppedDatagrams int64
 	// PacketsSent and PacketsLost add up the live connections' QUIC
@@ -719,10 +877,16 @@ type Stats struct {
 
 // SlotStats is one connection of the pool.
 type SlotStats struct {
-	State       SlotState
-	SmoothedRTT time.Duration // zero unless up
-	LossRatio   float64
+	State SlotState
+	// SmoothedRTT and MinRTT are the connection's; zero unless up. MinRTT
+	// is its baseline for retirement (retire.go).
+	SmoothedRTT, MinRTT time.Duration
+	LossRatio           float64
+	// OpenStreams counts the slot's open streams, those on its draining
+	// connections included.
 	OpenStreams int64
+	// Draining is how many retired connections of the slot are still open.
+	Draining int
 }
 
 // Stats reports the pool's live connections, best smoothed RTT and loss,
@@ -732,10 +896,14 @@ func (c *Client) Stats() Stats {
 	for i := range c.dialFailures {
 		st.DialFailures[i] = c.dialFailures[i].Load()
 	}
+	for i := range c.retired {
+		st.Retired[i] = c.retired[i].Load()
+	}
 	var sent, lost uint64
 	for _, s := range c.slots {
-		ss := SlotStats{State: SlotState(s.state.Load())}
-		conn := s.conn.Load()
+		ss := SlotStats{State: SlotState(s.state.Load()), Draining: int(s.draining.Load())}
+		st.Draining += ss.Draining
+		conn := s.current()
 		if conn == nil {
 			if ss.State == SlotUp {
 				ss.State = SlotDialing // between the loss and the next dial
@@ -748,7 +916,7 @@ func (c *Client) Stats() Stats {
 		ss.OpenStreams = s.active.Load()
 		st.OpenStreams += ss.OpenStreams
 		cs := conn.ConnectionStats()
-		ss.SmoothedRTT = cs.SmoothedRTT
+		ss.SmoothedRTT, ss.MinRTT = cs.SmoothedRTT, cs.MinRTT
 		if cs.PacketsSent > 0 {
 			ss.LossRatio = float64(cs.PacketsLost) / float64(cs.PacketsSent)
 		}
@@ -776,7 +944,7 @@ func (c *Client) RTT() (time.Duration, bool) {
 	var best time.Duration
 	ok := false
 	for _, s := range c.slots {
-		conn := s.conn.Load()
+		conn := s.current()
 		if conn == nil {
 			continue
 		}
@@ -800,6 +968,7 @@ func (c *Client) RTT() (time.Duration, bool) {
 type Stream struct {
 	*quic.Stream
 	slot *slot
+	pc   *pooled
 	conn *quic.Conn
 	// since is the connection's silence from the moment the stream opened.
 	since Silence
@@ -834,7 +1003,10 @@ func (s Silence) Closed() bool { return s.conn != nil && s.conn.Context().Err() 
 func (s Stream) Silence() Silence { return s.since }
 
 // Release returns the stream's share of its connection's load.
-func (s Stream) Release() { s.slot.active.Add(-1) }
+func (s Stream) Release() {
+	s.slot.active.Add(-1)
+	s.pc.release()
+}
 
 // OpenStream opens a stream on the live connection that can take it best
 // (see openStream). It never waits for a dead connection: with none live
@@ -862,42 +1034,51 @@ func rate(conn *quic.Conn) float64 {
 func (c *Client) openStream(ctx context.Context, exclude []*slot) (Stream, error) {
 	type cand struct {
 		s    *slot
-		conn *quic.Conn
+		pc   *pooled
 		rate float64
 	}
 	for range 2 {
 		var cands []cand
 		top := 0.0
 		for _, s := range c.slots {
-			conn := s.conn.Load()
-			if conn == nil || conn.Context().Err() != nil || slices.Contains(exclude, s) {
+			pc := s.conn.Load()
+			if pc == nil || pc.conn.Context().Err() != nil || slices.Contains(exclude, s) {
 				continue
 			}
-			r := rate(conn)
+			r := rate(pc.conn)
 			top = max(top, r)
-			cands = append(cands, cand{s, conn, r})
+			cands = append(cands, cand{s, pc, r})
 		}
-		var best *slot
-		var bestConn *quic.Conn
-		bestRate := 0.0
-		for _, k := range cands {
+		var best *cand
+		for i, k := range cands {
 			if k.rate < top/2 {
 				continue
 			}
-			if best == nil || k.s.active.Load() < best.active.Load() || (k.s.active.Load() == best.active.Load() && k.rate > bestRate) {
-				best, bestConn, bestRate = k.s, k.conn, k.rate
+			if best == nil || k.pc.streams.Load() < best.pc.streams.Load() ||
+				(k.pc.streams.Load() == best.pc.streams.Load() && k.rate > best.rate) {
+				best = &cands[i]
 			}
 		}
 		if best == nil {
 			return Stream{}, fmt.Errorf("%s: %w", c.cfg.Region, ErrUnreachable)
 		}
-		best.active.Add(1)
-		since := Silence{conn: bestConn, rx: bestConn.ConnectionStats().PacketsReceived}
-		str, err := bestConn.OpenStreamSync(ctx)
-		if err == nil {
-			return Stream{Stream: str, slot: best, conn: bestConn, since: since}, nil
+		s, pc := best.s, best.pc
+		s.active.Add(1)
+		pc.streams.Add(1)
+		if s.conn.Load() != pc {
+			// A replacement took the slot since (a retired connection
+			// drains from the moment it has none open): go there.
+			s.active.Add(-1)
+			pc.release()
+			continue
 		}
-		best.active.Add(-1)
+		since := Silence{conn: pc.conn, rx: pc.conn.ConnectionStats().PacketsReceived}
+		str, err := pc.conn.OpenStreamSync(ctx)
+		if err == nil {
+			return Stream{Stream: str, slot: s, pc: pc, conn: pc.conn, since: since}, nil
+		}
+		s.active.Add(-1)
+		pc.release()
 		if ctx.Err() != nil {
 			return Stream{}, err
 		}

@@ -322,7 +322,13 @@ type relay struct {
 	seen      atomic.Int64
 	// record keeps a copy of every packet towards the target.
 	record atomic.Bool
-	wg     sync.WaitGroup
+	// delay holds every packet towards the target back by that long
+	// (nanoseconds; 0: none), in order, in one goroutine: a path whose
+	// RTT a test can raise.
+	delay   atomic.Int64
+	delayed chan heldPacket
+	done    chan struct{}
+	wg      sync.WaitGroup
 	// mu guards ups and recorded.
 	mu       sync.Mutex
 	ups      map[netip.AddrPort]*net.UDPConn
@@ -335,9 +341,12 @@ func startRelay(t *testing.T, target string) *relay {
 	require.NoError(t, err)
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)
-	r := &relay{pc: pc, target: ta, ups: map[netip.AddrPort]*net.UDPConn{}}
+	r := &relay{pc: pc, target: ta, ups: map[netip.AddrPort]*net.UDPConn{},
+		delayed: make(chan heldPacket, 4096), done: make(chan struct{})}
 	r.wg.Go(r.run)
+	r.wg.Go(r.sendDelayed)
 	t.Cleanup(func() {
+		close(r.done)
 		_ = pc.Close()
 		r.mu.Lock()
 		for _, u := range r.ups {
@@ -373,7 +382,43 @@ func (r *relay) run() {
 		if err != nil {
 			return
 		}
+		if d := r.delay.Load(); d > 0 {
+			select {
+			case r.delayed <- heldPacket{at: time.Now().Add(time.Duration(d)), up: up, b: bytes.Clone(buf[:n])}:
+			default: // the queue is full: the path drops it
+			}
+			continue
+		}
 		_, _ = up.Write(buf[:n])
+	}
+}
+
+// heldPacket is a packet the relay's delay holds back until at.
+type heldPacket struct {
+	at time.Time
+	up *net.UDPConn
+	b  []byte
+}
+
+// sendDelayed sends the held packets when their time comes.
+func (r *relay) sendDelayed() {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case p := <-r.delayed:
+			if wait := time.Until(p.at); wait > 0 {
+				t.Reset(wait)
+				select {
+				case <-t.C:
+				case <-r.done:
+					return
+				}
+			}
+			_, _ = p.up.Write(p.b)
+		case <-r.done:
+			return
+		}
 	}
 }
 

@@ -111,4 +111,9 @@ const (
 	ConnProtocol quic.ApplicationErrorCode = 1
 	// ConnStreamLimit: the peer opened streams faster than allowed.
 	ConnStreamLimit quic.ApplicationErrorCode = 2
+	// ConnRetired: the edge retired the connection (its path's RTT rose
+	// far above the minimum it measured at its handshake) and moved new
+	// flows to a replacement; the flows it carried have ended or reached
+	// the edge's drain limit.
+	ConnRetired quic.ApplicationErrorCode = 3
 )

@@ -359,6 +359,9 @@ func (en *edgeNode) newClient(r config.Region, pop *config.PoP, custom *customPl
 			Off:    pop.Backbone.FEC == config.FECOff,
 			MinRTT: pop.Backbone.FECMinRTT,
 		},
+		// A retired connection's flows get as long as a draining PoP
+		// gives its flows.
+		Retire:          backbone.RetireConfig{Drain: pop.Drain.Timeout},
 		KeepAlivePeriod: pop.Backbone.KeepAlivePeriod,
 		IdleTimeout:     pop.Backbone.IdleTimeout,
 		TLSConfigs:      pki.ClientConfigs(en.store, r.Name),

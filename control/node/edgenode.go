@@ -232,34 +232,47 @@ type RegionState struct {
 	// Pool is each connection of the pool.
 	Pool []PoolConn `json:"pool"`
 	// Dials counts connection attempts, DialFailures the failed ones by
-	// reason, Reconnects the established connections that died.
+	// reason, Reconnects the established connections that died, Retired
+	// the live ones the pool replaced by reason (rtt_rise), Draining those
+	// of them still open for their flows.
 	Dials            int64            `json:"dials"`
 	DialFailures     map[string]int64 `json:"dial_failures"`
 	Reconnects       int64            `json:"reconnects"`
+	Retired          map[string]int64 `json:"retired"`
+	Draining         int              `json:"draining"`
 	DroppedDatagrams int64            `json:"dropped_datagrams"`
 }
 
 // PoolConn is one connection of a backbone pool.
 type PoolConn struct {
 	// State is "up", "dialing" or "backoff".
-	State       string  `json:"state"`
-	RTTMillis   float64 `json:"rtt_ms"`
-	LossRatio   float64 `json:"loss_ratio"`
-	OpenStreams int64   `json:"open_streams"`
+	State     string  `json:"state"`
+	RTTMillis float64 `json:"rtt_ms"`
+	// MinRTTMillis is the minimum RTT the connection measured: its
+	// baseline for retirement.
+	MinRTTMillis float64 `json:"min_rtt_ms"`
+	LossRatio    float64 `json:"loss_ratio"`
+	OpenStreams  int64   `json:"open_streams"`
+	// Draining is how many retired connections of the slot are still open.
+	Draining int `json:"draining"`
 }
 
 func regionState(name string, s backbone.Stats) RegionState {
 	rs := RegionState{
 		Name: name, Reachable: s.Live > 0, Connections: s.Live,
 		RTTMillis: millis(s.RoutingRTT), SmoothedRTTMillis: millis(s.SmoothedRTT), LossRatio: s.LossRatio, OpenStreams: s.OpenStreams,
-		Dials: s.Dials, DialFailures: map[string]int64{}, Reconnects: s.Lost, DroppedDatagrams: s.DroppedDatagrams,
+		Dials: s.Dials, DialFailures: map[string]int64{}, Reconnects: s.Lost, Retired: map[string]int64{},
+		Draining: s.Draining, DroppedDatagrams: s.DroppedDatagrams,
 	}
 	for _, f := range backbone.DialFailures {
 		rs.DialFailures[f.String()] = s.DialFailures[f]
 	}
+	for _, rr := range backbone.RetireReasons {
+		rs.Retired[rr.String()] = s.Retired[rr]
+	}
 	for _, sl := range s.Slots {
 		rs.Pool = append(rs.Pool, PoolConn{State: sl.State.String(), RTTMillis: millis(sl.SmoothedRTT),
-			LossRatio: sl.LossRatio, OpenStreams: sl.OpenStreams})
+			MinRTTMillis: millis(sl.MinRTT), LossRatio: sl.LossRatio, OpenStreams: sl.OpenStreams, Draining: sl.Draining})
 	}
 	return rs
 }

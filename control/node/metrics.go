@@ -182,7 +182,12 @@ var (
 	bbDialsDesc     = prometheus.NewDesc("anyedge_backbone_dials_total", "Connection attempts to the region.", []string{"region"}, nil)
 	bbDialFailDesc  = prometheus.NewDesc("anyedge_backbone_dial_failures_total", "Failed connection attempts to the region, by reason.", []string{"region", "reason"}, nil)
 	bbReconnDesc    = prometheus.NewDesc("anyedge_backbone_reconnects_total", "Established connections to the region that died and were redialled.", []string{"region"}, nil)
-	bbDroppedDesc   = prometheus.NewDesc("anyedge_backbone_datagrams_dropped_total",
+	bbRetiredDesc   = prometheus.NewDesc("anyedge_backbone_connections_retired_total",
+		"Live connections to the region the pool retired and replaced, by reason: rtt_rise (the path's RTT stayed far above the connection's minimum).",
+		[]string{"region", "reason"}, nil)
+	bbDrainingDesc = prometheus.NewDesc("anyedge_backbone_connections_draining",
+		"Retired connections to the region still open for the flows they carry.", []string{"region"}, nil)
+	bbDroppedDesc = prometheus.NewDesc("anyedge_backbone_datagrams_dropped_total",
 		"Datagrams from the region dropped at the edge before reaching a flow (backlog full or no handler).", []string{"region"}, nil)
 	bbFECDesc = prometheus.NewDesc("anyedge_backbone_fec_packets_total",
 		"Forward error correction on the pool's sockets, by event: protected (sent in a group), parity (parity frames sent), "+
@@ -208,7 +213,7 @@ func (c edgeCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.fc.Describe(ch)
 	for _, d := range []*prometheus.Desc{edgeReadyDesc, edgeDrainingDesc, accelReadyDesc, listenerReadyDesc, listenerFailOpenDesc,
 		unknownFlowDesc, bbReachableDesc, bbConnsDesc, bbRTTDesc, bbLossDesc, bbStreamsDesc, bbDialsDesc, bbDialFailDesc,
-		bbReconnDesc, bbDroppedDesc, bbFECDesc, bgpUpDesc, bgpStateDesc, bgpUptimeDesc, bgpPrefixesDesc, bgpAnnouncedDes,
+		bbReconnDesc, bbRetiredDesc, bbDrainingDesc, bbDroppedDesc, bbFECDesc, bgpUpDesc, bgpStateDesc, bgpUptimeDesc, bgpPrefixesDesc, bgpAnnouncedDes,
 		flWrittenDesc, flDroppedDesc, flSampledDesc, flRotationsDesc} {
 		ch <- d
 	}
@@ -249,6 +254,10 @@ func (c edgeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- counter(bbDialFailDesc, s.DialFailures[f], r, f.String())
 		}
 		ch <- counter(bbReconnDesc, s.Lost, r)
+		for _, rr := range backbone.RetireReasons {
+			ch <- counter(bbRetiredDesc, s.Retired[rr], r, rr.String())
+		}
+		ch <- gauge(bbDrainingDesc, float64(s.Draining), r)
 		ch <- counter(bbDroppedDesc, s.DroppedDatagrams, r)
 		fs := cl.FECStats()
 		for _, e := range []struct {

@@ -187,6 +187,9 @@ func TestMetricsLive(t *testing.T) {
 	require.Equal(t, 1.0, sum(pop, "anyedge_edge_ready"))
 	require.Equal(t, 4.0, sum(pop, "anyedge_backbone_connections", `region="r1"`, `state="up"`), "the default pool")
 	require.Positive(t, sum(pop, "anyedge_backbone_dials_total", `region="r1"`))
+	_, ok := pop[`anyedge_backbone_connections_retired_total{reason="rtt_rise",region="r1"}`]
+	require.True(t, ok, "retirements are exported with every reason, zero included")
+	require.Zero(t, sum(pop, "anyedge_backbone_connections_draining", `region="r1"`))
 
 	require.Equal(t, 1.0, sum(r1, "anyedge_region_active_flows", `endpoint="dns"`, udpL), "UDP flows count at the region")
 	require.GreaterOrEqual(t, sum(r1, "anyedge_region_dials_total", `endpoint="web"`, tcpL), 1.0)
@@ -210,6 +213,8 @@ func TestMetricsLive(t *testing.T) {
 	require.Contains(t, u.UDP.Dropped, "edge_queue")
 	require.Len(t, st.Regions[0].Pool, 4)
 	require.Equal(t, "up", st.Regions[0].Pool[0].State)
+	require.Positive(t, st.Regions[0].Pool[0].MinRTTMillis, "each connection shows its minimum RTT, the baseline of retirement")
+	require.Contains(t, st.Regions[0].Retired, "rtt_rise")
 
 	out, err := adminCall(f.adminR1, "status")
 	require.NoError(t, err)
