@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,10 +21,19 @@ import (
 // decoder into maps hides: the case of every key, keys given twice in one
 // mapping, and the line and column of every value. It checks the tree
 // against the schema (the mapstructure tags of Document and the structs
-// under it are the only source of key names) and builds a tree of plain
-// values of exactly the schema's types, which viper then decodes into a
-// Document. Nothing reaches viper that has not passed the check, so viper's
-// case folding and mapstructure's conversions never change a value.
+// under it are the only source of key names) and builds a tree of values of
+// exactly the schema's types, which viper then decodes into a Document.
+// Nothing reaches viper that has not passed the check, so viper's case
+// folding and mapstructure's conversions never change a value.
+//
+// The mappings outside lists (the root, topology, dns, …) reach viper as
+// plain maps, so that environment overrides merge into them. Lists are
+// built here as typed Go slices, their items as the schema's structs, and
+// mapstructure copies them as they are: decoding a struct from a map costs
+// mapstructure time and garbage in proportion to the number of fields of
+// the struct's type, set or not (it parses every tag and scans the map's
+// keys for each field that is not set), which made it a third of the load
+// of a large document (BENCHMARKS.md, "Config").
 
 // MaxDocumentSize is the largest document Load reads, in bytes.
 const MaxDocumentSize = 32 << 20
@@ -33,8 +43,9 @@ var durationType = reflect.TypeFor[time.Duration]()
 
 // field is one key of a schema struct.
 type field struct {
-	key string
-	typ reflect.Type
+	key   string
+	typ   reflect.Type
+	index []int // for reflect.Value.FieldByIndex
 }
 
 // structSchema lists the keys of one schema struct.
@@ -54,23 +65,24 @@ func schemaOf(t reflect.Type) *structSchema {
 		return s.(*structSchema)
 	}
 	s := &structSchema{fields: make(map[string]field)}
-	var add func(t reflect.Type)
-	add = func(t reflect.Type) {
+	var add func(t reflect.Type, index []int)
+	add = func(t reflect.Type, index []int) {
 		for i := range t.NumField() {
 			f := t.Field(i)
+			at := append(slices.Clip(index), i)
 			name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
 			if f.Anonymous && name == "" && strings.Contains(opts, "squash") && f.Type.Kind() == reflect.Struct {
-				add(f.Type)
+				add(f.Type, at)
 				continue
 			}
 			if name == "" || name == "-" {
 				continue
 			}
-			s.fields[name] = field{key: name, typ: f.Type}
+			s.fields[name] = field{key: name, typ: f.Type, index: at}
 			s.keys = append(s.keys, name)
 		}
 	}
-	add(t)
+	add(t, nil)
 	got, _ := schemas.LoadOrStore(t, s)
 	return got.(*structSchema)
 }
@@ -118,6 +130,9 @@ type decoder struct {
 	probs  *problems
 	bad    map[string]bool
 	budget int // nodes still to visit; aliases can multiply a small text
+	// plain builds lists as []any of plain maps too, leaving all of the
+	// decoding to viper: a test checks that both give the same Document.
+	plain bool
 }
 
 // errAliasBudget stops a walk that aliases have made too large.
@@ -199,7 +214,7 @@ func (d *decoder) decodeTree(root *yaml.Node) map[string]any {
 		d.probs.addAt("", root.Line, root.Column, "the document must be a mapping of keys (accelerators, topology, …), got %s", describeNode(root))
 		return map[string]any{}
 	}
-	m, _ := d.value(root, reflect.TypeFor[Document](), nil)
+	m, _ := d.value(root, reflect.TypeFor[Document](), nil, false)
 	out, _ := m.(map[string]any)
 	if out == nil {
 		out = map[string]any{}
@@ -222,9 +237,11 @@ func (d *decoder) fail(p *docPath, n *yaml.Node, format string, args ...any) {
 	d.probs.addAt(path, n.Line, n.Column, format, args...)
 }
 
-// value checks n against type t. It returns the plain value (nil for an
-// explicit null, which means "not set") and whether n was acceptable.
-func (d *decoder) value(n *yaml.Node, t reflect.Type, p *docPath) (any, bool) {
+// value checks n against type t. It returns the value (nil for an explicit
+// null, which means "not set") and whether n was acceptable. Structs are
+// returned as a plain map[string]any unless typed is set; lists are
+// always typed (unless d.plain), and so is everything in them.
+func (d *decoder) value(n *yaml.Node, t reflect.Type, p *docPath, typed bool) (any, bool) {
 	if d.budget--; d.budget < 0 {
 		panic(errAliasBudget)
 	}
@@ -239,7 +256,13 @@ func (d *decoder) value(n *yaml.Node, t reflect.Type, p *docPath) (any, bool) {
 		return nil, false
 	}
 	if t.Kind() == reflect.Pointer {
-		return d.value(at, t.Elem(), p)
+		v, ok := d.value(at, t.Elem(), p, typed)
+		if !typed || v == nil {
+			return v, ok
+		}
+		ptr := reflect.New(t.Elem())
+		ptr.Elem().Set(reflect.ValueOf(v))
+		return ptr.Interface(), ok
 	}
 	switch {
 	case t == durationType:
@@ -249,23 +272,27 @@ func (d *decoder) value(n *yaml.Node, t reflect.Type, p *docPath) (any, bool) {
 			d.fail(p, at, "expected a mapping, got %s", describeNode(n))
 			return nil, false
 		}
-		return d.mapping(n, schemaOf(t), p), true
+		return d.mapping(n, t, p, typed), true
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			d.fail(p, at, "expected a list, got %s", describeNode(n))
 			return nil, false
 		}
-		out := make([]any, len(n.Content))
+		if d.plain {
+			return d.plainList(n, t, p), true
+		}
+		out := reflect.MakeSlice(t, len(n.Content), len(n.Content))
 		for i, item := range n.Content {
-			v, ok := d.value(item, t.Elem(), p.item(i))
+			v, ok := d.value(item, t.Elem(), p.item(i), true)
 			if !ok || v == nil {
 				// Keep the indexes of the items after it: a placeholder
 				// that validation does not report again (p is bad).
-				v = placeholder(t.Elem())
+				out.Index(i).Set(placeholder(t.Elem()))
+				continue
 			}
-			out[i] = v
+			out.Index(i).Set(reflect.ValueOf(v))
 		}
-		return out, true
+		return out.Interface(), true
 	}
 	if n.Kind != yaml.ScalarNode {
 		d.fail(p, at, "expected %s, got %s", describeType(t), describeNode(n))
@@ -279,26 +306,59 @@ func (d *decoder) value(n *yaml.Node, t reflect.Type, p *docPath) (any, bool) {
 	return v, true
 }
 
+// plainList is a list as viper alone would decode it: a []any of plain
+// values, an empty mapping or a zero value for an item that was null or
+// wrong.
+func (d *decoder) plainList(n *yaml.Node, t reflect.Type, p *docPath) []any {
+	out := make([]any, len(n.Content))
+	for i, item := range n.Content {
+		v, ok := d.value(item, t.Elem(), p.item(i), false)
+		if !ok || v == nil {
+			et := t.Elem()
+			for et.Kind() == reflect.Pointer {
+				et = et.Elem()
+			}
+			if et.Kind() == reflect.Struct {
+				v = map[string]any{}
+			} else {
+				v = reflect.Zero(et).Interface()
+			}
+		}
+		out[i] = v
+	}
+	return out
+}
+
 // knownTags are the YAML tags a document may use (most are implied).
 var knownTags = map[string]bool{
 	"!!str": true, "!!int": true, "!!float": true, "!!bool": true, "!!null": true,
 	"!!timestamp": true, "!!binary": true, "!!map": true, "!!seq": true,
 }
 
-// placeholder stands in for a list item that was null or wrong.
-func placeholder(t reflect.Type) any {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
+// placeholder stands in for a list item of type t that was null or wrong:
+// the zero item, its pointers set to zero values (what viper decodes from
+// the empty mapping or zero value of plainList).
+func placeholder(t reflect.Type) reflect.Value {
+	v := reflect.New(t).Elem()
+	if t.Kind() == reflect.Pointer {
+		ptr := reflect.New(t.Elem())
+		ptr.Elem().Set(placeholder(t.Elem()))
+		v.Set(ptr)
 	}
-	if t.Kind() == reflect.Struct {
-		return map[string]any{}
-	}
-	return reflect.Zero(t).Interface()
+	return v
 }
 
-// mapping checks the keys of a mapping node against a struct's schema.
-func (d *decoder) mapping(n *yaml.Node, s *structSchema, p *docPath) map[string]any {
-	out := make(map[string]any, len(n.Content)/2)
+// mapping checks the keys of a mapping node against the schema of struct
+// type t, and returns a value of type t if typed, else a plain map.
+func (d *decoder) mapping(n *yaml.Node, t reflect.Type, p *docPath, typed bool) any {
+	s := schemaOf(t)
+	var out map[string]any
+	var sv reflect.Value
+	if typed {
+		sv = reflect.New(t).Elem()
+	} else {
+		out = make(map[string]any, len(n.Content)/2)
+	}
 	seen := make(map[string]*yaml.Node, len(n.Content)/2)
 	// Mappings named by "<<" keys fill in what the mapping does not set
 	// itself, the first to set a key winning; they may merge others.
@@ -322,31 +382,42 @@ func (d *decoder) mapping(n *yaml.Node, s *structSchema, p *docPath) map[string]
 			case m != n && seen[k.Value] != nil:
 				// Set by the mapping itself or an earlier source.
 			default:
-				d.key(k, v, s, p, seen, out)
+				d.key(k, v, s, p, seen, out, sv)
 			}
 		}
+	}
+	if typed {
+		return sv.Interface()
 	}
 	return out
 }
 
-// key checks one key k with value v of a mapping at p.
-func (d *decoder) key(k, v *yaml.Node, s *structSchema, p *docPath, seen map[string]*yaml.Node, out map[string]any) {
+// key checks one key k with value v of a mapping at p, and sets its value
+// in sv (a struct of schema s) if valid, else in out.
+func (d *decoder) key(k, v *yaml.Node, s *structSchema, p *docPath, seen map[string]*yaml.Node, out map[string]any, sv reflect.Value) {
 	name := k.Value
 	if first := seen[name]; first != nil {
+		if d.probs.spare() {
+			return
+		}
 		d.probs.addAt(p.String(), k.Line, k.Column, "key %q is given twice in one mapping (first at line %d, column %d)", clip(name), first.Line, first.Column)
 		return
 	}
 	seen[name] = k
 	f, ok := s.fields[name]
 	if !ok {
-		if d.probs.full() {
-			d.probs.omitted++ // not listed: spare the hint and the path
-			return
+		if d.probs.spare() {
+			return // not listed: spare the hint and the path
 		}
 		d.probs.addAt(p.String(), k.Line, k.Column, "unknown key %q%s", clip(name), hint(name, s.keys))
 		return
 	}
-	if val, ok := d.value(v, f.typ, p.child(name)); ok && val != nil {
+	val, ok := d.value(v, f.typ, p.child(name), sv.IsValid())
+	switch {
+	case !ok || val == nil:
+	case sv.IsValid():
+		sv.FieldByIndex(f.index).Set(reflect.ValueOf(val))
+	default:
 		out[name] = val
 	}
 }

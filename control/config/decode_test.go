@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -327,11 +329,10 @@ func TestRevision(t *testing.T) {
 	require.True(t, errors.As(err, new(*ValidationError)))
 }
 
-// TestLargeDocumentPositions: past keepTreeSize the node tree is let go
-// while decoding, and validation problems still get their place.
+// TestLargeDocumentPositions: every problem of a large document of
+// invalid values gets its place.
 func TestLargeDocumentPositions(t *testing.T) {
-	data := bigDoc(keepTreeSize+1, benchDocs[2].item) // invalid values
-	require.Greater(t, len(data), keepTreeSize)
+	data := bigDoc(1<<20, benchDocs[2].item) // invalid values
 	_, err := Load(data, noEnv)
 	var ve *ValidationError
 	require.ErrorAs(t, err, &ve)
@@ -339,6 +340,71 @@ func TestLargeDocumentPositions(t *testing.T) {
 	require.Equal(t, `3:20: accelerators[0].ip_addresses[0]: "203.0.113.300" is not an IP address`, ve.Problems[0].String())
 	for _, p := range ve.Problems {
 		require.Positive(t, p.Line, "%s", p)
+	}
+}
+
+// TestTypedListsDecodeAsViper: the lists that the strict decoder builds as
+// typed values decode to the same Document, with the same problems, as
+// plain lists of maps decoded by viper alone, over every document of the
+// repository, the benchmark's shapes and the corners of the decoder
+// (nulls, wrong items, merges, pointers, empty lists).
+func TestTypedListsDecodeAsViper(t *testing.T) {
+	docs := map[string][]byte{
+		"base":   []byte(base),
+		"custom": []byte(strings.Replace(base, "accelerators:\n", customAccel, 1)),
+		"flat":   flatDoc(4<<10, false),
+		"nested": flatDoc(4<<10, true),
+		"corners": []byte(`accelerators:
+  - &acc
+    name: a
+    ip_addresses: [203.0.113.1, ~, 5.5, [x]]
+    prefixes: []
+    listeners:
+      - ~
+      - 7
+      - protocol: tcp
+        port_ranges: [{from: 80}, ~, {from: x}]
+        tls: {}
+        endpoint_groups:
+          - region: r
+            traffic_dial: 50
+            endpoints: [{id: e, address: 198.18.0.1, weight: 0}, {id: f, address: 198.18.0.2, weight: ~}]
+  - <<: *acc
+    name: b
+  - {name: c, listeners: [{<<: {protocol: udp}, port_ranges: [{from: 53}]}]}
+topology: {pops: [{name: p}], regions: [{name: r, backbone: {listen: "127.0.0.1:7000"}}]}
+dns: {zones: []}
+`),
+	}
+	for _, pattern := range []string{"testdata/*.yaml", "../../configs/*.yaml", "../../configs/testdata/*.yaml"} {
+		files, err := filepath.Glob(pattern)
+		require.NoError(t, err)
+		for _, name := range files {
+			b, err := os.ReadFile(name)
+			require.NoError(t, err)
+			docs[name] = b
+		}
+	}
+	for _, d := range benchDocs {
+		docs[d.name] = bigDoc(4<<10, d.item)
+	}
+	for _, shape := range []string{"listeners", "prefixes", "overrides"} {
+		docs["wide-"+shape] = wideDoc(8<<10, shape)
+	}
+	env := []string{"ANYEDGE_TOPOLOGY_PKI_DIR=/x"}
+	for name, data := range docs {
+		root, err := parseYAML(data)
+		require.NoError(t, err, name)
+		var got [2]Document
+		var probs [2]*problems
+		for i, plain := range []bool{false, true} {
+			d := decoder{probs: new(problems), bad: make(map[string]bool), budget: 1 << 30, plain: plain}
+			got[i], err = d.document(root, env)
+			require.NoError(t, err, name)
+			probs[i] = d.probs
+		}
+		require.Equal(t, got[1], got[0], name)
+		require.Equal(t, probs[1], probs[0], name)
 	}
 }
 

@@ -26,10 +26,6 @@ type LoadOptions struct {
 	Env []string
 }
 
-// keepTreeSize is the largest text whose node tree Parse keeps while it
-// decodes and validates.
-const keepTreeSize = 1 << 20
-
 // Revision identifies the exact bytes a document was read from: the first
 // 16 hex digits of their SHA-256. Environment overrides are not part of it.
 type Revision string
@@ -93,49 +89,49 @@ func Parse(data []byte, opts LoadOptions) (Loaded, error) {
 	if err != nil {
 		return Loaded{}, err
 	}
-	var decodeProbs, validateProbs problems
-	d := decoder{probs: &decodeProbs, bad: make(map[string]bool), budget: 10*len(data) + 10000}
-	tree := d.decodeTree(root)
-	// The node tree is the largest thing a load holds (some twenty times
-	// the text). Past keepTreeSize, let it go before decoding, and parse
-	// the text again only if validation finds problems to place.
-	if len(data) > keepTreeSize {
-		root = nil
+	d := decoder{probs: new(problems), bad: make(map[string]bool), budget: 10*len(data) + 10000}
+	doc, err := d.document(root, opts.Env)
+	if err != nil {
+		return Loaded{}, err
 	}
+	doc = doc.WithDefaults()
+	validateProbs := problems{skip: d.bad}
+	doc.validate(&validateProbs)
+	// The node tree is kept until here (some twenty times the size of the
+	// text, but no more than the values decoded from it): parsing the text
+	// again to place validation problems cost more than a third of the
+	// load of a large document of invalid values.
+	loc := locator{root: root}
+	loc.locate(&validateProbs)
+	if err := mergeProblems(d.probs, &validateProbs); err != nil {
+		return Loaded{}, err
+	}
+	return Loaded{Doc: &doc, Revision: RevisionOf(data)}, nil
+}
 
+// document is steps 1 and 2 of Parse: it checks root against the schema,
+// decodes the checked values with a fresh viper and applies the overrides
+// of env (see LoadOptions.Env). Problems go to d.probs; the error is only
+// for viper refusing the values.
+func (d *decoder) document(root *yaml.Node, env []string) (Document, error) {
+	tree := d.decodeTree(root)
 	v := viper.New()
 	if err := v.MergeConfigMap(tree); err != nil {
-		return Loaded{}, fmt.Errorf("config: %w", err)
+		return Document{}, fmt.Errorf("config: %w", err)
 	}
-	applyEnv(v, opts.Env, &decodeProbs)
+	applyEnv(v, env, d.probs)
 	var doc Document
-	err = v.UnmarshalExact(&doc, func(c *mapstructure.DecoderConfig) {
+	err := v.UnmarshalExact(&doc, func(c *mapstructure.DecoderConfig) {
 		// The tree holds values of exactly the schema's types already.
 		c.DecodeHook = nil
 		c.WeaklyTypedInput = false
 	})
 	if err != nil {
 		// Step 1 admits only what the schema can hold: this is a bug.
-		decodeProbs.add("", "internal error decoding checked values: %v", err)
-		return Loaded{}, decodeProbs.err()
+		d.probs.add("", "internal error decoding checked values: %v", err)
+		return Document{}, d.probs.err()
 	}
-
-	doc = doc.WithDefaults()
-	validateProbs.skip = d.bad
-	doc.validate(&validateProbs)
-	if len(validateProbs.list) > 0 {
-		if root == nil {
-			if root, err = parseYAML(data); err != nil {
-				return Loaded{}, err // cannot happen: it parsed before
-			}
-		}
-		loc := locator{root: root}
-		loc.locate(&validateProbs)
-	}
-	if err := mergeProblems(&decodeProbs, &validateProbs); err != nil {
-		return Loaded{}, err
-	}
-	return Loaded{Doc: &doc, Revision: RevisionOf(data)}, nil
+	return doc, nil
 }
 
 // envKey is one document key that may be overridden from the environment.

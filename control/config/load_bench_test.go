@@ -24,8 +24,9 @@ func bigDoc(size int, item string) []byte {
 }
 
 // benchDocs are the shapes of BenchmarkLoad5MB: misspelt keys at three
-// depths, values of the wrong type, values that fail validation, and a
-// valid document of the same size for comparison.
+// depths, values of the wrong type, values that fail validation, keys
+// given twice at four depths, and a valid document of the same size for
+// comparison.
 var benchDocs = []struct{ name, item string }{
 	{"unknown-keys-everywhere", `  - name: acc-%[1]d
     ip_addresses: [203.0.113.1]
@@ -58,6 +59,19 @@ var benchDocs = []struct{ name, item string }{
           - region: nowhere
             endpoints:
               - {id: e-%[1]d, address: 198.18.0.1, weight: 300}
+`},
+	{"duplicate-keys", `  - name: acc-%[1]d
+    name: acc-%[1]d
+    ip_addresses: ["2001:db8::%[1]x"]
+    listeners:
+      - protocol: tcp
+        protocol: tcp
+        port_ranges: [{from: 80, from: 80}]
+        endpoint_groups:
+          - region: r
+            region: r
+            endpoints:
+              - {id: e-%[1]d, address: 198.18.0.1, weight: 5, weight: 5}
 `},
 	{"valid", `  - name: acc-%[1]d
     ip_addresses: ["2001:db8::%[1]x"]

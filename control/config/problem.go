@@ -103,8 +103,16 @@ func (ps *problems) addAt(path string, line, col int, format string, args ...any
 	ps.list = append(ps.list, Problem{Path: path, Line: line, Column: col, Msg: msg})
 }
 
-// full reports whether further problems are only counted.
-func (ps *problems) full() bool { return len(ps.list) >= MaxProblems }
+// spare reports whether ps is full, and then counts one more problem as
+// omitted: a caller skips building a message that would not be listed.
+// Only for sets without skip, where every problem added counts.
+func (ps *problems) spare() bool {
+	if len(ps.list) < MaxProblems {
+		return false
+	}
+	ps.omitted++
+	return true
+}
 
 // skipped reports whether path or one of its parents is in ps.skip.
 func (ps *problems) skipped(path string) bool {
