@@ -3,8 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -376,15 +375,7 @@ topology: {pops: [{name: p}], regions: [{name: r, backbone: {listen: "127.0.0.1:
 dns: {zones: []}
 `),
 	}
-	for _, pattern := range []string{"testdata/*.yaml", "../../configs/*.yaml", "../../configs/testdata/*.yaml"} {
-		files, err := filepath.Glob(pattern)
-		require.NoError(t, err)
-		for _, name := range files {
-			b, err := os.ReadFile(name)
-			require.NoError(t, err)
-			docs[name] = b
-		}
-	}
+	maps.Copy(docs, repoDocs(t))
 	for _, d := range benchDocs {
 		docs[d.name] = bigDoc(4<<10, d.item)
 	}

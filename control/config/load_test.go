@@ -306,6 +306,22 @@ func TestValidationErrorIsTyped(t *testing.T) {
 	require.Contains(t, err.Error(), "topology: at least one pop or region is required")
 }
 
+// repoDocs returns every YAML document under testdata/ and configs/, by
+// file name.
+func repoDocs(t testing.TB) map[string][]byte {
+	docs := make(map[string][]byte)
+	for _, pattern := range []string{"testdata/*.yaml", "../../configs/*.yaml", "../../configs/testdata/*.yaml"} {
+		files, err := filepath.Glob(pattern)
+		require.NoError(t, err)
+		for _, name := range files {
+			b, err := os.ReadFile(name)
+			require.NoError(t, err)
+			docs[name] = b
+		}
+	}
+	return docs
+}
+
 // FuzzLoad feeds the decoder arbitrary bytes (seeds: testdata/fuzz/FuzzLoad,
 // every YAML file under testdata/ and configs/, and the documents above).
 // It must never panic, every problem it reports must have a place in the
@@ -313,14 +329,8 @@ func TestValidationErrorIsTyped(t *testing.T) {
 func FuzzLoad(f *testing.F) {
 	f.Add([]byte(base))
 	f.Add([]byte(strings.Replace(base, "accelerators:\n", customAccel, 1)))
-	for _, pattern := range []string{"testdata/*.yaml", "../../configs/*.yaml", "../../configs/testdata/*.yaml"} {
-		files, err := filepath.Glob(pattern)
-		require.NoError(f, err)
-		for _, name := range files {
-			b, err := os.ReadFile(name)
-			require.NoError(f, err)
-			f.Add(b)
-		}
+	for _, b := range repoDocs(f) {
+		f.Add(b)
 	}
 	f.Add([]byte("accelerators: 5\ntopology: x\n"))
 	f.Add([]byte("topology:\n  pops: [{name: a, bgp: {neighbors: [{}]}}]\n"))
