@@ -264,11 +264,19 @@ func echoOnce(t *testing.T, s io.ReadWriter, msg string) {
 func goodFlow(t *testing.T, c *backbone.Client) {
 	t.Helper()
 	s := openFlow(t, c)
-	defer s.Release()
 	echoOnce(t, s, "still serving")
+	endFlow(t, s)
+}
+
+// endFlow half-closes s, reads the endpoint's end, releases s and returns
+// its connection.
+func endFlow(t *testing.T, s backbone.Stream) *quic.Conn {
+	t.Helper()
 	require.NoError(t, s.Close())
 	_, err := io.ReadAll(s)
 	require.NoError(t, err)
+	s.Release()
+	return s.Conn()
 }
 
 // startEcho runs a TCP echo server; it echoes until the peer half-closes,

@@ -62,8 +62,7 @@ func TestPoolRetiresConnectionsWhosePathGotLonger(t *testing.T) {
 	goodFlow(t, c) // on the replacement, the least loaded
 
 	// Once its flow has ended, the other connection is replaced too.
-	require.NoError(t, held.Close())
-	held.Release()
+	endFlow(t, held)
 	eventually(t, 30*time.Second, replaced(busy), "the connection whose flow ended was never replaced")
 	goodFlow(t, c)
 	eventually(t, 10*time.Second, func() bool { return c.Stats().Draining == 0 }, "a retired connection never closed")
@@ -80,4 +79,49 @@ func TestPoolRetiresConnectionsWhosePathGotLonger(t *testing.T) {
 		require.NotEmpty(t, lr.attrs["min_rtt"])
 		require.NotEmpty(t, lr.attrs["smoothed_rtt"])
 	}
+}
+
+// TestRetiredConnectionDrains: a flow that opens on a connection after
+// its retirement was decided, before the replacement is up, stays on it
+// and keeps working after the replacement took the slot; the retired
+// connection closes once that flow has ended, and not before.
+func TestRetiredConnectionDrains(t *testing.T) {
+	// A long path: the replacement needs two round trips (handshake, the
+	// region's first answer) before it takes the slot, time enough to
+	// open a flow on the retired connection.
+	const delay = 200 * time.Millisecond
+	l := newLab(t)
+	r := l.startRegion(t, regionOpts{})
+	path := startRelay(t, r.addr)
+	c, _ := runClient(t, backbone.ClientConfig{
+		Region: regionName, Addr: path.addr(), Connections: 1,
+		TLS: l.clientTLS(t, edgeName), Hello: backbone.Hello(edgeName, "test"),
+		Retire: backbone.RetireConfig{After: time.Second, Samples: 2, HoldDown: time.Hour},
+	})
+	waitLive(t, c, 1)
+	old := endFlow(t, openFlow(t, c))
+
+	path.delay.Store(int64(delay))
+	eventually(t, 30*time.Second, func() bool { return c.Stats().Retired[backbone.RetireRTTRise] == 1 },
+		"the connection was never retired")
+	held := openFlow(t, c)
+	require.Same(t, old, held.Conn(), "the flow opened after the retirement went to the replacement: "+
+		"it was up within two round trips of %v", delay)
+	eventually(t, 30*time.Second, func() bool {
+		st := c.Stats()
+		require.Equal(t, 1, st.Live, "the pool shrank while it replaced its connection")
+		return st.Slots[0].MinRTT >= delay
+	}, "the replacement never took the slot")
+	require.Equal(t, 1, c.Stats().Draining, "the retired connection closed with a flow open")
+	echoOnce(t, held, "on the retired connection")
+	fresh := openFlow(t, c)
+	require.NotSame(t, old, fresh.Conn(), "a new flow went to the retired connection")
+	echoOnce(t, fresh, "on the replacement")
+	endFlow(t, fresh)
+
+	endFlow(t, held)
+	eventually(t, 10*time.Second, func() bool { return c.Stats().Draining == 0 }, "the drained connection never closed")
+	require.Error(t, old.Context().Err(), "the retired connection is closed")
+	require.Zero(t, c.Stats().Lost)
+	goodFlow(t, c)
 }
