@@ -145,10 +145,10 @@ type Edge struct {
 	// on end with flow.Shutdown.
 	stopping atomic.Bool
 	life     closer.Closer // Close ends Run
-	// mu guards gates, socks, conns, noAccept, closed, runCtx, watchCtx
-	// and watchers.
+	gates    *admit.Gates  // by listener key: kept across reloads
+	// mu guards socks, conns, noAccept, closed, runCtx, watchCtx and
+	// watchers.
 	mu       sync.Mutex
-	gates    map[string]*admit.Gate // by listener key: kept across reloads
 	socks    []*tcpSocket
 	conns    map[*net.TCPConn]*tcpFlow // the flows open
 	noAccept bool                      // StopAccepting was called
@@ -230,6 +230,7 @@ func New(cfg Config, regions Regions) (*Edge, error) {
 		return nil, err
 	}
 	cfg.Listeners = nil
+	global := admit.NewGlobal(cfg.MaxConns)
 	e := &Edge{
 		cfg:      cfg,
 		log:      logger.With("component", "edge"),
@@ -237,8 +238,8 @@ func New(cfg Config, regions Regions) (*Edge, error) {
 		live:     liveness.NewSet(cfg.Heartbeat),
 		view:     newSuspects(regions, cfg.SuspectFor),
 		conns:    map[*net.TCPConn]*tcpFlow{},
-		global:   admit.NewGlobal(cfg.MaxConns),
-		gates:    map[string]*admit.Gate{},
+		global:   global,
+		gates:    admit.NewGates(global, cfg.RateBuckets),
 		watchers: map[*tlsterm.Terminator]context.CancelFunc{},
 	}
 	e.listeners.Store(&listeners)
@@ -267,10 +268,8 @@ func tcpListeners(ls []Listener, regions Regions) ([]Listener, error) {
 }
 
 // compile compiles the routing table of each listener of ls, for the
-// sockets that serve it. A listener keeps its gate (its admission
-// counters) across reloads; a new one gets its own. gates are those in
-// force, by listener key.
-func (e *Edge) compile(ls []Listener, gates map[string]*admit.Gate) ([]*boundListener, error) {
+// sockets that serve it, with its gate from gates.
+func (e *Edge) compile(ls []Listener, gates *admit.GatesUpdate) ([]*boundListener, error) {
 	out := make([]*boundListener, len(ls))
 	for i := range ls {
 		l := &ls[i]
@@ -278,11 +277,7 @@ func (e *Edge) compile(ls []Listener, gates map[string]*admit.Gate) ([]*boundLis
 		if err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
-		gate := gates[l.Route.Key]
-		if gate == nil {
-			gate = admit.NewGate(l.Admission, e.global, e.cfg.RateBuckets)
-		}
-		out[i] = &boundListener{l: l, gate: gate, table: table, meter: l.Meter, serves: l.Route.Targets()}
+		out[i] = &boundListener{l: l, gate: gates.Gate(l.Route.Key, l.Admission), table: table, meter: l.Meter, serves: l.Route.Targets()}
 	}
 	return out, nil
 }
@@ -365,15 +360,7 @@ func (e *Edge) Close() error {
 // SetAdmission replaces the admission rules of the listener key;
 // connections already taken are untouched. It reports whether the edge
 // has that listener. A reload (Prepare, Commit) sets them too.
-func (e *Edge) SetAdmission(key string, r admit.Rules) bool {
-	e.mu.Lock()
-	g := e.gates[key]
-	e.mu.Unlock()
-	if g != nil {
-		g.SetRules(r)
-	}
-	return g != nil
-}
+func (e *Edge) SetAdmission(key string, r admit.Rules) bool { return e.gates.SetRules(key, r) }
 
 // Addrs returns the bound listener addresses.
 func (e *Edge) Addrs() []net.Addr {

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"fmt"
-	"maps"
 	"net"
 	"net/netip"
 
@@ -22,7 +21,7 @@ type Update struct {
 	e         *Edge
 	listeners []Listener
 	regions   Regions
-	bls       []*boundListener // one per listener
+	gates     *admit.GatesUpdate
 	// set is the change of the edge's sockets: the plan of every address
 	// and port of the new listeners, and the sockets bound for new ones.
 	set *bindset.Update[*boundListener, *tcpSocket]
@@ -42,9 +41,7 @@ func (e *Edge) Prepare(listeners []Listener, regions Regions) (*Update, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.mu.Lock()
-	gates := maps.Clone(e.gates)
-	e.mu.Unlock()
+	gates := e.gates.Prepare()
 	bls, err := e.compile(ls, gates)
 	if err != nil {
 		return nil, err
@@ -56,7 +53,7 @@ func (e *Edge) Prepare(listeners []Listener, regions Regions) (*Update, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	return &Update{e: e, listeners: ls, regions: regions, bls: bls, set: set}, nil
+	return &Update{e: e, listeners: ls, regions: regions, gates: gates, set: set}, nil
 }
 
 // Key implements bindset.Listener.
@@ -77,7 +74,7 @@ func (u *Update) Commit() Changes {
 	}
 	e := u.e
 	e.mu.Lock()
-	e.gates = gatesOf(u.bls)
+	u.gates.Commit()
 	var start func(*tcpSocket)
 	if ctx := e.runCtx; ctx != nil {
 		start = func(s *tcpSocket) { e.accepting.Go(func() { e.acceptLoop(ctx, s) }) }
@@ -98,17 +95,6 @@ func (u *Update) Commit() Changes {
 	e.mu.Unlock()
 	u.set.Log(e.log, "tcp", ch)
 	return ch
-}
-
-// gatesOf puts each listener's admission rules in force on its gate
-// (kept or new) and returns the gates by listener key.
-func gatesOf(bls []*boundListener) map[string]*admit.Gate {
-	gates := make(map[string]*admit.Gate, len(bls))
-	for _, bl := range bls {
-		bl.gate.SetRules(bl.l.Admission)
-		gates[bl.l.Route.Key] = bl.gate
-	}
-	return gates
 }
 
 // Abort drops a prepared update and closes the sockets it bound.

@@ -2,7 +2,6 @@ package udp
 
 import (
 	"fmt"
-	"maps"
 	"net/netip"
 
 	"github.com/anyedge/anyedge/backbone/wire"
@@ -21,7 +20,7 @@ type Update struct {
 	f         *Forwarder
 	listeners []Listener
 	regions   Regions
-	bls       []*boundListener // one per listener
+	gates     *admit.GatesUpdate
 	// set is the change of the forwarder's sockets: the plan of every
 	// address and port of the new listeners, and the sockets bound for
 	// new ones.
@@ -40,9 +39,7 @@ func (f *Forwarder) Prepare(listeners []Listener, regions Regions) (*Update, err
 	if err != nil {
 		return nil, err
 	}
-	f.smu.Lock()
-	gates := maps.Clone(f.gates)
-	f.smu.Unlock()
+	gates := f.gates.Prepare()
 	bls, err := f.compile(ls, gates)
 	if err != nil {
 		return nil, err
@@ -54,7 +51,7 @@ func (f *Forwarder) Prepare(listeners []Listener, regions Regions) (*Update, err
 	if err != nil {
 		return nil, fmt.Errorf("udp: %w", err)
 	}
-	return &Update{f: f, listeners: ls, regions: regions, bls: bls, set: set}, nil
+	return &Update{f: f, listeners: ls, regions: regions, gates: gates, set: set}, nil
 }
 
 // Key implements bindset.Listener.
@@ -75,7 +72,7 @@ func (u *Update) Commit() Changes {
 	}
 	f := u.f
 	f.smu.Lock()
-	f.gates = gatesOf(u.bls)
+	u.gates.Commit()
 	var start func(*socket)
 	if ctx := f.runCtx; ctx != nil {
 		start = func(s *socket) { f.readers.Go(func() { f.readLoop(ctx, s) }) }
@@ -109,17 +106,6 @@ func (u *Update) Commit() Changes {
 	}
 	u.set.Log(f.log, "udp", ch)
 	return ch
-}
-
-// gatesOf puts each listener's admission rules in force on its gate
-// (kept or new) and returns the gates by listener key.
-func gatesOf(bls []*boundListener) map[string]*admit.Gate {
-	gates := make(map[string]*admit.Gate, len(bls))
-	for _, bl := range bls {
-		bl.gate.SetRules(bl.l.Admission)
-		gates[bl.l.Route.Key] = bl.gate
-	}
-	return gates
 }
 
 // Abort drops a prepared update and closes the sockets it bound.

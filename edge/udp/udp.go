@@ -148,9 +148,10 @@ type Forwarder struct {
 
 	life closer.Closer // Close ends Run
 
-	// smu guards gates, socks, closed, runCtx and readers' additions.
+	gates *admit.Gates // by listener key: kept across reloads
+
+	// smu guards socks, closed, runCtx and readers' additions.
 	smu     sync.Mutex
-	gates   map[string]*admit.Gate // by listener key: kept across reloads
 	socks   []*socket
 	closed  bool            // the sockets were closed for good
 	runCtx  context.Context // Run's, while it runs: Commit starts read loops in it
@@ -213,7 +214,7 @@ func New(cfg Config, regions Regions) (*Forwarder, error) {
 		flows:     map[flowKey]*udpFlow{},
 		ids:       map[uint64]*udpFlow{},
 		perSource: map[netip.Addr]int{},
-		gates:     map[string]*admit.Gate{},
+		gates:     admit.NewGates(nil, cfg.RateBuckets),
 	}
 	f.SetLimits(cfg.MaxFlows, cfg.MaxFlowsPerSource)
 	cfg.Listeners = nil
@@ -259,10 +260,9 @@ func checkListeners(ls []Listener, regions Regions) ([]Listener, error) {
 	return out, nil
 }
 
-// compile compiles the routing table of each listener of ls. A listener
-// keeps its gate (its admission counters) across reloads; a new one gets
-// its own; the caller passes the gates in force, by listener key.
-func (f *Forwarder) compile(ls []Listener, gates map[string]*admit.Gate) ([]*boundListener, error) {
+// compile compiles the routing table of each listener of ls, with its
+// gate from gates.
+func (f *Forwarder) compile(ls []Listener, gates *admit.GatesUpdate) ([]*boundListener, error) {
 	out := make([]*boundListener, len(ls))
 	for i := range ls {
 		l := &ls[i]
@@ -274,11 +274,7 @@ func (f *Forwarder) compile(ls []Listener, gates map[string]*admit.Gate) ([]*bou
 			}
 			table = t
 		}
-		gate := gates[l.Route.Key]
-		if gate == nil {
-			gate = admit.NewGate(l.Admission, nil, f.cfg.RateBuckets)
-		}
-		out[i] = &boundListener{l: l, gate: gate, table: table, meter: l.Meter, serves: l.Route.Targets()}
+		out[i] = &boundListener{l: l, gate: gates.Gate(l.Route.Key, l.Admission), table: table, meter: l.Meter, serves: l.Route.Targets()}
 	}
 	return out, nil
 }
@@ -356,15 +352,7 @@ func (f *Forwarder) Close() error {
 // SetAdmission replaces the admission rules of the listener key; flows
 // already taken are untouched. It reports whether the forwarder has that
 // listener. A reload (Prepare, Commit) sets them too.
-func (f *Forwarder) SetAdmission(key string, r admit.Rules) bool {
-	f.smu.Lock()
-	g := f.gates[key]
-	f.smu.Unlock()
-	if g != nil {
-		g.SetRules(r)
-	}
-	return g != nil
-}
+func (f *Forwarder) SetAdmission(key string, r admit.Rules) bool { return f.gates.SetRules(key, r) }
 
 // Liveness returns when the read loop that has gone longest without
 // turning last turned (see Config.Heartbeat); the zero time without
