@@ -147,6 +147,7 @@ func (d Document) WithDefaults() Document {
 		setDefault(&p.Backbone.StripeMinRTT, defaultStripeMinRTT)
 		setDefault(&p.Backbone.FEC, FECAuto)
 		setDefault(&p.Backbone.FECMinRTT, defaultFECMinRTT)
+		setDefault(&p.Backbone.Retire, FECAuto)
 		setDefault(&p.Backbone.KeepAlivePeriod, defaultBackboneKeepAlive)
 		setDefault(&p.Backbone.IdleTimeout, defaultBackboneIdle)
 		setDefault(&p.UDP.MaxFlows, defaultUDPMaxFlows)

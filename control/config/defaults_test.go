@@ -55,7 +55,7 @@ func TestWithDefaults(t *testing.T) {
 	p := top.PoPs[0]
 	require.Equal(t, "127.0.0.1:9180", p.Admin)
 	require.Equal(t, BackboneClient{Connections: 4, StripeLanes: 4, StripeAfterBytes: 256 << 10, StripeMinRTT: 20 * time.Millisecond,
-		FEC: FECAuto, FECMinRTT: 20 * time.Millisecond, KeepAlivePeriod: time.Second, IdleTimeout: 3 * time.Second}, p.Backbone)
+		FEC: FECAuto, FECMinRTT: 20 * time.Millisecond, Retire: FECAuto, KeepAlivePeriod: time.Second, IdleTimeout: 3 * time.Second}, p.Backbone)
 	require.Equal(t, UDPLimits{MaxFlows: 262144, MaxFlowsPerSource: 1024}, p.UDP)
 	require.Equal(t, 2*time.Second, p.BGP.HoldDown)
 	require.Equal(t, 9*time.Second, p.BGP.Neighbors[0].HoldTime)

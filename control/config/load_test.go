@@ -95,6 +95,8 @@ func TestLoadBroken(t *testing.T) {
 				"topology.pops[0].flow_logs.max_size_mb: standard output (path \"-\") cannot be rotated"}},
 		{"bad fec mode", []string{"    - name: pop-a\n", "    - name: pop-a\n      backbone: {fec: on, fec_min_rtt: -1s}\n"},
 			[]string{`topology.pops[0].backbone.fec: "on" is neither "auto" nor "off"`, "topology.pops[0].backbone.fec_min_rtt: -1s is negative"}},
+		{"bad retire mode", []string{"    - name: pop-a\n", "    - name: pop-a\n      backbone: {retire: never}\n"},
+			[]string{`topology.pops[0].backbone.retire: "never" is neither "auto" nor "off"`}},
 		{"weight 256", []string{"weight: 100", "weight: 256"},
 			[]string{g0 + ".endpoints[0].weight: 256 is outside 0–255"}},
 		{"weight -1", []string{"weight: 100", "weight: -1"},

@@ -378,6 +378,10 @@ type BackboneClient struct {
 	// FECMinRTT: connections whose smoothed RTT stays below this never
 	// use FEC (default 20ms).
 	FECMinRTT time.Duration `mapstructure:"fec_min_rtt"`
+	// Retire is "auto" (the default: a connection whose path RTT stays
+	// far above the minimum it measured is replaced, backbone/retire.go)
+	// or "off".
+	Retire string `mapstructure:"retire"`
 	// KeepAlivePeriod between keep-alive packets (default 1s).
 	KeepAlivePeriod time.Duration `mapstructure:"keepalive_period"`
 	// IdleTimeout after which a silent connection is dead (default 3s).
@@ -484,7 +488,8 @@ type BackboneServer struct {
 	FEC string `mapstructure:"fec"`
 }
 
-// FEC modes (BackboneClient.FEC, BackboneServer.FEC).
+// FEC modes (BackboneClient.FEC, BackboneServer.FEC), also the modes of
+// BackboneClient.Retire.
 const (
 	FECAuto = "auto"
 	FECOff  = "off"

@@ -566,7 +566,7 @@ func (v *validator) topology(p string, t *Topology) {
 		v.admin(rp+".admin", r.Admin)
 		v.remoteAdmin(rp+".remote_admin", r.RemoteAdmin, r.Admin)
 		v.regionLimits(rp+".limits", r.Limits)
-		v.fecMode(rp+".backbone.fec", r.Backbone.FEC)
+		v.autoOrOff(rp+".backbone.fec", r.Backbone.FEC)
 		if r.Backbone.Listen == "" {
 			v.add(rp+".backbone.listen", "required (host:port)")
 			continue
@@ -662,7 +662,8 @@ func (v *validator) pop(p string, pop *PoP) {
 	if b.StripeMinRTT < 0 {
 		v.add(p+".backbone.stripe_min_rtt", "%s is negative", b.StripeMinRTT)
 	}
-	v.fecMode(p+".backbone.fec", b.FEC)
+	v.autoOrOff(p+".backbone.fec", b.FEC)
+	v.autoOrOff(p+".backbone.retire", b.Retire)
 	if b.FECMinRTT < 0 {
 		v.add(p+".backbone.fec_min_rtt", "%s is negative", b.FECMinRTT)
 	}
@@ -762,8 +763,8 @@ func (v *validator) listenerTLS(p string, l *Listener) {
 	}
 }
 
-// fecMode checks a backbone's fec key.
-func (v *validator) fecMode(p, mode string) {
+// autoOrOff checks a backbone's fec or retire key.
+func (v *validator) autoOrOff(p, mode string) {
 	if mode != FECAuto && mode != FECOff {
 		v.add(p, "%q is neither %q nor %q", mode, FECAuto, FECOff)
 	}

@@ -361,7 +361,7 @@ func (en *edgeNode) newClient(r config.Region, pop *config.PoP, custom *customPl
 		},
 		// A retired connection's flows get as long as a draining PoP
 		// gives its flows.
-		Retire:          backbone.RetireConfig{Drain: pop.Drain.Timeout},
+		Retire:          backbone.RetireConfig{Off: pop.Backbone.Retire == config.FECOff, Drain: pop.Drain.Timeout},
 		KeepAlivePeriod: pop.Backbone.KeepAlivePeriod,
 		IdleTimeout:     pop.Backbone.IdleTimeout,
 		TLSConfigs:      pki.ClientConfigs(en.store, r.Name),
