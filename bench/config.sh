@@ -12,8 +12,9 @@
 # under /usr/bin/time for the peak RSS of the process (generating the
 # document included). Prints a Markdown table.
 #
-# With -base REV the same benchmark is also built from REV (in a temporary
-# git worktree) and the two binaries run alternately, shape by shape, so
+# With -base REV the same benchmark (this tree's load_bench_test.go, if it
+# compiles against REV) is also built from REV (in a temporary git
+# worktree) and the two binaries run alternately, shape by shape, so
 # that a shared machine's load falls on both alike: the table then has
 # both figures and the ratio REV / this tree. A shape that REV's benchmark
 # lacks shows "–".
@@ -42,7 +43,13 @@ go test -c -o "$tmp/this.test" ./control/config
 bins=(this)
 if [ -n "$base" ]; then
 	git worktree add --detach "$tmp/base" "$base" >/dev/null 2>&1
-	(cd "$tmp/base" && go test -c -o "$tmp/base.test" ./control/config)
+	# The same benchmark on both sides: this tree's benchmark file, built
+	# against REV's package when it compiles there (else REV's own).
+	cp control/config/load_bench_test.go "$tmp/base/control/config/" 2>/dev/null || true
+	if ! (cd "$tmp/base" && go test -c -o "$tmp/base.test" ./control/config 2>/dev/null); then
+		git -C "$tmp/base" checkout -- control/config/load_bench_test.go
+		(cd "$tmp/base" && go test -c -o "$tmp/base.test" ./control/config)
+	fi
 	bins=(base this)
 fi
 bench_lock

@@ -214,7 +214,7 @@ func (d *decoder) decodeTree(root *yaml.Node) map[string]any {
 		d.probs.addAt("", root.Line, root.Column, "the document must be a mapping of keys (accelerators, topology, …), got %s", describeNode(root))
 		return map[string]any{}
 	}
-	m, _ := d.value(root, reflect.TypeFor[Document](), nil, false)
+	m, _ := d.value(root, reflect.TypeFor[Document](), nil, reflect.Value{})
 	out, _ := m.(map[string]any)
 	if out == nil {
 		out = map[string]any{}
@@ -237,11 +237,13 @@ func (d *decoder) fail(p *docPath, n *yaml.Node, format string, args ...any) {
 	d.probs.addAt(path, n.Line, n.Column, format, args...)
 }
 
-// value checks n against type t. It returns the value (nil for an explicit
-// null, which means "not set") and whether n was acceptable. Structs are
-// returned as a plain map[string]any unless typed is set; lists are
-// always typed (unless d.plain), and so is everything in them.
-func (d *decoder) value(n *yaml.Node, t reflect.Type, p *docPath, typed bool) (any, bool) {
+// value checks n against type t and reports whether n was acceptable.
+// With dst (a settable value of type t) it stores the value there, and
+// leaves dst as it is for an explicit null, which means "not set".
+// Without dst it returns the value, structs as plain map[string]any, nil
+// for a null. Lists are always built typed (unless d.plain), and so is
+// everything in them.
+func (d *decoder) value(n *yaml.Node, t reflect.Type, p *docPath, dst reflect.Value) (any, bool) {
 	if d.budget--; d.budget < 0 {
 		panic(errAliasBudget)
 	}
@@ -256,23 +258,29 @@ func (d *decoder) value(n *yaml.Node, t reflect.Type, p *docPath, typed bool) (a
 		return nil, false
 	}
 	if t.Kind() == reflect.Pointer {
-		v, ok := d.value(at, t.Elem(), p, typed)
-		if !typed || v == nil {
-			return v, ok
+		if !dst.IsValid() {
+			return d.value(at, t.Elem(), p, dst)
 		}
 		ptr := reflect.New(t.Elem())
-		ptr.Elem().Set(reflect.ValueOf(v))
-		return ptr.Interface(), ok
+		_, ok := d.value(at, t.Elem(), p, ptr.Elem())
+		if ok {
+			dst.Set(ptr)
+		}
+		return nil, ok
 	}
+	var v any
 	switch {
 	case t == durationType:
-		return d.duration(n, at, p)
+		var ok bool
+		if v, ok = d.duration(n, at, p); !ok {
+			return nil, false
+		}
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			d.fail(p, at, "expected a mapping, got %s", describeNode(n))
 			return nil, false
 		}
-		return d.mapping(n, t, p, typed), true
+		return d.mapping(n, t, p, dst), true
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			d.fail(p, at, "expected a list, got %s", describeNode(n))
@@ -282,28 +290,35 @@ func (d *decoder) value(n *yaml.Node, t reflect.Type, p *docPath, typed bool) (a
 			return d.plainList(n, t, p), true
 		}
 		out := reflect.MakeSlice(t, len(n.Content), len(n.Content))
+		ptrs := t.Elem().Kind() == reflect.Pointer
 		for i, item := range n.Content {
-			v, ok := d.value(item, t.Elem(), p.item(i), true)
-			if !ok || v == nil {
-				// Keep the indexes of the items after it: a placeholder
-				// that validation does not report again (p is bad).
+			if _, ok := d.value(item, t.Elem(), p.item(i), out.Index(i)); ptrs && (!ok || out.Index(i).IsNil()) {
+				// Keep the indexes of the items after a null or wrong
+				// one: a placeholder that validation does not report
+				// again (p is bad). Other items stay zero.
 				out.Index(i).Set(placeholder(t.Elem()))
-				continue
 			}
-			out.Index(i).Set(reflect.ValueOf(v))
 		}
-		return out.Interface(), true
-	}
-	if n.Kind != yaml.ScalarNode {
+		if !dst.IsValid() {
+			return out.Interface(), true
+		}
+		dst.Set(out)
+		return nil, true
+	case n.Kind != yaml.ScalarNode:
 		d.fail(p, at, "expected %s, got %s", describeType(t), describeNode(n))
 		return nil, false
+	default:
+		var msg string
+		if v, msg = scalar(n.Value, tag, t); msg != "" {
+			d.fail(p, at, "%s", msg)
+			return nil, false
+		}
 	}
-	v, msg := scalar(n.Value, tag, t)
-	if msg != "" {
-		d.fail(p, at, "%s", msg)
-		return nil, false
+	if !dst.IsValid() {
+		return v, true
 	}
-	return v, true
+	dst.Set(reflect.ValueOf(v))
+	return nil, true
 }
 
 // plainList is a list as viper alone would decode it: a []any of plain
@@ -312,7 +327,7 @@ func (d *decoder) value(n *yaml.Node, t reflect.Type, p *docPath, typed bool) (a
 func (d *decoder) plainList(n *yaml.Node, t reflect.Type, p *docPath) []any {
 	out := make([]any, len(n.Content))
 	for i, item := range n.Content {
-		v, ok := d.value(item, t.Elem(), p.item(i), false)
+		v, ok := d.value(item, t.Elem(), p.item(i), reflect.Value{})
 		if !ok || v == nil {
 			et := t.Elem()
 			for et.Kind() == reflect.Pointer {
@@ -349,14 +364,12 @@ func placeholder(t reflect.Type) reflect.Value {
 }
 
 // mapping checks the keys of a mapping node against the schema of struct
-// type t, and returns a value of type t if typed, else a plain map.
-func (d *decoder) mapping(n *yaml.Node, t reflect.Type, p *docPath, typed bool) any {
+// type t, and stores them in dst if it is valid (a settable value of type
+// t), else returns them as a plain map.
+func (d *decoder) mapping(n *yaml.Node, t reflect.Type, p *docPath, dst reflect.Value) any {
 	s := schemaOf(t)
 	var out map[string]any
-	var sv reflect.Value
-	if typed {
-		sv = reflect.New(t).Elem()
-	} else {
+	if !dst.IsValid() {
 		out = make(map[string]any, len(n.Content)/2)
 	}
 	seen := make(map[string]*yaml.Node, len(n.Content)/2)
@@ -382,19 +395,19 @@ func (d *decoder) mapping(n *yaml.Node, t reflect.Type, p *docPath, typed bool) 
 			case m != n && seen[k.Value] != nil:
 				// Set by the mapping itself or an earlier source.
 			default:
-				d.key(k, v, s, p, seen, out, sv)
+				d.key(k, v, s, p, seen, out, dst)
 			}
 		}
 	}
-	if typed {
-		return sv.Interface()
+	if dst.IsValid() {
+		return nil
 	}
 	return out
 }
 
-// key checks one key k with value v of a mapping at p, and sets its value
-// in sv (a struct of schema s) if valid, else in out.
-func (d *decoder) key(k, v *yaml.Node, s *structSchema, p *docPath, seen map[string]*yaml.Node, out map[string]any, sv reflect.Value) {
+// key checks one key k with value v of a mapping at p, and stores its
+// value in dst (a struct of schema s) if dst is valid, else in out.
+func (d *decoder) key(k, v *yaml.Node, s *structSchema, p *docPath, seen map[string]*yaml.Node, out map[string]any, dst reflect.Value) {
 	name := k.Value
 	if first := seen[name]; first != nil {
 		if d.probs.spare() {
@@ -412,12 +425,11 @@ func (d *decoder) key(k, v *yaml.Node, s *structSchema, p *docPath, seen map[str
 		d.probs.addAt(p.String(), k.Line, k.Column, "unknown key %q%s", clip(name), hint(name, s.keys))
 		return
 	}
-	val, ok := d.value(v, f.typ, p.child(name), sv.IsValid())
-	switch {
-	case !ok || val == nil:
-	case sv.IsValid():
-		sv.FieldByIndex(f.index).Set(reflect.ValueOf(val))
-	default:
+	if dst.IsValid() {
+		d.value(v, f.typ, p.child(name), dst.FieldByIndex(f.index))
+		return
+	}
+	if val, ok := d.value(v, f.typ, p.child(name), reflect.Value{}); ok && val != nil {
 		out[name] = val
 	}
 }
