@@ -94,9 +94,16 @@ type pair struct {
 
 func newPair(t *testing.T, cfg Config, enable bool) *pair {
 	t.Helper()
+	txCfg := cfg
+	if txCfg.FlushDelay == 0 {
+		// The sender's groups end when they fill, never on the clock: a
+		// test that places its losses in groups must not see a busy
+		// machine's pause between two writes close a group early.
+		txCfg.FlushDelay = time.Hour
+	}
 	ua, ub := listen(t), listen(t)
 	l := &lossy{UDPConn: ua}
-	p := &pair{tx: NewConn(l, cfg), rx: NewConn(ub, cfg), loss: l,
+	p := &pair{tx: NewConn(l, txCfg), rx: NewConn(ub, cfg), loss: l,
 		txa: ua.LocalAddr().(*net.UDPAddr), rxa: ub.LocalAddr().(*net.UDPAddr)}
 	t.Cleanup(func() {
 		require.NoError(t, p.tx.Close())
@@ -244,7 +251,7 @@ func TestReorderingAcrossAParityDeliversNothingBogus(t *testing.T) {
 }
 
 func TestTheFlushDelayProtectsATail(t *testing.T) {
-	p := newPair(t, Config{}, true)
+	p := newPair(t, Config{FlushDelay: DefaultFlushDelay}, true)
 	p.loss.drop = func(i int) bool { return i == 1 }
 	p.send(t, 0, 3)
 	// Three datagrams do not fill a group: the timer sends their parity.

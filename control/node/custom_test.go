@@ -334,11 +334,16 @@ func TestCustomRouting(t *testing.T) {
 			require.NotNil(t, m.Allowed)
 			require.True(t, *m.Allowed)
 		}
-		b, err := adminGet(l.popAdmin, fmt.Sprintf("/port-map?port=%d", l.port("127.78.0.3")))
-		require.NoError(t, err)
+		// The PoP learns the region's run-time deny over the backbone's
+		// control stream, after the region itself refuses: wait for it.
+		var b []byte
+		require.Eventually(t, func() bool {
+			var err error
+			b, err = adminGet(l.popAdmin, fmt.Sprintf("/port-map?port=%d", l.port("127.78.0.3")))
+			return err == nil && strings.Contains(string(b), `"allowed": false`)
+		}, 10*time.Second, 20*time.Millisecond, "the PoP's port map never showed the deny")
 		require.Contains(t, string(b), `"destination": "`+l.dest("127.78.0.3").String()+`"`)
-		require.Contains(t, string(b), `"allowed": false`)
-		b, err = adminGet(l.popAdmin, "/port-map")
+		b, err := adminGet(l.popAdmin, "/port-map")
 		require.NoError(t, err)
 		var blocks node.PortMapAnswer
 		require.NoError(t, json.Unmarshal(b, &blocks))
