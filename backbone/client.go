@@ -579,7 +579,9 @@ func (c *Client) drain(ctx context.Context, pc *pooled, log *slog.Logger) {
 // control runs the edge side of one control stream: hello and the edge's
 // state out, health, load and the fleet's states in. The hello says the
 // edge speaks FEC when its socket is wrapped; if the region's says so too,
-// FEC is turned on once the connection's smoothed RTT reaches FEC.MinRTT
+// FEC is turned on once the connection's minimum RTT reaches FEC.MinRTT
+// (the path's length: a smoothed RTT also counts queues and a busy host's
+// stalls, which a near path's window rides out in milliseconds)
 // (checked at every message: the region speaks at least once a second).
 //
 // Every message is also a sample for the retirement rule (retire.go):
@@ -688,7 +690,7 @@ func (c *Client) control(s *slot, pc *pooled, fp *fecPath, established, retire c
 		default:
 			// A newer region may send messages this edge does not know.
 		}
-		if fecCap && !fecOn && stats.SmoothedRTT >= c.cfg.FEC.MinRTT {
+		if fecCap && !fecOn && stats.MinRTT >= c.cfg.FEC.MinRTT {
 			if fecOn = fp.enable(); !fecOn {
 				c.log.Warn("could not turn FEC on", "local", conn.LocalAddr().String())
 				fecCap = false

@@ -11,12 +11,12 @@ import (
 // FECConfig says when an edge's backbone connections protect their packets
 // with forward error correction (backbone/fec; docs/backbone-protocol.md,
 // "Forward error correction"): on a connection to a region whose hello
-// lists wire.CapFEC, once its smoothed RTT is at least MinRTT.
+// lists wire.CapFEC, once its minimum RTT is at least MinRTT.
 type FECConfig struct {
 	// Off keeps every socket of the pool unwrapped.
 	Off bool
-	// MinRTT: connections whose smoothed RTT stays below this do not use
-	// FEC (default 20 ms). A near path regrows its window within
+	// MinRTT: connections whose minimum RTT (the path, without queues)
+	// stays below this do not use FEC (default 20 ms). A near path regrows its window within
 	// milliseconds after a loss; FEC pays where that takes seconds.
 	MinRTT time.Duration
 }
