@@ -82,6 +82,10 @@ type options struct {
 	popExtra, nofecExtra   string
 	note                   string
 	logLevel               string
+	// stalePools: the edges are not restarted after a group's conditions
+	// are set; settle is waited instead.
+	stalePools bool
+	settle     time.Duration
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -112,6 +116,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.popExtra, "pop-backbone", "", "more keys for both anyedge stacks' PoP backbone, YAML flow style (e.g. \"stripe_lanes: 1\")")
 	fs.StringVar(&o.nofecExtra, "nofec-pop-backbone", "", "more keys for the anyedge-nofec stack's PoP backbone only (side-by-side experiments)")
 	fs.StringVar(&o.note, "note", "", "a line for the report saying what was measured")
+	fs.BoolVar(&o.stalePools, "stale-pools", false, "do not restart the anyedge edges after setting a group's conditions: "+
+		"their pools keep the connections dialled over the previous conditions (a route change under a running edge); "+
+		"wait -settle instead (retirement of such connections: topology.pops[].backbone.retire)")
+	fs.DurationVar(&o.settle, "settle", 20*time.Second, "with -stale-pools, how long the idle edges get after the conditions change")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level of anyedge region and edge (their logs are kept when a measurement fails)")
 	if err := fs.Parse(args); err != nil {
 		return 2

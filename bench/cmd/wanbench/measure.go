@@ -106,7 +106,14 @@ func (b *bench) measure(ctx context.Context) (*results, error) {
 		if err := b.apply(g[0]); err != nil {
 			return nil, err
 		}
-		if err := b.restartEdges(ctx, gi); err != nil {
+		if b.o.stalePools {
+			fmt.Fprintf(b.log, "  stale pools: edges kept, %v to settle\n", b.o.settle)
+			select {
+			case <-time.After(b.o.settle):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		} else if err := b.restartEdges(ctx, gi); err != nil {
 			return nil, err
 		}
 		for _, j := range g {
