@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -498,4 +499,19 @@ func tail(path string, n int) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// countRetired says how many backbone connections each anyedge edge
+// retired (its log's "retiring backbone connection" lines): with
+// -stale-pools, whether the pools replaced their stale connections.
+func (b *bench) countRetired(w io.Writer) {
+	for _, path := range slices.Sorted(maps.Keys(b.edges)) {
+		data, err := os.ReadFile(b.edges[path].p.log)
+		if err != nil {
+			fmt.Fprintf(w, "  %s: %v\n", path, err)
+			continue
+		}
+		fmt.Fprintf(w, "  %s edge: %d backbone connections retired\n", path,
+			bytes.Count(data, []byte("retiring backbone connection")))
+	}
 }

@@ -155,6 +155,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	res, err := b.measure(ctx)
 	b.keep = err != nil
+	if o.stalePools {
+		b.countRetired(stderr)
+	}
 	closeErr := b.close()
 	if err != nil {
 		fmt.Fprintln(stderr, "wanbench:", err)
