@@ -162,8 +162,22 @@ func (s *Server) Close() error {
 		s.mu.Lock()
 		s.closing = true
 		s.mu.Unlock()
-		s.stop()
+		// Stop taking handshakes before closing the connections: an edge
+		// redials the moment its connection closes, and a handshake that
+		// completed in between would sit unaccepted in the queue until the
+		// transport destroyed it without a close frame — a connection the
+		// edge would then wait out its idle timeout on and report lost.
+		// Handshakes in flight are refused; the queue is drained and each
+		// connection in it closed with the shutdown code.
 		_ = s.ln.Close()
+		for {
+			conn, err := s.ln.Accept(context.Background())
+			if err != nil {
+				break
+			}
+			_ = conn.CloseWithError(wire.ConnShutdown, "region shutting down")
+		}
+		s.stop()
 		s.wg.Wait()
 		_ = s.tr.Close()
 		if s.fec != nil {

@@ -150,8 +150,11 @@ func TestReordering(t *testing.T) {
 	// Lane 0 holds the first chunk it takes until lane 1 has carried
 	// several after it: the receiver gets later chunks first (they wait
 	// beyond a gap) and must put them back in order.
+	// StallAfter is out of the way: a busy machine holding the gate past
+	// the default second would resend the held chunk on lane 1 (the
+	// stalled-lane path, tested on its own below) and close the gap.
 	gate := make(chan struct{})
-	p := newPair(t, 2, Config{Window: 1 << 20}, func(i int, a, _ *pipeLane) {
+	p := newPair(t, 2, Config{Window: 1 << 20, StallAfter: time.Hour}, func(i int, a, _ *pipeLane) {
 		if i == 0 {
 			a.gate = gate
 		}
