@@ -61,7 +61,10 @@ func TestHedgeAroundSilentRegion(t *testing.T) {
 }
 
 // startHedgeLab runs an edge with two regions: "slow" (preferred) never
-// answers, "good" serves an echo endpoint. The hedge delay is 50 ms.
+// answers, "good" serves an echo endpoint. The hedge delay is the
+// production default (200 ms): the tests count hedges, and a good region
+// that a busy machine keeps from answering within a shorter one would be
+// hedged too.
 func startHedgeLab(t *testing.T, mode edge.EarlyData) (*edge.Edge, uint16) {
 	t.Helper()
 	port := freePort(t)
@@ -69,7 +72,7 @@ func startHedgeLab(t *testing.T, mode edge.EarlyData) (*edge.Edge, uint16) {
 	e, _ := startRegionsLab(t, port, mode, []labRegion{
 		{name: "slow", handler: silentRegion{}, endpoints: []string{"slow-1"}},
 		{name: "good", handler: echoGateway(port, map[string]netip.AddrPort{"good-1": echo}), endpoints: []string{"good-1"}},
-	})
+	}, func(c *edge.Config) { c.HedgeDelay = 200 * time.Millisecond })
 	return e, port
 }
 
