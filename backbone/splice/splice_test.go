@@ -170,15 +170,17 @@ func TestResetFromStream(t *testing.T) {
 }
 
 func TestIdleCut(t *testing.T) {
-	// Writes every idle/5 keep the flow open; a machine that stalls the
-	// test for four fifths of idle would cut it early, so idle is long.
-	const idle = time.Second
+	// Writes every idle/10 keep the flow open; a machine that stalls the
+	// test for nine tenths of idle would cut it early, so idle is long (a
+	// 1 s idle with writes every 200 ms was cut once with two test suites
+	// running at once on two cores).
+	const idle = 2 * time.Second
 	p := startPair(t, idle)
 	start := time.Now()
 	// Traffic in either direction keeps the flow open.
-	for i := range 6 {
+	for i := range 11 {
 		if i > 0 {
-			<-time.After(idle / 5)
+			<-time.After(idle / 10)
 		}
 		if i%2 == 0 {
 			_, err := p.user.Write([]byte("u"))

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -225,6 +226,9 @@ func runNodes(t *testing.T, doc *config.Document, names []string, stores map[str
 			}
 			t.Logf("nodes stopped %s after their context's end", time.Since(began).Round(time.Millisecond))
 		case <-time.After(stopTimeout):
+			// What they wait on, for whoever meets this next.
+			buf := make([]byte, 1<<20)
+			t.Logf("goroutines:\n%s", buf[:runtime.Stack(buf, true)])
 			t.Errorf("nodes did not stop within %s of their context's end", stopTimeout)
 		}
 	})
