@@ -1018,13 +1018,16 @@ func (c *Client) OpenStream(ctx context.Context) (Stream, error) {
 }
 
 // rate is a connection's recent delivery rate: its congestion window over
-// its smoothed RTT (what it can carry now; a loss on its path cuts it). RTTs
-// under 10 ms count as 10 ms, so that scheduling noise on a short path (a
-// busy host adds milliseconds) does not rank connections that carry the
-// same.
+// its minimum RTT (what it can carry now over its path; a loss on the path
+// cuts the window). The minimum, not the smoothed RTT: the smoothed one
+// also counts a busy host's stalls (under two test suites at once on two
+// cores, an idle loopback connection's smoothed RTT went past twice the
+// other's and the pool put a second flow on the loaded one), while a
+// congested path shows in the window its losses cut. RTTs under 10 ms
+// count as 10 ms, so that near paths that carry the same rank the same.
 func rate(conn *quic.Conn) float64 {
 	st := conn.ConnectionStats()
-	return float64(st.CongestionWindow) / max(st.SmoothedRTT, 10*time.Millisecond).Seconds()
+	return float64(st.CongestionWindow) / max(st.MinRTT, 10*time.Millisecond).Seconds()
 }
 
 // openStream opens a stream on the live connection that can take it best,
