@@ -255,6 +255,7 @@ func TestLoopHoldDownAndGraceful(t *testing.T) {
 		s.SetAnnounce([]netip.Prefix{v6})
 		w := f.next(t)
 		require.Equal(t, ribOp{prefix: v4}, w.strip())
+		synctest.Wait() // the loop records the withdrawal after the RIB call
 		require.Equal(t, []netip.Prefix{v6}, s.Announced())
 
 		s.SetAnnounce([]netip.Prefix{v4, v6})
