@@ -141,9 +141,11 @@ type Gateway struct {
 	udp    udpState                            // see udp.go
 	caps   caps                                // see limits.go
 
-	// tcpMu guards tcpFlows, the TCP flows being spliced (reload.go).
-	tcpMu    sync.Mutex
-	tcpFlows map[*tcpFlow]struct{}
+	// tcpMu guards tcpFlows, the TCP flows being spliced (reload.go), and
+	// tcpClosed.
+	tcpMu     sync.Mutex
+	tcpFlows  map[*tcpFlow]struct{}
+	tcpClosed bool // Close has run: no flow is tracked any more
 
 	// mu guards health, subs, edges and fleetSubs.
 	mu     sync.Mutex

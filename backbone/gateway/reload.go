@@ -39,7 +39,7 @@ func (g *Gateway) known(id string) bool {
 func (g *Gateway) trackTCP(f *tcpFlow) bool {
 	g.tcpMu.Lock()
 	defer g.tcpMu.Unlock()
-	if !g.known(f.id) {
+	if g.tcpClosed || !g.known(f.id) {
 		return false
 	}
 	if g.tcpFlows == nil {
@@ -47,6 +47,21 @@ func (g *Gateway) trackTCP(f *tcpFlow) bool {
 	}
 	g.tcpFlows[f] = struct{}{}
 	return true
+}
+
+// closeTCP resets every TCP flow still spliced, and every later one
+// (Close).
+func (g *Gateway) closeTCP() {
+	g.tcpMu.Lock()
+	defer g.tcpMu.Unlock()
+	g.tcpClosed = true
+	for f := range g.tcpFlows {
+		delete(g.tcpFlows, f)
+		f.str.CancelWrite(wire.StreamShutdown)
+		f.str.CancelRead(wire.StreamShutdown)
+		_ = f.conn.SetLinger(0)
+		_ = f.conn.Close()
+	}
 }
 
 func (g *Gateway) untrackTCP(f *tcpFlow) {

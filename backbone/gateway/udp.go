@@ -134,8 +134,11 @@ func (g *Gateway) UDPStats() UDPStats {
 // after the backbone server has stopped; UDP streams that arrive later are
 // refused. It is idempotent.
 //
-// Close also waits for the TCP flows still being spliced; they end with
-// their backbone connections, so close the backbone server first.
+// Close also ends the TCP flows still being spliced and waits for them;
+// they end with their backbone connections anyway, so close the backbone
+// server first — what is left then (a splice blocked on an endpoint that
+// went silent was seen to hold a region's stop for over 30 s) is over and
+// is reset.
 func (g *Gateway) Close() error {
 	u := &g.udp
 	u.mu.Lock()
@@ -149,6 +152,7 @@ func (g *Gateway) Close() error {
 		g.closeFlow(f)
 	}
 	u.wg.Wait()
+	g.closeTCP()
 	g.tcp.Wait()
 	return nil
 }
