@@ -452,3 +452,26 @@ func TestControlFleetOldAndNewEdges(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseResetsSplicedFlows: Close ends the TCP flows still spliced — an
+// endpoint that neither speaks nor closes must not hold up a region's stop
+// — resetting both sides, and returns.
+func TestCloseResetsSplicedFlows(t *testing.T) {
+	f := newFixture(t, 0)
+	s, c := f.flow(t)
+	roundTrip(t, s, c)
+	closed := make(chan error, 1)
+	go func() { closed <- f.gw.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited on a spliced flow")
+	}
+	_, err := io.ReadAll(c)
+	require.ErrorIs(t, err, syscall.ECONNRESET, "the endpoint side is reset")
+	_, err = io.ReadAll(s)
+	var se *quic.StreamError
+	require.ErrorAs(t, err, &se, "the edge side is reset")
+	require.Equal(t, wire.StreamShutdown, se.ErrorCode)
+}
