@@ -164,7 +164,8 @@ func TestMetricsLive(t *testing.T) {
 	for {
 		pop, r1 = scrape(t, f.adminPoP), scrape(t, f.adminR1)
 		settled := sum(pop, "anyedge_edge_flows_closed_total", tcpL) >= 1 &&
-			sum(pop, "anyedge_backbone_connections", `state="up"`) == 4
+			sum(pop, "anyedge_backbone_connections", `state="up"`) == 4 &&
+			sum(pop, "anyedge_edge_udp_datagrams_out_total", udpL) > 0 // counted after the reply's write
 		if settled || time.Now().After(deadline) {
 			break
 		}
