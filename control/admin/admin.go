@@ -1,7 +1,7 @@
 // Package admin is a node's HTTP API: status, liveness, readiness,
-// Prometheus metrics, the dashboard page, and the commands used by
-// `anyedge ctl`: drain and undrain, custom routing allows and denies, and
-// run-time overrides (weights, traffic dials, reset).
+// Prometheus metrics, the dashboard page, Go's profiles (/debug/pprof/),
+// and the commands used by `anyedge ctl`: drain and undrain, custom routing
+// allows and denies, and run-time overrides (weights, traffic dials, reset).
 //
 // The API is served in plain HTTP on a loopback address, and optionally on
 // a second, remote address with mutual TLS: there a request must carry an
@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,10 @@ type Drainer interface {
 
 // PagePath is where the API serves Options.Page; GET / redirects there.
 const PagePath = "/dashboard/"
+
+// ProfilePath is where the API serves Go's runtime profiles
+// (net/http/pprof: CPU, heap, goroutines, mutex, block, execution trace).
+const ProfilePath = "/debug/pprof/"
 
 // Options configure a node's admin API.
 type Options struct {
@@ -168,6 +173,15 @@ func (s *Server) mux(opts Options) *http.ServeMux {
 			_, _ = io.WriteString(w, "ok\n")
 		}
 	}
+	// Go's profiles, for a data path that costs more CPU than it should:
+	// `go tool pprof http://ADMIN/debug/pprof/profile?seconds=10`. A CPU
+	// profile or trace runs for as long as asked, so remotely they need
+	// the admin role (see profiling).
+	mux.HandleFunc(ProfilePath, pprof.Index)
+	mux.HandleFunc(ProfilePath+"cmdline", pprof.Cmdline)
+	mux.HandleFunc(ProfilePath+"profile", pprof.Profile)
+	mux.HandleFunc(ProfilePath+"symbol", pprof.Symbol)
+	mux.HandleFunc(ProfilePath+"trace", pprof.Trace)
 	mux.HandleFunc("POST /drain", command("drain", Drainer.Drain))
 	mux.HandleFunc("POST /undrain", command("undrain", Drainer.Undrain))
 	s.customRoutes(mux, n)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -30,9 +31,17 @@ func caller(ctx context.Context) string {
 	return s
 }
 
-// readOnly reports whether a request only reads.
+// readOnly reports whether a request only reads, and may be made by an
+// operator of any role. Profiles are reads, but a CPU profile or trace
+// keeps the node busy for as long as the caller asks and a heap or
+// goroutine profile shows the node's internals: the admin role's.
 func readOnly(r *http.Request) bool {
-	return r.Method == http.MethodGet || r.Method == http.MethodHead
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && !profiling(r)
+}
+
+// profiling reports whether r asks for a runtime profile.
+func profiling(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, ProfilePath)
 }
 
 // operatorsOnly admits a request on the remote address only with a valid

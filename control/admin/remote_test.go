@@ -188,3 +188,34 @@ func TestRemoteNeedsStore(t *testing.T) {
 	_, err := Listen(Options{Addr: "127.0.0.1:0", Remote: "127.0.0.1:0", Node: &fakeNode{}})
 	require.ErrorContains(t, err, "needs the node's certificates")
 }
+
+// TestProfiles: Go's profiles are served on loopback, and remotely only to
+// an operator with the admin role (a CPU profile keeps the node busy for as
+// long as the caller asks).
+func TestProfiles(t *testing.T) {
+	f := newRemoteFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	out, err := get(ctx, "http://"+f.local+ProfilePath+"goroutine?debug=1")
+	require.NoError(t, err)
+	require.Contains(t, out, "goroutine profile:", "loopback serves the profiles")
+
+	reader := NewClient(f.rem, f.reader.TLSConfig("pop1"))
+	defer reader.Close()
+	_, err = reader.Get(ctx, ProfilePath+"goroutine?debug=1")
+	require.ErrorContains(t, err, "403 Forbidden")
+	require.ErrorContains(t, err, "read_only")
+	lines := f.logs.lines("admin request refused")
+	require.NotEmpty(t, lines)
+	require.Contains(t, lines[len(lines)-1], "reason=read_only")
+
+	boss := NewClient(f.rem, f.boss.TLSConfig("pop1"))
+	defer boss.Close()
+	body, err := boss.Get(ctx, ProfilePath+"heap?debug=1")
+	require.NoError(t, err)
+	require.Contains(t, string(body), "heap profile:", "an admin operator gets the profiles remotely")
+	body, err = boss.Get(ctx, ProfilePath+"profile?seconds=1")
+	require.NoError(t, err)
+	require.NotEmpty(t, body, "a CPU profile")
+}
