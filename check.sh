@@ -42,9 +42,28 @@ fuzz() {
 		pkg=./$(dirname "${file#./}")
 		for target in $(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$file"); do
 			echo "-- $pkg $target"
-			go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg"
+			fuzz_one "$pkg" "$target"
 		done
 	done
+}
+
+# fuzz_one fuzzes one target, and runs it once more when it failed only with
+# Go's own "context deadline exceeded" at the end of -fuzztime: a race in the
+# fuzzing coordinator of Go before 1.27 (go.dev/issue/75804; a loaded machine
+# hits it), not a finding. A finding always writes its input to testdata/fuzz
+# ("Failing input written to") and fails at once; so does a second failure.
+fuzz_one() {
+	local pkg=$1 target=$2 out status=0
+	out=$(mktemp)
+	go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" 2>&1 | tee "$out" || status=$?
+	if [ "$status" != 0 ] && grep -q 'context deadline exceeded' "$out" &&
+		! grep -q -e 'Failing input written' -e 'panic:' "$out"; then
+		echo "-- $pkg $target: the fuzzing coordinator's deadline race (go.dev/issue/75804), not a finding; once more"
+		status=0
+		go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" || status=$?
+	fi
+	rm -f "$out"
+	return "$status"
 }
 
 start=$SECONDS
