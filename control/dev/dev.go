@@ -79,7 +79,8 @@ func Run(ctx context.Context, opts Options) error {
 		return fail(err)
 	}
 	board := "http://" + boardLn.Addr().String() + "/"
-	var ready sync.WaitGroup
+	// ready counts the nodes not serving yet; regionsUp, the regions.
+	var ready, regionsUp sync.WaitGroup
 	for i, name := range names {
 		store, err := p.Store(name, opts.Logger)
 		if err != nil {
@@ -88,19 +89,37 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		ctx, isEdge := rctx, i >= len(doc.Topology.Regions)
 		if isEdge {
+			if i == len(doc.Topology.Regions) {
+				// An edge dials its regions as it starts: it starts once
+				// every region's backbone is bound, so that a normal start
+				// logs no failed dial.
+				if waitOrDone(gctx, &regionsUp); gctx.Err() != nil {
+					break // a region failed: the group returns its error
+				}
+			}
 			ctx = gctx
 			edges.Add(1)
+		} else {
+			regionsUp.Add(1)
 		}
 		ready.Add(1)
 		var once sync.Once
+		up := func() {
+			once.Do(func() {
+				ready.Done()
+				if !isEdge {
+					regionsUp.Done()
+				}
+			})
+		}
 		g.Go(func() error {
-			defer once.Do(ready.Done)
+			defer up()
 			if isEdge {
 				defer edges.Done()
 			}
 			err := node.Run(ctx, node.Options{
 				Doc: doc, Node: name, Version: opts.Version, Logger: opts.Logger, Store: store,
-				Ready: func() { once.Do(ready.Done) },
+				Ready: up,
 			})
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
@@ -258,4 +277,19 @@ func loopbackEndpoints(doc *config.Document, proto string) []demoTarget {
 		}
 	}
 	return out
+}
+
+// waitOrDone waits for wg, or for ctx to end (a node failed): every node
+// counted in wg calls Done when it serves or returns, so the helper
+// goroutine ends either way.
+func waitOrDone(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
