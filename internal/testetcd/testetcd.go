@@ -6,8 +6,10 @@ package testetcd
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os/exec"
 	"sync"
 	"testing"
@@ -24,6 +26,9 @@ type Server struct {
 	t                    testing.TB
 	bin, dir             string
 	clientPort, peerPort int
+	// healthPort serves /health in plain HTTP whatever the clients speak:
+	// "true" once the member has a leader and takes requests.
+	healthPort int
 	// mu guards cmd and done; outMu guards out.
 	tls   []string // the member's TLS flags (none: plain)
 	mu    sync.Mutex
@@ -33,7 +38,7 @@ type Server struct {
 	out   bytes.Buffer
 }
 
-// Start starts an etcd member and waits until it takes connections.
+// Start starts an etcd member and waits until it serves requests.
 func Start(t testing.TB) *Server { return StartTLS(t, nil) }
 
 // StartTLS starts an etcd member whose clients speak TLS with a server
@@ -43,7 +48,8 @@ func StartTLS(t testing.TB, ca *testcert.CA) *Server {
 	t.Helper()
 	needs.Tools(t, "etcd-server", "etcd")
 	bin, _ := exec.LookPath("etcd")
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), clientPort: testport.Port(t), peerPort: testport.Port(t)}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), clientPort: testport.Port(t), peerPort: testport.Port(t),
+		healthPort: testport.Port(t)}
 	if ca != nil {
 		srv := ca.Issue(t, "etcd-server", testcert.Leaf{Names: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
 		s.tls = []string{"--cert-file", srv.CertFile, "--key-file", srv.KeyFile, "--trusted-ca-file", ca.File, "--client-cert-auth"}
@@ -62,7 +68,10 @@ func StartTLS(t testing.TB, ca *testcert.CA) *Server {
 func (s *Server) Endpoint() string { return fmt.Sprintf("127.0.0.1:%d", s.clientPort) }
 
 // Restart starts the member again (after Kill), on the same ports and
-// data, and waits until it takes connections.
+// data, and waits until it serves requests: its /health says true, which
+// needs a leader. Taking connections is not enough: a member just
+// restarted accepts them before its election, and a loaded machine can
+// spend seconds there.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.mu.Lock()
@@ -78,18 +87,20 @@ func (s *Server) Restart() {
 	cmd := exec.Command(s.bin, append([]string{"--name", "test", "--data-dir", s.dir,
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "test=" + peer, "--log-level", "warn", "--logger", "zap"}, s.tls...)...)
+		"--initial-cluster", "test=" + peer, "--log-level", "warn", "--logger", "zap",
+		"--listen-metrics-urls", fmt.Sprintf("http://127.0.0.1:%d", s.healthPort)}, s.tls...)...)
 	cmd.Stdout, cmd.Stderr = outWriter{s}, outWriter{s}
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("testetcd: %v", err)
 	}
 	s.cmd, s.done = cmd, make(chan struct{})
 	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(s.done)
-	deadline := time.Now().Add(20 * time.Second)
+	health := fmt.Sprintf("http://127.0.0.1:%d/health", s.healthPort)
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(60 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", s.Endpoint(), time.Second)
+		err := healthy(hc, health)
 		if err == nil {
-			_ = c.Close()
 			return
 		}
 		select {
@@ -98,10 +109,29 @@ func (s *Server) Restart() {
 		default:
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("testetcd: etcd does not listen on %s within 20 s: %v", s.Endpoint(), err)
+			s.t.Fatalf("testetcd: etcd on %s not healthy within 60 s: %v\n%s", s.Endpoint(), err, s.output())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// healthy asks etcd's /health whether the member serves requests.
+func healthy(hc *http.Client, url string) error {
+	resp, err := hc.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Health string `json:"health"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		return err
+	}
+	if h.Health != "true" {
+		return fmt.Errorf("health %q (%s)", h.Health, resp.Status)
+	}
+	return nil
 }
 
 // Kill kills the member (SIGKILL, by its PID) and waits for it to exit.
